@@ -1,0 +1,1 @@
+"""Alembic migrations; installed as `oncal_feed.migrations` (see pyproject.toml)."""

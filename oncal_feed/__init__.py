@@ -1,0 +1,36 @@
+"""oncal-feed: on-call shifts in the calendars people already use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app: settings, database, blueprints and error handlers.
+
+    `config` overrides settings from the environment (tests pass a dict here).
+    """
+    from oncal_feed.api import api_blueprint
+    from oncal_feed.config import load_config
+    from oncal_feed.db import Database
+    from oncal_feed.errors_http import register_error_handlers
+    from oncal_feed.feeds.views import feeds_blueprint
+    from oncal_feed.logs import configure_logging
+
+    app = Flask(__name__, instance_relative_config=True)
+    instance_path = Path((config or {}).get("INSTANCE_PATH", app.instance_path))
+    app.instance_path = str(instance_path)
+    app.config.update(load_config(instance_path, config))
+    configure_logging(app)
+
+    Database(app.config["DATABASE_URL"]).init_app(app)
+    register_error_handlers(app)
+    app.register_blueprint(api_blueprint)
+    app.register_blueprint(feeds_blueprint)
+    return app

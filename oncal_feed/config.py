@@ -1,0 +1,153 @@
+"""Configuration: the only module that reads the environment.
+
+Settings come, in increasing priority, from built-in defaults, a `.env` file in the
+working directory (when present), the process environment, and the mapping passed to
+`create_app(config=...)`. Every name is documented in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.fernet import Fernet
+from dotenv import dotenv_values
+
+from oncal_feed.errors import ConfigError
+
+__all__ = ["MODES", "load_config"]
+
+MODES = ("production", "demo", "test")
+
+# Settings read from the environment, with their defaults. `None` means "not set".
+DEFAULTS: dict[str, Any] = {
+    "ONCAL_MODE": "production",
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,  # default: sqlite:///<instance>/oncal-feed.sqlite
+    "BASE_URL": "http://127.0.0.1:8000",
+    # default: sqlite:///<instance>/queue.sqlite; redis://host:6379/0 for several machines
+    "QUEUE_URL": None,
+    "TOKEN_ENCRYPTION_KEYS": None,  # comma-separated Fernet keys, newest first
+    "GOOGLE_CLIENT_ID": None,
+    "GOOGLE_CLIENT_SECRET": None,
+    "GOOGLE_AUTH_URI": "https://accounts.google.com/o/oauth2/auth",
+    "GOOGLE_TOKEN_URI": "https://oauth2.googleapis.com/token",
+    "GOOGLE_REVOKE_URI": "https://oauth2.googleapis.com/revoke",
+    "GOOGLE_API_ENDPOINT": "https://www.googleapis.com",
+    "MICROSOFT_CLIENT_ID": None,
+    "MICROSOFT_CLIENT_SECRET": None,
+    "MICROSOFT_TENANT_ID": "common",
+    "MICROSOFT_AUTHORITY_HOST": "https://login.microsoftonline.com",
+    "GRAPH_ENDPOINT": "https://graph.microsoft.com/v1.0",
+    "MAX_CONTENT_LENGTH": 1_048_576,
+    "LOG_FORMAT": "text",  # or "json"
+    "TRUSTED_PROXY_COUNT": 0,
+    "TRUSTED_AUTH_HEADER": None,  # e.g. X-Forwarded-Email, only behind a trusted proxy
+}
+
+INTEGER_SETTINGS = ("MAX_CONTENT_LENGTH", "TRUSTED_PROXY_COUNT")
+
+MISSING_SECRET_KEY_HELP = (
+    "SECRET_KEY is not set. Generate one with\n"  # noqa: S105 (help text, not a secret)
+    '    python3 -c "import secrets; print(secrets.token_urlsafe(48))"\n'
+    "and put it in the environment or in .env (see .env.example). "
+    "For a first try without configuration, run `oncal-feed demo`."
+)
+ENCRYPTION_KEY_HELP = (
+    "TOKEN_ENCRYPTION_KEYS is not set, but a calendar provider is configured. "
+    "Generate a key with\n"
+    "    python3 -c 'from cryptography.fernet import Fernet; "
+    "print(Fernet.generate_key().decode())'\n"
+    "and set TOKEN_ENCRYPTION_KEYS to it (see .env.example)."
+)
+
+
+def load_config(
+    instance_path: Path,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv_path: Path | None = None,
+) -> dict[str, Any]:
+    """Return the app's settings, validated, with derived defaults filled in.
+
+    Raises `ConfigError` with a message that says how to fix the problem.
+    """
+    environ = os.environ if environ is None else environ
+    dotenv_path = Path(".env") if dotenv_path is None else dotenv_path
+    settings: dict[str, Any] = dict(DEFAULTS)
+    if dotenv_path.is_file():
+        settings.update(
+            {k: v for k, v in dotenv_values(dotenv_path).items() if k in DEFAULTS and v}
+        )
+    settings.update({k: v for k, v in environ.items() if k in DEFAULTS and v})
+    settings.update(overrides or {})
+
+    mode = settings["ONCAL_MODE"]
+    if mode not in MODES:
+        raise ConfigError(f"ONCAL_MODE must be one of {', '.join(MODES)}, not {mode!r}.")
+    for name in INTEGER_SETTINGS:
+        try:
+            settings[name] = int(settings[name])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a whole number.") from None
+
+    settings["BASE_URL"] = str(settings["BASE_URL"]).rstrip("/")
+    if not settings["DATABASE_URL"]:
+        settings["DATABASE_URL"] = f"sqlite:///{instance_path / 'oncal-feed.sqlite'}"
+    if not settings["QUEUE_URL"]:
+        settings["QUEUE_URL"] = f"sqlite:///{instance_path / 'queue.sqlite'}"
+
+    if not settings["SECRET_KEY"]:
+        if mode == "production":
+            raise ConfigError(MISSING_SECRET_KEY_HELP)
+        settings["SECRET_KEY"] = _instance_secret(instance_path / "secret_key", _random_secret)
+    if not settings["TOKEN_ENCRYPTION_KEYS"]:
+        if mode == "production" and _any_provider_configured(settings):
+            raise ConfigError(ENCRYPTION_KEY_HELP)
+        settings["TOKEN_ENCRYPTION_KEYS"] = _instance_secret(
+            instance_path / "token_key", lambda: Fernet.generate_key().decode()
+        )
+    keys = [k.strip() for k in str(settings["TOKEN_ENCRYPTION_KEYS"]).split(",") if k.strip()]
+    for index, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ConfigError(
+                f"TOKEN_ENCRYPTION_KEYS entry {index + 1} is not a valid Fernet key "
+                "(32 url-safe base64-encoded bytes)."
+            ) from None
+    settings["TOKEN_ENCRYPTION_KEYS"] = keys
+    settings["GOOGLE_CONFIGURED"] = bool(
+        settings["GOOGLE_CLIENT_ID"] and settings["GOOGLE_CLIENT_SECRET"]
+    )
+    settings["MICROSOFT_CONFIGURED"] = bool(
+        settings["MICROSOFT_CLIENT_ID"] and settings["MICROSOFT_CLIENT_SECRET"]
+    )
+    settings["SESSION_COOKIE_HTTPONLY"] = True
+    settings["SESSION_COOKIE_SAMESITE"] = "Lax"
+    settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
+    return settings
+
+
+def _any_provider_configured(settings: Mapping[str, Any]) -> bool:
+    return bool(settings["GOOGLE_CLIENT_ID"] or settings["MICROSOFT_CLIENT_ID"])
+
+
+def _random_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def _instance_secret(path: Path, make: Any) -> str:
+    """Read a generated secret kept in the instance folder, creating it on first use."""
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    # Owner-only from the first byte: the file holds a signing or encryption key.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value

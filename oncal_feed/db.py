@@ -1,0 +1,139 @@
+"""Database engine, sessions and the declarative base.
+
+Plain SQLAlchemy 2 (no Flask-SQLAlchemy) so the shift store, the sync engine and the CLI
+use the same sessions with or without a Flask app around them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, g
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["Base", "Database", "UTCDateTime", "get_database", "get_session", "utcnow"]
+
+# Stable constraint names, so Alembic migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Return the current instant as an aware UTC datetime (frozen by freezegun in tests)."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant stored as naive UTC and always returned as an aware UTC datetime.
+
+    SQLite keeps no zone and PostgreSQL `timestamp` keeps none either; storing naive UTC
+    on both makes comparisons and indexes behave the same everywhere.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Convert an aware datetime to naive UTC; refuse naive input."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an instant is required")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Attach UTC to the stored naive value."""
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+def normalise_url(url: str) -> str:
+    """Pick the psycopg 3 driver for plain `postgres://` / `postgresql://` URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    """An engine plus a session factory for one database URL."""
+
+    def __init__(self, url: str, **engine_options: Any) -> None:
+        self.url = normalise_url(url)
+        self.engine: Engine = create_engine(self.url, **self._engine_options(engine_options))
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _configure_sqlite)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _engine_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if self.url.startswith("sqlite"):
+            # Wait for a concurrent writer (web + worker) instead of failing at once.
+            options["connect_args"] = {"timeout": 30}
+        options.update(given)
+        return options
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """Yield a session that commits on success and rolls back on error."""
+        with self.sessionmaker() as session, session.begin():
+            yield session
+
+    def init_app(self, app: Flask) -> None:
+        """Make `get_session()` give each request its own session, closed at teardown."""
+        app.extensions["oncal_db"] = self
+        app.teardown_appcontext(_close_request_session)
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self.engine.dispose()
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets feed readers proceed while the worker writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def get_database(app: Flask | None = None) -> Database:
+    """Return the app's `Database` (the current app when none is given)."""
+    from flask import current_app
+
+    return (app or current_app).extensions["oncal_db"]
+
+
+def get_session() -> Session:
+    """Return this request's session, opening it on first use."""
+    if "db_session" not in g:
+        g.db_session = get_database().sessionmaker()
+    return g.db_session
+
+
+def _close_request_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        # Anything not committed by the view is rolled back: no half-written records.
+        session.rollback()
+        session.close()

@@ -1,0 +1,128 @@
+"""Typed SQLAlchemy models: users, schedules, shifts and API keys.
+
+Instants are stored as UTC (`UTCDateTime`); IANA zone names are kept beside them for
+people and for rotation arithmetic.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from oncal_feed.db import Base, utcnow
+
+__all__ = ["ApiKey", "Schedule", "Shift", "User", "new_public_id", "new_shift_uid"]
+
+DEFAULT_FEED_PAST_DAYS = 30
+DEFAULT_FEED_FUTURE_DAYS = 365
+
+
+def new_public_id() -> str:
+    """Return a random, URL-safe public identifier for a user."""
+    return "u_" + secrets.token_urlsafe(12)
+
+
+def new_shift_uid() -> str:
+    """Return a permanent, globally unique iCalendar UID for a new shift."""
+    return f"{uuid.uuid4()}@oncal-feed"
+
+
+class User(Base):
+    """A person who is on call; owns a feed and calendar connections."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_public_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Bumping the generation invalidates every feed URL issued before.
+    feed_generation: Mapped[int] = mapped_column(default=1)
+    feed_past_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_PAST_DAYS)
+    feed_future_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_FUTURE_DAYS)
+    feed_busy: Mapped[bool] = mapped_column(default=False)
+    feed_schedule_keys: Mapped[list[str] | None] = mapped_column(JSON)
+    # Bumped by every write that changes what this user's calendars should show;
+    # part of the feed ETag, so a conditional GET is answered without reading shifts.
+    calendar_version: Mapped[int] = mapped_column(default=1)
+    feed_last_fetched_at: Mapped[datetime | None]
+    feed_last_client: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    shifts: Mapped[list[Shift]] = relationship(back_populates="user", lazy="raise")
+
+
+class Schedule(Base):
+    """An on-call schedule (a rotation), identified by a stable key such as `payments`."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(String(2000))
+    # Rises when the name or zone changes; added to each shift's revision for SEQUENCE,
+    # so renaming a schedule updates every event without rewriting every shift row.
+    revision: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Shift(Base):
+    """One person on call for one schedule between two instants.
+
+    `uid` is permanent (a moved shift is an update, not a new event). `revision` rises
+    only when the rendered content changes, and becomes the iCalendar SEQUENCE. A deleted
+    shift keeps its row as a tombstone (`deleted_at`) so feeds can announce the cancellation.
+    """
+
+    __tablename__ = "shifts"
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "external_id"),
+        # "Shifts of user U overlapping [A, B)" scans this index from A - max length to B.
+        Index("ix_shifts_user_id_starts_at", "user_id", "starts_at"),
+        Index("ix_shifts_schedule_id_starts_at", "schedule_id", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(255), unique=True, default=new_shift_uid)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    role: Mapped[str] = mapped_column(String(32), default="primary")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    # Names of whoever is on call right before and after (same schedule and role), kept
+    # on the row so that a neighbour's change bumps this shift's revision like any edit.
+    handover_from: Mapped[str | None] = mapped_column(String(200))
+    handover_to: Mapped[str | None] = mapped_column(String(200))
+    revision: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="shifts", lazy="raise")
+    schedule: Mapped[Schedule] = relationship(lazy="raise")
+
+
+class ApiKey(Base):
+    """A bearer key for the JSON API; only a SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

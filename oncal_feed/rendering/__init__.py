@@ -1,0 +1,9 @@
+"""Shift-to-event rendering: pure functions, no Flask, SQLAlchemy or HTTP.
+
+`shift_event()` turns one shift into an `EventSpec`; `ics`, `google` and `graph` turn
+that one description into each calendar's format, so all three always say the same thing.
+"""
+
+from oncal_feed.rendering.event import EventSpec, RenderOptions, ShiftFacts, shift_event
+
+__all__ = ["EventSpec", "RenderOptions", "ShiftFacts", "shift_event"]

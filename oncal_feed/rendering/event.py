@@ -1,0 +1,138 @@
+"""The one place that decides what a shift looks like as a calendar event."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+__all__ = ["EventSpec", "RenderOptions", "ShiftFacts", "shift_event"]
+
+# Bump when the rendered form changes for the same data, so cached bytes and ETags renew.
+RENDER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShiftFacts:
+    """Everything rendering needs to know about one shift, as plain values.
+
+    `revision` and `updated_at` already fold in the schedule's own revision, so a renamed
+    schedule renders as a newer version of each event.
+    """
+
+    uid: str
+    schedule_key: str
+    schedule_name: str
+    schedule_zone: str
+    schedule_url: str | None
+    role: str
+    notes: str
+    starts_at: datetime
+    ends_at: datetime
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    cancelled: bool = False
+    handover_from: str | None = None
+    handover_to: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Per-viewer choices: where links point and whether on-call shows as busy."""
+
+    base_url: str
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An immutable, format-neutral calendar event."""
+
+    uid: str
+    summary: str
+    description: str
+    starts_at: datetime
+    ends_at: datetime
+    cancelled: bool
+    sequence: int
+    created: datetime
+    last_modified: datetime
+    transparent: bool
+    url: str
+
+    @property
+    def status(self) -> str:
+        """`confirmed` or `cancelled`, as both iCalendar and Google spell it (any case)."""
+        return "cancelled" if self.cancelled else "confirmed"
+
+    @cached_property
+    def content_hash(self) -> str:
+        """SHA-256 of what a calendar shows (not SEQUENCE or timestamps).
+
+        Push sync records it at write time and compares it later, instead of comparing
+        remote read-backs field by field (remote APIs normalise times and bodies).
+        """
+        shown = {
+            "v": RENDER_VERSION,
+            "uid": self.uid,
+            "summary": self.summary,
+            "description": self.description,
+            "start": self.starts_at.isoformat(),
+            "end": self.ends_at.isoformat(),
+            "cancelled": self.cancelled,
+            "transparent": self.transparent,
+            "url": self.url,
+        }
+        return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
+
+    @cached_property
+    def cache_key(self) -> str:
+        """A key covering every rendered field, for caches of serialized bytes."""
+        stamp = f"{self.sequence}|{self.created.isoformat()}|{self.last_modified.isoformat()}"
+        return hashlib.sha256(f"{self.content_hash}|{stamp}".encode()).hexdigest()
+
+
+def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
+    """Describe `shift` as a calendar event for a viewer with `options`."""
+    zone = ZoneInfo(shift.schedule_zone)
+    return EventSpec(
+        uid=shift.uid,
+        summary=f"On-call: {shift.schedule_name} ({shift.role})",
+        description=_description(shift, zone, options),
+        starts_at=shift.starts_at.astimezone(UTC),
+        ends_at=shift.ends_at.astimezone(UTC),
+        cancelled=shift.cancelled,
+        sequence=shift.revision,
+        created=shift.created_at.astimezone(UTC),
+        last_modified=shift.updated_at.astimezone(UTC),
+        transparent=not options.busy,
+        url=shift.schedule_url or f"{options.base_url}/settings",
+    )
+
+
+def _local(instant: datetime, zone: ZoneInfo) -> str:
+    """Format an instant for people, in the schedule's zone, e.g. `Mon 2 Mar 2026 09:00 CET`."""
+    local = instant.astimezone(zone)
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
+
+
+def _description(shift: ShiftFacts, zone: ZoneInfo, options: RenderOptions) -> str:
+    lines = [
+        f"{shift.schedule_name}: {shift.role} on-call.",
+        f"From {_local(shift.starts_at, zone)}",
+        f"to {_local(shift.ends_at, zone)} ({shift.schedule_zone}).",
+    ]
+    if shift.handover_from:
+        lines.append(f"Takes over from {shift.handover_from}.")
+    if shift.handover_to:
+        lines.append(f"Hands over to {shift.handover_to}.")
+    if shift.cancelled:
+        lines.append("This shift was cancelled.")
+    if shift.notes:
+        lines += ["", shift.notes]
+    lines += ["", f"Schedule: {shift.schedule_url or options.base_url + '/settings'}"]
+    return "\n".join(lines)

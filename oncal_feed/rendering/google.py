@@ -1,0 +1,34 @@
+"""Google Calendar v3 event JSON for an `EventSpec`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from oncal_feed.rendering.event import EventSpec
+
+__all__ = ["UID_PROPERTY", "google_event"]
+
+# Private extended property that tags every event we write with the shift UID, so we can
+# find our own events (orphans, duplicates) with `privateExtendedProperty=` filters.
+UID_PROPERTY = "oncalFeedUid"
+
+
+def _instant(value: datetime) -> dict[str, str]:
+    return {"dateTime": value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "timeZone": "UTC"}
+
+
+def google_event(spec: EventSpec) -> dict[str, Any]:
+    """Return the body for `events.insert` / `events.update` (the caller adds `id`)."""
+    return {
+        "summary": spec.summary,
+        "description": spec.description,
+        "start": _instant(spec.starts_at),
+        "end": _instant(spec.ends_at),
+        "status": spec.status,
+        "transparency": "transparent" if spec.transparent else "opaque",
+        "source": {"title": spec.summary, "url": spec.url},
+        "extendedProperties": {"private": {UID_PROPERTY: spec.uid}},
+        # An on-call shift is not a meeting: no popups unless the user adds them.
+        "reminders": {"useDefault": False},
+    }

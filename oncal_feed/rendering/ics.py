@@ -1,0 +1,65 @@
+"""iCalendar (RFC 5545 / RFC 7986) serialization of `EventSpec`s, with icalendar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from icalendar import Calendar, Event, vDuration
+
+from oncal_feed.rendering.event import EventSpec
+
+__all__ = ["PRODID", "calendar_bytes", "calendar_frame", "vevent_bytes"]
+
+PRODID = "-//oncal-feed//oncal-feed//EN"
+REFRESH_INTERVAL = timedelta(hours=1)
+_END = b"END:VCALENDAR\r\n"
+
+
+def vevent_bytes(spec: EventSpec) -> bytes:
+    """Render one event as a folded, CRLF-terminated `BEGIN:VEVENT ... END:VEVENT` block.
+
+    Every value comes from `spec` (UID and DTSTAMP included), so the same spec always
+    renders to the same bytes.
+    """
+    event = Event()
+    event.add("uid", spec.uid)
+    event.add("dtstamp", spec.last_modified)
+    event.add("dtstart", spec.starts_at)
+    event.add("dtend", spec.ends_at)
+    event.add("sequence", spec.sequence)
+    event.add("created", spec.created)
+    event.add("last-modified", spec.last_modified)
+    event.add("summary", spec.summary)
+    event.add("description", spec.description)
+    event.add("url", spec.url)
+    event.add("status", spec.status.upper())
+    event.add("transp", "TRANSPARENT" if spec.transparent else "OPAQUE")
+    return event.to_ical()
+
+
+def calendar_frame(name: str, description: str) -> tuple[bytes, bytes]:
+    """Return the VCALENDAR header (properties, no events) and footer bytes.
+
+    No METHOD: PUBLISH would require an ORGANIZER on every event (RFC 5546), and a
+    subscription needs none.
+    """
+    calendar = Calendar()
+    calendar.add("version", "2.0")
+    calendar.add("prodid", PRODID)
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("name", name)
+    calendar.add("x-wr-calname", name)
+    calendar.add("description", description)
+    calendar.add("x-wr-caldesc", description)
+    calendar.add("refresh-interval", vDuration(REFRESH_INTERVAL), parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", vDuration(REFRESH_INTERVAL))
+    whole = calendar.to_ical()
+    assert whole.endswith(_END)
+    return whole[: -len(_END)], _END
+
+
+def calendar_bytes(name: str, description: str, events: Iterable[bytes]) -> bytes:
+    """Assemble a whole calendar from a frame and already rendered VEVENT blocks."""
+    header, footer = calendar_frame(name, description)
+    return b"".join([header, *events, footer])

@@ -1,0 +1,200 @@
+"""Shared fixtures: an app on a migrated test database, clients, and the loopback guard.
+
+Set ONCAL_TEST_DATABASE_URL to a PostgreSQL URL to run the suite on PostgreSQL: a fresh
+database is created on that server for the run and dropped afterwards. Without it, the
+suite runs on a SQLite file in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from oncal_feed import accounts, create_app
+from oncal_feed.db import Base, Database, get_database, normalise_url, utcnow
+from oncal_feed.migrate import upgrade
+
+pytest_plugins: list[str] = []
+
+# ---------------------------------------------------------------- loopback guard
+
+
+class OutsideConnection(AssertionError):
+    """A test tried to reach a host outside loopback."""
+
+
+_violations: list[str] = []
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_address(address: Any, family: int) -> None:
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return  # Unix sockets (PostgreSQL's) are local by nature.
+    host = str(address[0])
+    if not _is_loopback(host):
+        _violations.append(host)
+        raise OutsideConnection(f"test tried to connect to {host}, outside loopback")
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_address(address, self.family)
+    _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_address(address, self.family)
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else str(host or "")
+    if not _is_loopback(name):
+        _violations.append(name)
+        raise OutsideConnection(f"test tried to resolve {name}, outside loopback")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only() -> Iterator[None]:
+    """Refuse (and fail the run on) any connection or lookup outside 127.0.0.0/8 and ::1."""
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _guarded_getaddrinfo
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _real_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def no_outside_connections() -> Iterator[None]:
+    """Fail the test even when a library swallowed the guard's exception."""
+    start = len(_violations)
+    yield
+    tried = _violations[start:]
+    if tried:
+        pytest.fail(f"test reached outside loopback: {', '.join(sorted(set(tried)))}")
+
+
+# ---------------------------------------------------------------- database
+
+
+def _fresh_postgres(server_url: str) -> Iterator[str]:
+    url = make_url(normalise_url(server_url))
+    name = f"oncal_test_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database for the whole run: PostgreSQL when configured, else SQLite."""
+    server_url = os.environ.get("ONCAL_TEST_DATABASE_URL")
+    if server_url and not server_url.startswith("sqlite"):
+        urls = _fresh_postgres(server_url)
+        url = next(urls)
+    else:
+        urls = None
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+    database = Database(url)
+    upgrade(database)
+    database.dispose()
+    yield url
+    if urls is not None:
+        next(urls, None)
+
+
+def _empty_tables(database: Database) -> None:
+    tables = [t for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
+    """Settings for a test app; tests may change them before using `app`."""
+    return {
+        "ONCAL_MODE": "test",
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "BASE_URL": "https://oncal.example.test",
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "QUEUE_URL": f"sqlite:///{tmp_path / 'queue.sqlite'}",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Iterator[Flask]:
+    """A fresh app on the shared test database, emptied after each test."""
+    application = create_app(app_config)
+    yield application
+    database = get_database(application)
+    _empty_tables(database)
+    database.dispose()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    """A session outside any request; the test commits what it wants others to see."""
+    with get_database(app).sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client with no credentials."""
+    return app.test_client()
+
+
+@pytest.fixture
+def api_key(app: Flask) -> str:
+    """The secret of a fresh API key."""
+    with get_database(app).session() as session:
+        _key, secret = accounts.create_api_key(session, "tests", utcnow())
+    return secret
+
+
+@pytest.fixture
+def api(app: Flask, api_key: str) -> FlaskClient:
+    """A test client that sends a valid API key with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_key}"
+    return client
