@@ -15,7 +15,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from oncal_feed.db import Base, utcnow
 
-__all__ = ["ApiKey", "Schedule", "Shift", "User", "new_public_id", "new_shift_uid"]
+__all__ = [
+    "ApiKey",
+    "CalendarConnection",
+    "Schedule",
+    "Shift",
+    "SyncRecord",
+    "User",
+    "new_public_id",
+    "new_shift_uid",
+]
 
 DEFAULT_FEED_PAST_DAYS = 30
 DEFAULT_FEED_FUTURE_DAYS = 365
@@ -126,3 +135,77 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class CalendarConnection(Base):
+    """A user's OAuth link to one remote calendar (Google or Microsoft) and its sync state.
+
+    Tokens are kept only as ciphertext (`token_ciphertext`, see connections.vault). The
+    `lease_*` columns are a per-connection lock that works across worker machines.
+    """
+
+    __tablename__ = "calendar_connections"
+    __table_args__ = (UniqueConstraint("user_id", "provider"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))  # "google" | "microsoft"
+    # "active" | "needs_reauth" | "error" (last sync failed; retried) | "disconnected"
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    account_email: Mapped[str | None] = mapped_column(String(320))
+    calendar_id: Mapped[str | None] = mapped_column(String(1024))
+    calendar_name: Mapped[str | None] = mapped_column(String(200))
+    owns_calendar: Mapped[bool] = mapped_column(default=True)  # we created it
+    use_primary: Mapped[bool] = mapped_column(default=False)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    token_ciphertext: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None]
+    window_days: Mapped[int] = mapped_column(default=90)
+    # Part of every Google event id we derive; bumped when an old id can't be reused.
+    id_generation: Mapped[int] = mapped_column(default=1)
+    dirty_since: Mapped[datetime | None]  # a change is waiting to be pushed
+    last_sync_started_at: Mapped[datetime | None]
+    last_sync_at: Mapped[datetime | None]  # last finished attempt, good or bad
+    last_success_at: Mapped[datetime | None]
+    last_window_start: Mapped[datetime | None]  # window of the last successful sync
+    last_full_check_at: Mapped[datetime | None]  # last listing of remote events
+    last_created: Mapped[int] = mapped_column(default=0)
+    last_updated: Mapped[int] = mapped_column(default=0)
+    last_deleted: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)  # plain words, never a secret
+    last_error_at: Mapped[datetime | None]
+    failure_count: Mapped[int] = mapped_column(default=0)
+    next_retry_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class SyncRecord(Base):
+    """What one remote calendar holds for one shift: the sync engine's status store.
+
+    Written *before* a remote call with the intended remote id (state `creating`), so a
+    crash between the call and its answer is recovered without a duplicate.
+    """
+
+    __tablename__ = "sync_records"
+    __table_args__ = (UniqueConstraint("connection_id", "shift_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"), index=True
+    )
+    shift_id: Mapped[int] = mapped_column(ForeignKey("shifts.id", ondelete="CASCADE"))
+    shift_uid: Mapped[str] = mapped_column(String(255))
+    # Google: our deterministic event id. Graph: the server's id, once known.
+    remote_id: Mapped[str | None] = mapped_column(String(1024))
+    # Graph: the transactionId sent with the create, so a retry can't duplicate.
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    # "creating" (intent committed, outcome unknown) | "synced" | "deleting"
+    state: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str | None] = mapped_column(String(64))  # of what we last wrote
+    remote_etag: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
