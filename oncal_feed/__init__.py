@@ -22,15 +22,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.errors_http import register_error_handlers
     from oncal_feed.feeds.views import feeds_blueprint
     from oncal_feed.logs import configure_logging
+    from oncal_feed.metrics import init_metrics
+    from oncal_feed.ops import ops_blueprint
 
     app = Flask(__name__, instance_relative_config=True)
     instance_path = Path((config or {}).get("INSTANCE_PATH", app.instance_path))
     app.instance_path = str(instance_path)
     app.config.update(load_config(instance_path, config))
     configure_logging(app)
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
     Database(app.config["DATABASE_URL"]).init_app(app)
     register_error_handlers(app)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(feeds_blueprint)
+    app.register_blueprint(ops_blueprint)
+    init_metrics(app)
     return app
