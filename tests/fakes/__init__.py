@@ -1,0 +1,1 @@
+"""Fake cloud servers (Google, Microsoft) that the real client libraries can talk to in tests."""
