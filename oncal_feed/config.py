@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "GOOGLE_AUTH_URI": "https://accounts.google.com/o/oauth2/auth",
     "GOOGLE_TOKEN_URI": "https://oauth2.googleapis.com/token",
     "GOOGLE_REVOKE_URI": "https://oauth2.googleapis.com/revoke",
-    "GOOGLE_API_ENDPOINT": "https://www.googleapis.com",
+    # googleapiclient replaces rootUrl + servicePath with this, so it includes /calendar/v3/.
+    "GOOGLE_API_ENDPOINT": "https://www.googleapis.com/calendar/v3/",
     "MICROSOFT_CLIENT_ID": None,
     "MICROSOFT_CLIENT_SECRET": None,
     "MICROSOFT_TENANT_ID": "common",

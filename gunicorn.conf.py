@@ -1,0 +1,41 @@
+"""Production gunicorn settings: `gunicorn wsgi:app` reads this file.
+
+Every value can be overridden with GUNICORN_* style flags or environment variables named
+below. Threads serve slow calendar clients without holding a whole process each.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+from typing import Any
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 9)))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Feeds answer in milliseconds; anything near this limit is stuck.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# SIGTERM: stop accepting, let in-flight requests finish for up to this long.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5
+max_requests = 10_000
+max_requests_jitter = 1_000
+accesslog = "-"
+errorlog = "-"
+logger_class = "oncal_feed.gunicorn_logging.RedactingAccessLogger"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Prometheus multiprocess mode: each worker writes samples here and /metrics merges them.
+# Set before workers import prometheus_client.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="oncal-metrics-")
+)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges so they don't linger in /metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,75 @@
+"""The production server: gunicorn with our config, on a real socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `gunicorn wsgi:app` with gunicorn.conf.py on 127.0.0.1; yield its URL and process."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "gunicorn-test-" + "k" * 40,
+        "QUEUE_URL": f"sqlite:///{tmp_path / 'queue.sqlite'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "ONCAL_MODE": "production",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                break
+        except (urllib.error.URLError, ConnectionError):
+            if process.poll() is not None:
+                pytest.fail(f"gunicorn exited: {process.stdout.read()}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+    yield url, process
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_access_log_never_contains_a_feed_token(gunicorn) -> None:
+    """Requests for feed URLs are logged with the token replaced."""
+    url, process = gunicorn
+    token = "SECRETtoken123.abcDEF"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{url}/feeds/{token}.ics", timeout=5)
+    assert caught.value.code == 404
+    caught.value.close()
+    process.terminate()
+    output, _ = process.communicate(timeout=30)
+    assert "/feeds/[redacted]" in output
+    assert token not in output
