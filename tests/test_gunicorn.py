@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subproces
     yield url, process
     if process.poll() is None:
         process.terminate()
-        process.wait(timeout=30)
+    process.communicate(timeout=30)
 
 
 def test_access_log_never_contains_a_feed_token(gunicorn) -> None:
@@ -73,3 +74,30 @@ def test_access_log_never_contains_a_feed_token(gunicorn) -> None:
     output, _ = process.communicate(timeout=30)
     assert "/feeds/[redacted]" in output
     assert token not in output
+
+
+def test_sigterm_drains_a_request_in_flight(gunicorn, app, api_key: str) -> None:
+    """A request whose body is still arriving when SIGTERM lands is answered in full.
+
+    The body is sent in two halves around the signal, so the view is provably running
+    (blocked reading its input) while gunicorn shuts down.
+    """
+    url, process = gunicorn
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"email": "drain@example.com", "display_name": "Drain Test"}'
+    head = (
+        f"POST /api/v1/users HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=20) as conn:
+        conn.sendall(head + body[:10])
+        time.sleep(0.5)  # the worker thread is now inside the view, waiting for the body
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        conn.sendall(body[10:])
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+    assert process.wait(timeout=30) == 0
