@@ -1,69 +1,162 @@
 """The `oncal-feed` command.
 
 Each command builds the app it needs with `create_app()`, so settings come from the
-environment and `.env` exactly as for the web server.
+environment and `.env` exactly as for the web server. A mapping passed as click's `obj`
+(``main(obj={...})``) is added on top, as `create_app(config=...)` would take it; tests use
+it for `INSTANCE_PATH`, which is not an environment setting.
+
+Exit codes: 0 done, 1 the input or the data was refused (nothing was written), 2 usage or
+configuration error.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
 
-from oncal_feed import accounts, create_app
-from oncal_feed.db import get_database, utcnow
-from oncal_feed.errors import ConfigError, OncalError, ValidationError
-from oncal_feed.migrate import upgrade
-from oncal_feed.validation import parse_user
+from oncal_feed import accounts, create_app, notify, shifts
+from oncal_feed.db import Database, get_database, utcnow
+from oncal_feed.errors import ConfigError, FieldError, OncalError, ValidationError
+from oncal_feed.migrate import current_revision, head_revision, is_current, upgrade
+from oncal_feed.models import Schedule, User
+from oncal_feed.shifts import WriteResult
+from oncal_feed.validation import ShiftInput, parse_shift, parse_user, parse_window
 
 __all__ = ["main"]
 
+# Printing thousands of problems helps nobody; the first ones show the pattern.
+MAX_PROBLEMS_SHOWN = 50
+
+
+# ---------------------------------------------------------------- app and errors
+
 
 def build_app(**overrides: Any) -> Flask:
-    """Create the app or exit with the configuration problem explained."""
+    """Create the app (with click's `obj` and `overrides` as config) or exit explaining why."""
+    context = click.get_current_context(silent=True)
+    config = dict(context.obj or {}) if context is not None else {}
+    config.update(overrides)
     try:
-        return create_app(overrides or None)
+        return create_app(config or None)
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc), code=2)
+    except (ArgumentError, NoSuchModuleError):
+        _fail("DATABASE_URL is not a database URL SQLAlchemy understands (see .env.example).", 2)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _echo_problems(errors: list[FieldError]) -> None:
+    for error in errors[:MAX_PROBLEMS_SHOWN]:
+        where = f"line {error.line}: " if error.line is not None else ""
+        field = f"{error.field}: " if error.field else ""
+        click.echo(f"Error: {where}{field}{error.problem}", err=True)
+    if len(errors) > MAX_PROBLEMS_SHOWN:
+        click.echo(f"Error: ... and {len(errors) - MAX_PROBLEMS_SHOWN} more problems", err=True)
+
+
+@contextmanager
+def app_context(**overrides: Any) -> Iterator[Flask]:
+    """Build the app and enter its context; report our errors and close the database after."""
+    app = build_app(**overrides)
+    try:
+        with app.app_context():
+            yield app
+    except ValidationError as exc:
+        _echo_problems(exc.errors)
+        sys.exit(1)
+    except OncalError as exc:
+        _fail(str(exc))
+    except (OperationalError, ProgrammingError) as exc:
+        # The driver's first line says what went wrong (refused, unknown database) and
+        # never contains the password.
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        _fail(f"the database could not be used: {reason}")
+    finally:
+        get_database(app).dispose()
 
 
 def with_app(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Run `command(app, ...)` inside an app context; turn our errors into exit code 1."""
+    """Run `command(app, ...)` inside `app_context()`."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        app = build_app()
-        with app.app_context():
-            try:
-                return command(app, *args, **kwargs)
-            except ValidationError as exc:
-                for error in exc.errors:
-                    where = f"line {error.line}: " if error.line is not None else ""
-                    click.echo(f"Error: {where}{error.field}: {error.problem}", err=True)
-                sys.exit(1)
-            except OncalError as exc:
-                click.echo(f"Error: {exc}", err=True)
-                sys.exit(1)
+        with app_context() as app:
+            return command(app, *args, **kwargs)
 
     return wrapper
 
 
+def require_schema(database: Database) -> None:
+    """Exit with advice when the database schema is missing or differs from the code's."""
+    if not is_current(database):
+        current = current_revision(database) or "empty"
+        _fail(
+            f"the database schema is not up to date (database: {current}, code: "
+            f"{head_revision(database)}). Run `oncal-feed init-db` first."
+        )
+
+
+def merge_results(results: Iterable[WriteResult]) -> WriteResult:
+    """Add up several writes' counts and touched users."""
+    total = WriteResult()
+    for result in results:
+        total.created += result.created
+        total.updated += result.updated
+        total.unchanged += result.unchanged
+        total.deleted += result.deleted
+        total.touched_user_ids |= result.touched_user_ids
+    return total
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def describe_database(url: str) -> str:
+    """The database URL with any password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ---------------------------------------------------------------- commands
+
+
 @click.group()
+@click.version_option(package_name="oncal-feed")
 def main() -> None:
-    """oncal-feed: on-call shifts in the calendars people already use."""
+    """oncal-feed: on-call shifts in the calendars people already use.
+
+    Settings come from the environment and from .env (see .env.example). For a first try
+    without any configuration, run `oncal-feed demo`.
+    """
 
 
 @main.command("init-db")
 @with_app
 def init_db(app: Flask) -> None:
     """Create or upgrade the database schema (safe to run again)."""
-    upgrade(get_database(app))
-    click.echo("Database is up to date.")
+    database = get_database(app)
+    upgrade(database)
+    click.echo(f"Database is up to date (revision {current_revision(database)}).")
 
 
 @main.command("create-user")
@@ -75,29 +168,401 @@ def init_db(app: Flask) -> None:
 def create_user(app: Flask, email: str, display_name: str, time_zone: str, password: bool) -> None:
     """Create a user who can receive shifts."""
     data = parse_user({"email": email, "display_name": display_name, "time_zone": time_zone})
-    with get_database(app).session() as session:
+    database = get_database(app)
+    require_schema(database)
+    # Ask before opening the transaction: a write lock must not wait for someone typing.
+    secret = (
+        click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    )
+    if secret is not None and not secret.strip():
+        _fail("the password must not be empty")
+    with database.session() as session:
         user = accounts.create_user(session, data, utcnow())
-        if password:
-            accounts.set_password(
-                user, click.prompt("Password", hide_input=True, confirmation_prompt=True)
-            )
-        click.echo(f"Created user {user.email} ({user.public_id}).")
+        if secret is not None:
+            accounts.set_password(user, secret)
+    click.echo(f"Created user {user.email} ({user.public_id}).")
 
 
 @main.command("create-api-key")
 @click.argument("name")
 @with_app
 def create_api_key(app: Flask, name: str) -> None:
-    """Create an API key and print it once; only a hash is stored."""
-    with get_database(app).session() as session:
-        key, secret = accounts.create_api_key(session, name, utcnow())
+    """Create an API key named NAME and print it once; only a hash is stored.
+
+    The key alone goes to standard output, so `KEY=$(oncal-feed create-api-key ci)` works.
+    """
+    if not name.strip():
+        _fail("the key needs a name")
+    database = get_database(app)
+    require_schema(database)
+    with database.session() as session:
+        key, secret = accounts.create_api_key(session, name.strip(), utcnow())
     click.echo(secret)
     click.echo(f"Created API key {name!r} ({key.prefix}...). It will not be shown again.", err=True)
 
 
 @main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 def serve(host: str, port: int) -> None:
-    """Run the development server (use gunicorn in production)."""
-    build_app().run(host=host, port=port)
+    """Run the development server (use gunicorn in production: `gunicorn wsgi:app`)."""
+    with app_context() as app:
+        require_schema(get_database(app))
+    _run(app, host, port)
+
+
+def _run(app: Flask, host: str, port: int) -> None:
+    # Settings were read by create_app; Flask must not load .env a second time.
+    app.run(host=host, port=port, threaded=True, load_dotenv=False)
+
+
+# ---------------------------------------------------------------- import
+
+SHIFT_COLUMNS = ("schedule", "external_id", "user_email", "starts_at", "ends_at", "role", "notes")
+REQUIRED_COLUMNS = frozenset(SHIFT_COLUMNS[:5])
+OPTIONAL_COLUMNS = frozenset(SHIFT_COLUMNS[5:])
+
+
+@dataclass(frozen=True)
+class Row:
+    """One shift read from a file: where it starts, its schedule key and its fields."""
+
+    line: int
+    label: str  # "" for CSV rows, "[index]." for JSON items, prefixed to field names
+    schedule: Any
+    fields: dict[str, Any]
+    problem: FieldError | None = None  # a row too malformed to validate field by field
+
+
+@dataclass(frozen=True)
+class ParsedRow:
+    """A row that passed every check."""
+
+    line: int
+    schedule: str
+    shift: ShiftInput
+
+
+def read_rows(path: Path, file_format: str | None) -> list[Row]:
+    """Read the shifts of a JSON or CSV file; raise `ValidationError` when it can't be read.
+
+    The format comes from `file_format`, else the extension, else the first character.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError.single("", f"{path} is not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise ValidationError.single("", f"{path} is empty")
+    if file_format is None:
+        suffix = path.suffix.lower()
+        if suffix in (".json", ".csv"):
+            file_format = suffix[1:]
+        else:
+            file_format = "json" if text.lstrip().startswith("[") else "csv"
+    return _json_rows(text) if file_format == "json" else _csv_rows(text)
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _json_rows(text: str) -> list[Row]:
+    """Read a JSON array of objects, noting the line on which each item starts."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        error = FieldError("", f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno)
+        raise ValidationError([error]) from None
+    if not isinstance(document, list):
+        raise ValidationError([FieldError("", "the file must hold a JSON array of shifts", 1)])
+    # Decode the array a second time item by item, only to learn where each item starts.
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    rows = []
+    for index, item in enumerate(document):
+        while text[position] in " \t\r\n,":
+            position += 1
+        line = _line_of(text, position)
+        _, position = decoder.raw_decode(text, position)
+        label = f"[{index}]."
+        if not isinstance(item, dict):
+            rows.append(Row(line, label, None, {}, FieldError(f"[{index}]", "must be an object")))
+            continue
+        fields = dict(item)
+        rows.append(Row(line, label, fields.pop("schedule", None), fields))
+    return rows
+
+
+def _csv_rows(text: str) -> list[Row]:
+    """Read CSV with a header row; empty optional cells count as not given."""
+    # strict: an unclosed quote is an error, not a field that swallows the rest of the file.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [name.strip() for name in next(reader)]
+        problems = [
+            FieldError(name, "unknown column", 1)
+            for name in header
+            if name not in REQUIRED_COLUMNS | OPTIONAL_COLUMNS
+        ]
+        problems += [
+            FieldError(name, "column is missing from the header", 1)
+            for name in sorted(REQUIRED_COLUMNS - set(header))
+        ]
+        if problems:
+            raise ValidationError(problems)
+        rows = []
+        while True:
+            line = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(header):
+                error = FieldError("", f"{len(cells)} fields, but the header has {len(header)}")
+                rows.append(Row(line, "", None, {}, error))
+                continue
+            fields = {
+                name: cell.strip()
+                for name, cell in zip(header, cells, strict=False)
+                if cell.strip() or name in REQUIRED_COLUMNS
+            }
+            rows.append(Row(line, "", fields.pop("schedule", None), fields))
+    except csv.Error as exc:
+        raise ValidationError([FieldError("", f"not valid CSV: {exc}", reader.line_num)]) from None
+    return rows
+
+
+def check_rows(
+    session: Session, rows: list[Row], window: tuple[datetime, datetime] | None
+) -> tuple[list[ParsedRow], dict[str, Schedule], list[FieldError]]:
+    """Validate every row and what it refers to; return good rows, schedules and problems.
+
+    Each row gets every check that can be made on it: an unknown schedule is reported
+    even on a row whose times are also wrong. Problems carry the row's line.
+    """
+    keys = {row.schedule.strip() for row in rows if isinstance(row.schedule, str)}
+    schedules = {s.key: s for s in session.scalars(select(Schedule).where(Schedule.key.in_(keys)))}
+    emails = {
+        str(row.fields["user_email"]).strip().lower() for row in rows if "user_email" in row.fields
+    }
+    known_emails = set(session.scalars(select(User.email).where(User.email.in_(emails))))
+    parsed: list[ParsedRow] = []
+    problems: list[FieldError] = []
+    first_line: dict[tuple[str, str], int] = {}
+    for row in rows:
+        errors = [row.problem] if row.problem is not None else []
+        key = row.schedule.strip() if isinstance(row.schedule, str) else ""
+        if row.problem is None and not key:
+            errors.append(FieldError(f"{row.label}schedule", "is required (a schedule key)"))
+        elif key and key not in schedules:
+            errors.append(
+                FieldError(
+                    f"{row.label}schedule",
+                    f"no schedule {key!r}; create it first (PUT /api/v1/schedules/{key})",
+                )
+            )
+        shift = None
+        if row.problem is None:
+            try:
+                shift = parse_shift(row.fields, prefix=row.label)
+            except ValidationError as exc:
+                errors.extend(exc.errors)
+        email = row.fields.get("user_email")
+        email_field = f"{row.label}user_email"
+        if (
+            isinstance(email, str)
+            and email.strip().lower() not in known_emails
+            and not any(e.field == email_field for e in errors)
+        ):
+            errors.append(FieldError(email_field, "no user has this email address"))
+        if shift is not None:
+            identity = (key, shift.external_id)
+            if identity in first_line:
+                errors.append(
+                    FieldError(
+                        f"{row.label}external_id",
+                        f"{shift.external_id!r} is already on line {first_line[identity]}",
+                    )
+                )
+            first_line.setdefault(identity, row.line)
+            if window is not None and not (
+                shift.starts_at < window[1] and shift.ends_at > window[0]
+            ):
+                errors.append(FieldError(f"{row.label}starts_at", "shift lies outside --window"))
+        if errors:
+            problems.extend(FieldError(e.field, e.problem, row.line) for e in errors)
+        elif shift is not None:
+            parsed.append(ParsedRow(row.line, key, shift))
+    return parsed, schedules, problems
+
+
+def _parse_window_option(
+    _context: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[datetime, datetime] | None:
+    if value is None:
+        return None
+    start, slash, end = value.partition("/")
+    if not slash:
+        raise click.BadParameter("give FROM/TO, e.g. 2026-03-01T00:00:00Z/2026-06-01T00:00:00Z")
+    try:
+        return parse_window(start, end)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["json", "csv"]),
+    help="File format (default: from the extension, else from the content).",
+)
+@click.option(
+    "--window",
+    metavar="FROM/TO",
+    callback=_parse_window_option,
+    help="Make the file the complete list of each named schedule's shifts overlapping "
+    "[FROM, TO): shifts of those schedules in the window that the file leaves out are "
+    "deleted. Without it, shifts are only created or updated.",
+)
+@click.option("--dry-run", is_flag=True, help="Check and count, but write nothing.")
+@with_app
+def import_shifts(
+    app: Flask,
+    file: Path,
+    file_format: str | None,
+    window: tuple[datetime, datetime] | None,
+    dry_run: bool,
+) -> None:
+    """Create or update shifts from a JSON or CSV FILE.
+
+    JSON: an array of objects. CSV: a header row, then one shift per row. Fields/columns:
+    schedule, external_id, user_email, starts_at, ends_at (RFC 3339 with an offset, e.g.
+    2026-03-02T09:00:00+01:00), and optionally role and notes. Schedules and users must
+    exist already. Shifts are matched by (schedule, external_id), so importing the same
+    file again changes nothing.
+
+    Every row is checked first; if any is bad, each problem is printed with its line and
+    nothing is written.
+    """
+    database = get_database(app)
+    require_schema(database)
+    rows = read_rows(file, file_format)
+    with database.sessionmaker() as session:
+        parsed, schedules, problems = check_rows(session, rows, window)
+        if problems:
+            _echo_problems(problems)
+            bad_lines = len({problem.line for problem in problems})
+            _fail(
+                f"nothing was imported: {_count(len(problems), 'problem')} on "
+                f"{_count(bad_lines, 'line')}."
+            )
+        now = utcnow()
+        results = []
+        by_schedule: dict[str, list[ShiftInput]] = {}
+        for row in parsed:
+            by_schedule.setdefault(row.schedule, []).append(row.shift)
+        for key, items in by_schedule.items():
+            if window is not None:
+                results.append(shifts.import_window(session, schedules[key], *window, items, now))
+            else:
+                results.extend(shifts.upsert_shift(session, schedules[key], i, now) for i in items)
+        total = merge_results(results)
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    if not dry_run:
+        notify.shifts_changed(total.touched_user_ids)
+    counts = ", ".join(
+        f"{n} {what}" for what, n in total.as_dict().items() if n or what != "deleted"
+    )
+    if dry_run:
+        click.echo(
+            f"Dry run, nothing was written. Would import {_count(len(parsed), 'shift')}: {counts}."
+        )
+    else:
+        click.echo(
+            f"Imported {_count(len(parsed), 'shift')} into "
+            f"{_count(len(by_schedule), 'schedule')}: {counts}."
+        )
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--no-serve", is_flag=True, help="Seed the demo data and print, but don't serve.")
+def demo(host: str, port: int, no_serve: bool) -> None:
+    """Try oncal-feed with no configuration: demo data, then a local server.
+
+    Runs in demo mode (secrets are generated and kept in the instance folder), brings the
+    database up to date, creates demo users and schedules with shifts from a month ago to
+    three months ahead, prints how to sign in and the demo user's feed URL, and serves on
+    http://HOST:PORT. Running it again reuses everything and changes nothing.
+    """
+    from oncal_feed import demo as demo_data
+
+    shown_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    base_url = f"http://{shown_host}:{port}"
+    with app_context(ONCAL_MODE="demo", BASE_URL=base_url) as app:
+        database = get_database(app)
+        upgrade(database)
+        password = demo_data.demo_password(Path(app.instance_path))
+        with database.session() as session:
+            report = demo_data.seed(session, utcnow(), password)
+        notify.shifts_changed(report.touched_user_ids)
+        total = merge_results(report.shift_results)
+        user = report.user
+        start, end = report.window
+        click.echo(f"Demo data in {describe_database(database.url)}")
+        click.echo(
+            f"  {len(demo_data.PEOPLE)} users ({report.users_created} new), "
+            f"{len(report.schedule_results)} schedules ({report.schedules_created} new), "
+            f"shifts from {start:%Y-%m-%d} to {end:%Y-%m-%d}: {total.created} created, "
+            f"{total.updated} updated, {total.unchanged} unchanged, {total.deleted} deleted"
+        )
+        click.echo("")
+        click.echo(f"Sign in at {base_url}/settings (the settings page comes in a later version)")
+        click.echo(f"  email:    {user.email}")
+        click.echo(f"  password: {password}")
+        click.echo("")
+        links = _feed_links(user)
+        if links is None:
+            click.echo("Calendar feed: not available in this version yet.")
+        else:
+            click.echo(f"{user.display_name}'s calendar feed (subscribe to it in a calendar app):")
+            click.echo(f"  {links[0]}")
+            click.echo(f"  {links[1]}")
+    if no_serve:
+        click.echo("")
+        click.echo("To serve it: oncal-feed demo (seeding again changes nothing).")
+        return
+    click.echo("")
+    click.echo(f"Serving on {base_url}/ - press Ctrl+C to stop.")
+    _run(app, host, port)
+
+
+def _feed_links(user: User) -> tuple[str, str] | None:
+    """The user's feed URLs (https, webcal), or None while the feeds package lacks them."""
+    try:
+        from oncal_feed.feeds.tokens import feed_links
+    except ModuleNotFoundError as exc:
+        if exc.name != "oncal_feed.feeds.tokens":
+            raise
+        return None
+    links = feed_links(user)
+    return links.https, links.webcal
+
+from oncal_feed.feeds.cli import feed_url, rotate_feed  # noqa: E402
+
+main.add_command(feed_url)
+main.add_command(rotate_feed)
