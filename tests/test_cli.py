@@ -7,6 +7,7 @@ it goes in through click's `obj`, the CLI's documented config-override seam.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
+from freezegun import freeze_time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -429,3 +431,34 @@ def test_import_notifies_listeners_after_commit(
     assert heard == [({alice.id}, 1)]
     assert run("import", str(path)).exit_code == 0
     assert len(heard) == 1  # nothing changed, nobody to tell
+
+
+# ---------------------------------------------------------------- demo
+
+
+def test_demo_no_serve_seeds_once_and_prints_how_to_sign_in(
+    run: Run, app: Flask, app_config: dict[str, Any]
+) -> None:
+    """`demo --no-serve` twice: the same password, and the second run changes nothing."""
+    # Frozen (but ticking) so both runs see the same day and so the same demo window.
+    with freeze_time("2026-03-25 12:00:00", tick=True):
+        first = run("demo", "--no-serve")
+        second = run("demo", "--no-serve")
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    password = (Path(app_config["INSTANCE_PATH"]) / "demo_password").read_text().strip()
+    for result in (first, second):
+        assert "Sign in at http://127.0.0.1:8000/settings" in result.stdout
+        assert "  email:    demo@oncal.example\n" in result.stdout
+        assert f"  password: {password}\n" in result.stdout
+    assert "8 users (8 new), 3 schedules (3 new)" in first.stdout
+    assert ", 0 updated, 0 unchanged, 0 deleted" in first.stdout
+    assert "8 users (0 new), 3 schedules (0 new)" in second.stdout
+    assert ": 0 created, 0 updated, " in second.stdout
+    if importlib.util.find_spec("oncal_feed.feeds.tokens") is not None:
+        assert "Robin Demo's calendar feed" in first.stdout
+        assert "  http://127.0.0.1:8000/feeds/" in first.stdout
+        assert "  webcal://127.0.0.1:8000/feeds/" in first.stdout
+    with session_of(app) as session:
+        user = accounts.get_user_by_email(session, "demo@oncal.example")
+        assert accounts.check_password(user, password)
