@@ -1,0 +1,122 @@
+"""Alembic migrations: they build exactly the models' schema, and re-running them does nothing.
+
+Each test gets its own empty database (not the suite's shared, already migrated one): a
+SQLite file, or a fresh database on the ONCAL_TEST_DATABASE_URL PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+
+from oncal_feed import models  # noqa: F401  (registers every table on Base.metadata)
+from oncal_feed.cli import main
+from oncal_feed.db import Base, Database, normalise_url
+from oncal_feed.migrate import alembic_config, current_revision, head_revision, upgrade
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> Iterator[Database]:
+    """An empty database of the kind the suite runs on, dropped afterwards."""
+    server_url = os.environ.get("ONCAL_TEST_DATABASE_URL")
+    if not server_url or server_url.startswith("sqlite"):
+        database = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+        yield database
+        database.dispose()
+        return
+    server = make_url(normalise_url(server_url))
+    name = f"oncal_migrations_{secrets.token_hex(6)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    database = Database(server.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def schema_differences(database: Database) -> list[Any]:
+    """What autogenerate would write to make the database match the models (empty = none)."""
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def statements_during(database: Database, action: Any) -> list[str]:
+    """Run `action()` and return every SQL statement it sent."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement.strip())
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+    return sent
+
+
+def test_upgrade_on_an_empty_database_builds_exactly_the_models(empty_database: Database) -> None:
+    """From nothing to head: every table, column, type, index and constraint as the models say."""
+    assert inspect(empty_database.engine).get_table_names() == []
+    assert current_revision(empty_database) is None
+    upgrade(empty_database)
+    assert current_revision(empty_database) == head_revision(empty_database)
+    assert schema_differences(empty_database) == []
+    tables = set(inspect(empty_database.engine).get_table_names())
+    assert tables == set(Base.metadata.tables) | {"alembic_version"}
+
+
+def test_upgrading_again_sends_no_ddl(empty_database: Database) -> None:
+    """A second upgrade only reads the current revision: no schema or data change."""
+    upgrade(empty_database)
+    sent = statements_during(empty_database, lambda: upgrade(empty_database))
+    writes = [s for s in sent if s.split(None, 1)[0].upper() not in ("SELECT", "PRAGMA")]
+    assert writes == []
+    assert schema_differences(empty_database) == []
+
+
+def test_downgrade_to_nothing_and_back(empty_database: Database) -> None:
+    """Every migration's downgrade works, and upgrading afterwards gives the same schema."""
+    upgrade(empty_database)
+    config = alembic_config(empty_database)
+    with empty_database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(empty_database.engine).get_table_names()) <= {"alembic_version"}
+    upgrade(empty_database)
+    assert schema_differences(empty_database) == []
+
+
+def test_init_db_twice_on_an_empty_database(
+    empty_database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`oncal-feed init-db` creates the schema, and the second run changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ONCAL_MODE", "test")
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-" + "x" * 32)
+    monkeypatch.setenv("DATABASE_URL", empty_database.url)
+    runner = CliRunner()
+    obj = {"INSTANCE_PATH": str(tmp_path / "instance")}
+    head = head_revision(empty_database)
+    for _ in range(2):
+        result = runner.invoke(main, ["init-db"], obj=obj, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == f"Database is up to date (revision {head}).\n"
+    assert schema_differences(empty_database) == []
