@@ -1,0 +1,1 @@
+"""Tests of push sync: planner, engine, queue wiring and fault tolerance."""
