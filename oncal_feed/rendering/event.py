@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-__all__ = ["EventSpec", "RenderOptions", "ShiftFacts", "shift_event"]
+__all__ = [
+    "RENDER_VERSION",
+    "EventSpec",
+    "RenderOptions",
+    "ShiftFacts",
+    "clean_line",
+    "clean_text",
+    "clean_url",
+    "shift_event",
+]
 
 # Bump when the rendered form changes for the same data, so cached bytes and ETags renew.
-RENDER_VERSION = 1
+# 2: control characters removed from text, URLs percent-encoded, instants widened to
+# whole seconds.
+RENDER_VERSION = 2
+
+# RFC 5545 TEXT allows no control character but HTAB (newlines travel escaped as "\n").
+# libical, sabre/vobject, ics-py and ical reject a feed with a raw BEL or NUL in it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_LINE_BREAK = re.compile(r"\r\n?")
+_SECOND = timedelta(seconds=1)
+# RFC 3986 reserved characters plus "%" and "~": kept as they are when quoting a URL.
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 @dataclass(frozen=True)
@@ -96,22 +117,61 @@ class EventSpec:
         return hashlib.sha256(f"{self.content_hash}|{stamp}".encode()).hexdigest()
 
 
+def clean_text(text: str) -> str:
+    """Make free text safe for every calendar format: CR/CRLF become LF, controls go.
+
+    Tabs and line feeds stay; everything else in C0 (and DEL) is dropped.
+    """
+    return _CONTROL.sub("", _LINE_BREAK.sub("\n", text))
+
+
+def clean_line(text: str) -> str:
+    """Like `clean_text`, for one-line fields (titles, calendar names): breaks become spaces."""
+    return clean_text(text).replace("\n", " ").replace("\t", " ")
+
+
+def clean_url(url: str) -> str:
+    """Percent-encode what may not stand in a URI (spaces, line breaks, non-ASCII).
+
+    iCalendar URI values are not escaped like TEXT: a raw line break would end the line.
+    """
+    return quote(url.strip(), safe=_URL_SAFE)
+
+
+def _whole_seconds(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Widen [start, end) to whole seconds in UTC.
+
+    Every format drops fractions of a second; widening (not truncating both) keeps the
+    end after the start, which RFC 5545 requires of DTEND.
+    """
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    floor = start.replace(microsecond=0)
+    ceiling = end.replace(microsecond=0) + (_SECOND if end.microsecond else timedelta(0))
+    return floor, ceiling
+
+
 def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
     """Describe `shift` as a calendar event for a viewer with `options`."""
     zone = ZoneInfo(shift.schedule_zone)
+    starts_at, ends_at = _whole_seconds(shift.starts_at, shift.ends_at)
     return EventSpec(
         uid=shift.uid,
-        summary=f"On-call: {shift.schedule_name} ({shift.role})",
-        description=_description(shift, zone, options),
-        starts_at=shift.starts_at.astimezone(UTC),
-        ends_at=shift.ends_at.astimezone(UTC),
+        summary=clean_line(f"On-call: {shift.schedule_name} ({shift.role})"),
+        description=clean_text(_description(shift, zone, options)),
+        starts_at=starts_at,
+        ends_at=ends_at,
         cancelled=shift.cancelled,
         sequence=shift.revision,
         created=shift.created_at.astimezone(UTC),
         last_modified=shift.updated_at.astimezone(UTC),
         transparent=not options.busy,
-        url=shift.schedule_url or f"{options.base_url}/settings",
+        url=clean_url(_link(shift, options)),
     )
+
+
+def _link(shift: ShiftFacts, options: RenderOptions) -> str:
+    """Where the event points: the schedule's own page, else our settings page."""
+    return shift.schedule_url or f"{options.base_url}/settings"
 
 
 def _local(instant: datetime, zone: ZoneInfo) -> str:
@@ -134,5 +194,5 @@ def _description(shift: ShiftFacts, zone: ZoneInfo, options: RenderOptions) -> s
         lines.append("This shift was cancelled.")
     if shift.notes:
         lines += ["", shift.notes]
-    lines += ["", f"Schedule: {shift.schedule_url or options.base_url + '/settings'}"]
+    lines += ["", f"Schedule: {_link(shift, options)}"]
     return "\n".join(lines)

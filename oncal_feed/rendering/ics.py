@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from icalendar import Calendar, Event, vDuration
+from icalendar import Calendar, Event, vDuration, vText
 
-from oncal_feed.rendering.event import EventSpec
+from oncal_feed.rendering.event import EventSpec, clean_line, clean_text
 
 __all__ = ["PRODID", "calendar_bytes", "calendar_frame", "vevent_bytes"]
 
@@ -43,15 +43,23 @@ def calendar_frame(name: str, description: str) -> tuple[bytes, bytes]:
 
     No METHOD: PUBLISH would require an ORGANIZER on every event (RFC 5546), and a
     subscription needs none.
+
+    icalendar 7 types NAME and X- properties as "unknown" and writes them unescaped (a
+    comma or backslash in a name makes invalid TEXT; a newline fails an assertion), so
+    they are given as `vText`, which escapes like SUMMARY.
     """
+    name, description = clean_line(name), clean_text(description)
     calendar = Calendar()
     calendar.add("version", "2.0")
     calendar.add("prodid", PRODID)
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("name", name)
-    calendar.add("x-wr-calname", name)
-    calendar.add("description", description)
-    calendar.add("x-wr-caldesc", description)
+    # libical drops a property with an empty value as an error, so empty ones are left out.
+    if name:
+        calendar.add("name", vText(name))
+        calendar.add("x-wr-calname", vText(name))
+    if description:
+        calendar.add("description", vText(description))
+        calendar.add("x-wr-caldesc", vText(description))
     calendar.add("refresh-interval", vDuration(REFRESH_INTERVAL), parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH_INTERVAL))
     whole = calendar.to_ical()
