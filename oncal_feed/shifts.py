@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User
+from oncal_feed.rendering import ShiftFacts
 from oncal_feed.validation import MAX_SHIFT_LENGTH, FieldError, ScheduleInput, ShiftInput
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "get_schedule",
     "get_shift",
     "import_window",
+    "shift_facts",
     "shifts_for_user",
     "upsert_schedule",
     "upsert_shift",
@@ -440,3 +442,30 @@ def shifts_for_user(
             Schedule.key.in_(schedule_keys)
         )
     return list(session.scalars(query))
+
+
+def shift_facts(shift: Shift) -> ShiftFacts:
+    """Turn a shift row (with its schedule loaded) into the plain facts rendering needs.
+
+    The schedule's revision and `updated_at` are folded in, so renaming a schedule makes
+    every one of its events a newer version (higher SEQUENCE, later DTSTAMP) without
+    rewriting the shift rows. Both revisions start at 1, hence the `- 1`.
+    """
+    schedule = shift.schedule
+    return ShiftFacts(
+        uid=shift.uid,
+        schedule_key=schedule.key,
+        schedule_name=schedule.name,
+        schedule_zone=schedule.time_zone,
+        schedule_url=schedule.url,
+        role=shift.role,
+        notes=shift.notes,
+        starts_at=shift.starts_at,
+        ends_at=shift.ends_at,
+        revision=shift.revision + schedule.revision - 1,
+        created_at=shift.created_at,
+        updated_at=max(shift.updated_at, schedule.updated_at),
+        cancelled=shift.deleted_at is not None,
+        handover_from=shift.handover_from,
+        handover_to=shift.handover_to,
+    )
