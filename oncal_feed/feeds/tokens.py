@@ -1,0 +1,96 @@
+"""Feed tokens: signed, non-expiring, revocable by bumping the user's feed generation.
+
+A token is `URLSafeSerializer(SECRET_KEY, salt="oncal-feed.feed").dumps([public_id, generation])`.
+It never expires (calendar apps keep a subscription URL for years); rotating the feed bumps
+`users.feed_generation`, and a token whose generation is not the current one is dead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from itsdangerous import BadData, URLSafeSerializer
+from sqlalchemy.orm import Session
+
+from oncal_feed.models import User
+
+__all__ = [
+    "FEED_PATH",
+    "FeedLinks",
+    "feed_links",
+    "make_feed_token",
+    "read_feed_token",
+    "rotate_feed",
+]
+
+SALT = "oncal-feed.feed"
+# Route of the feed view, with the token in the path (never the query string, which more
+# proxies and analytics tools log). The view's rule is built from it.
+FEED_PATH = "/feeds/{token}.ics"
+# Real tokens are about 90 characters; anything far longer is not worth an HMAC.
+_MAX_TOKEN_LENGTH = 256
+
+
+def _serializer(secret_key: str) -> URLSafeSerializer:
+    # SHA-256 rather than itsdangerous' default SHA-1: not broken for HMAC, but one less
+    # question in a security review, for 16 more characters of URL.
+    return URLSafeSerializer(secret_key, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})
+
+
+def make_feed_token(secret_key: str, user: User) -> str:
+    """Return the feed token of `user`'s current feed generation."""
+    return _serializer(secret_key).dumps([user.public_id, user.feed_generation])
+
+
+def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
+    """Return `(public_id, generation)` from a genuine token, or None for anything else.
+
+    Forged, truncated, garbled, oversized or differently salted tokens all give None;
+    this never raises. Whether the generation is still current is the caller's check.
+    """
+    if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
+        return None
+    try:
+        payload = _serializer(secret_key).loads(token)
+    except (BadData, ValueError, TypeError, UnicodeError):
+        return None
+    if not (isinstance(payload, list) and len(payload) == 2):
+        return None
+    public_id, generation = payload
+    # bool is an int in Python; a signed payload never holds one, but be exact anyway.
+    if not isinstance(public_id, str) or type(generation) is not int or generation < 1:
+        return None
+    return public_id, generation
+
+
+@dataclass(frozen=True)
+class FeedLinks:
+    """A user's feed URL twice: `https` for web use, `webcal` to open a calendar app."""
+
+    https: str
+    webcal: str
+
+
+def feed_links(user: User) -> FeedLinks:
+    """Return `user`'s current feed URLs, from the current app's SECRET_KEY and BASE_URL."""
+    config = current_app.config
+    token = make_feed_token(config["SECRET_KEY"], user)
+    url = config["BASE_URL"] + FEED_PATH.format(token=token)
+    # webcal:// asks the OS to hand the URL to the calendar app as a subscription.
+    return FeedLinks(https=url, webcal="webcal://" + url.split("://", 1)[1])
+
+
+def rotate_feed(session: Session, user: User, now: datetime) -> int:
+    """Give `user` a new feed URL; every URL issued before stops working at once.
+
+    The increment is done in SQL, so two concurrent rotations both count. Returns the new
+    generation; the caller commits.
+    """
+    user.feed_generation = User.feed_generation + 1  # type: ignore[assignment]
+    user.updated_at = now
+    session.flush()
+    session.refresh(user, ["feed_generation"])
+    return user.feed_generation

@@ -1,0 +1,179 @@
+"""Fixtures of the feed tests: a frozen clock, people with shifts, feed URLs, SQL counting."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from freezegun import freeze_time
+from freezegun.api import FrozenDateTimeFactory
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from oncal_feed import accounts, shifts
+from oncal_feed.db import get_database
+from oncal_feed.feeds.tokens import feed_links
+from oncal_feed.models import Schedule, User
+from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput
+from tests.rendering.ics_checks import ParsedFeed, keep_feed
+
+__all__ = ["NOW", "TODAY", "Fetched", "Statements", "World", "keep_feed"]
+
+# Tuesday 10 March 2026, noon UTC: the feed window's day is 2026-03-10.
+NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
+TODAY = datetime(2026, 3, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Iterator[FrozenDateTimeFactory]:
+    """Freeze time at NOW; tests move it with `clock.move_to(...)` or `clock.tick(...)`."""
+    with freeze_time(NOW) as frozen:
+        yield frozen
+
+
+@dataclass
+class World:
+    """People, schedules and a way to add shifts, all written through the shift store."""
+
+    session: Session
+    app: Flask
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+
+    def user(self, email: str, name: str, **settings: Any) -> User:
+        """Create a user (with feed settings such as feed_busy=True) and commit."""
+        user = accounts.create_user(self.session, UserInput(email, name, "Europe/Berlin"), NOW)
+        for key, value in settings.items():
+            setattr(user, key, value)
+        self.session.commit()
+        self.users[email] = user
+        return user
+
+    def schedule(
+        self, key: str, name: str, zone: str = "Europe/Berlin", url: str | None = None,
+        at: datetime = NOW,
+    ) -> Schedule:  # fmt: skip
+        """Create or change a schedule and commit."""
+        schedule, _, _ = shifts.upsert_schedule(
+            self.session, key, ScheduleInput(name, zone, url), at
+        )
+        self.session.commit()
+        self.schedules[key] = schedule
+        return schedule
+
+    def shift(
+        self,
+        schedule: str,
+        external_id: str,
+        email: str,
+        starts_at: datetime,
+        length: timedelta = timedelta(hours=8),
+        *,
+        notes: str = "",
+        role: str = "primary",
+        at: datetime = NOW,
+    ) -> str:
+        """Create or update a shift and commit; return its UID."""
+        data = ShiftInput(external_id, email, starts_at, starts_at + length, role, notes)
+        shifts.upsert_shift(self.session, self.schedules[schedule], data, at)
+        self.session.commit()
+        return shifts.get_shift(self.session, self.schedules[schedule], external_id).uid
+
+    def delete(self, schedule: str, external_id: str, at: datetime = NOW) -> None:
+        """Tombstone a shift and commit."""
+        shifts.delete_shift(self.session, self.schedules[schedule], external_id, at)
+        self.session.commit()
+
+    def path(self, email: str) -> str:
+        """The path of the user's current feed (re-read, so rotations count)."""
+        user = self.session.get(User, self.users[email].id)
+        assert user is not None
+        self.session.refresh(user)
+        with self.app.app_context():
+            url = feed_links(user).https
+        return url.removeprefix(self.app.config["BASE_URL"])
+
+    def reload(self, email: str) -> User:
+        """The user row as stored now."""
+        user = self.users[email]
+        self.session.refresh(user)
+        return user
+
+
+@pytest.fixture
+def world(app: Flask, db_session: Session, clock: FrozenDateTimeFactory) -> World:
+    """An empty world on the test database, with the clock frozen at NOW."""
+    return World(db_session, app)
+
+
+@pytest.fixture
+def alice(world: World) -> User:
+    """Alice, with a non-ASCII name, and the `payments` schedule."""
+    world.schedule("payments", "Payments", url="https://runbooks.example.com/payments")
+    return world.user("alice@example.com", "Alice Ångström")
+
+
+class Statements:
+    """Records SQL statements sent to the app's database while recording is on."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+        self.on = False
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        """`before_cursor_execute` listener."""
+        if self.on:
+            self.sql.append(statement)
+
+    def record(self) -> Statements:
+        """Forget earlier statements and start recording."""
+        self.sql.clear()
+        self.on = True
+        return self
+
+    def mentioning(self, word: str) -> list[str]:
+        """Recorded statements that contain `word` (case-insensitive)."""
+        return [s for s in self.sql if word.lower() in s.lower()]
+
+
+@pytest.fixture
+def statements(app: Flask) -> Iterator[Statements]:
+    """Count SQL with a `before_cursor_execute` listener on the app's engine."""
+    engine = get_database(app).engine
+    recorder = Statements()
+    event.listen(engine, "before_cursor_execute", recorder)
+    yield recorder
+    event.remove(engine, "before_cursor_execute", recorder)
+
+
+@dataclass
+class Fetched:
+    """A 200 feed response, its decoded body, and the body parsed by both parsers."""
+
+    response: Any
+    body: bytes
+    feed: ParsedFeed
+
+
+@pytest.fixture
+def fetch(client: FlaskClient, keep_feed: Callable[..., ParsedFeed]) -> Callable[..., Fetched]:
+    """GET a feed, expect 200, un-gzip, keep it as an artifact and parse it twice.
+
+    `fetch(path, label="", headers={...})`.
+    """
+
+    def get(path: str, label: str = "", headers: dict[str, str] | None = None) -> Fetched:
+        response = client.get(path, headers=headers or {})
+        assert response.status_code == 200, response.get_data()
+        body = response.get_data()
+        if response.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return Fetched(response, body, keep_feed(body, label))
+
+    return get
