@@ -47,9 +47,17 @@ DEFAULTS: dict[str, Any] = {
     "LOG_FORMAT": "text",  # or "json"
     "TRUSTED_PROXY_COUNT": 0,
     "TRUSTED_AUTH_HEADER": None,  # e.g. X-Forwarded-Email, only behind a trusted proxy
+    # Per worker process: rendered events by content hash, and whole feed bodies by ETag.
+    "FEED_EVENT_CACHE_BYTES": 32 * 1024 * 1024,
+    "FEED_BODY_CACHE_BYTES": 32 * 1024 * 1024,
 }
 
-INTEGER_SETTINGS = ("MAX_CONTENT_LENGTH", "TRUSTED_PROXY_COUNT")
+INTEGER_SETTINGS = (
+    "MAX_CONTENT_LENGTH",
+    "TRUSTED_PROXY_COUNT",
+    "FEED_EVENT_CACHE_BYTES",
+    "FEED_BODY_CACHE_BYTES",
+)
 
 MISSING_SECRET_KEY_HELP = (
     "SECRET_KEY is not set. Generate one with\n"  # noqa: S105 (help text, not a secret)

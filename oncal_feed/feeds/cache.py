@@ -1,0 +1,102 @@
+"""Small in-process caches for feeds: rendered bytes by size, validators by count.
+
+Each worker process has its own; nothing here has to agree across processes, because
+every key names its content exactly (a content hash or a strong ETag).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import datetime
+
+__all__ = ["ByteLRU", "FirstSeen"]
+
+# What a dict slot, a key string and a bytes object cost beyond their characters, roughly,
+# so a budget of many small entries is not overrun by bookkeeping.
+_ENTRY_OVERHEAD = 160
+
+
+class ByteLRU:
+    """A thread-safe least-recently-used map of str to bytes, bounded by total size.
+
+    A value larger than the whole budget is not kept. `max_bytes=0` disables the cache.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _cost(key: str, value: bytes) -> int:
+        return len(key) + len(value) + _ENTRY_OVERHEAD
+
+    def get(self, key: str) -> bytes | None:
+        """Return the value for `key` (marking it recently used), or None."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: str, value: bytes) -> None:
+        """Store `value`, evicting the least recently used entries to stay in budget."""
+        cost = self._cost(key, value)
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._size -= self._cost(key, old)
+            self._entries[key] = value
+            self._size += cost
+            while self._size > self.max_bytes:
+                evicted_key, evicted = self._entries.popitem(last=False)
+                self._size -= self._cost(evicted_key, evicted)
+
+    @property
+    def size(self) -> int:
+        """Bytes accounted to the entries held now."""
+        return self._size
+
+    def __len__(self) -> int:
+        """Number of entries held now."""
+        return len(self._entries)
+
+    def clear(self) -> None:
+        """Drop every entry (the counters stay)."""
+        with self._lock:
+            self._entries.clear()
+            self._size = 0
+
+
+class FirstSeen:
+    """When this process first produced each ETag: the source of feed `Last-Modified`.
+
+    Bounded by count; forgetting a tag only makes its Last-Modified later, which is safe
+    (a client then gets a 200 it could have been spared, never a wrong 304).
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, datetime] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tag: str, now: datetime) -> datetime:
+        """Return when `tag` was first seen, recording `now` if it is new."""
+        with self._lock:
+            seen = self._entries.get(tag)
+            if seen is None:
+                seen = self._entries[tag] = now
+                if len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.move_to_end(tag)
+            return seen

@@ -1,0 +1,456 @@
+"""Answering a feed request: token, options, validators, cached rendering, fetch records.
+
+No Flask here: the view turns the request into a `FeedQuery` and the `FeedAnswer` into a
+response. The order of work is what makes feeds cheap:
+
+1. the token and one indexed read of the user row decide 404, and give the ETag — the
+   user's `calendar_version` rises with every write that changes their calendar;
+2. a matching `If-None-Match` (or `If-Modified-Since`) is answered with 304 right there,
+   before any shift is read;
+3. a whole body is served from a cache keyed by that ETag;
+4. only on a miss are shifts read (one range scan of `(user_id, starts_at)`) and joined
+   from per-event bytes cached by content hash; icalendar renders only new events.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import icalendar
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from werkzeug.http import http_date
+
+from oncal_feed.errors import FieldError, NotFound, ValidationError
+from oncal_feed.feeds.cache import ByteLRU, FirstSeen
+from oncal_feed.feeds.tokens import read_feed_token
+from oncal_feed.models import Schedule, User
+from oncal_feed.rendering import RenderOptions, shift_event
+from oncal_feed.rendering.event import RENDER_VERSION
+from oncal_feed.rendering.ics import calendar_bytes, vevent_bytes
+from oncal_feed.shifts import shift_facts, shifts_for_user
+from oncal_feed.validation import parse_schedule_key
+
+__all__ = [
+    "FeedAnswer",
+    "FeedNotFound",
+    "FeedOptions",
+    "FeedQuery",
+    "FeedService",
+    "FeedWindow",
+    "client_kind",
+    "feed_etag",
+    "feed_window",
+    "parse_feed_options",
+]
+
+log = logging.getLogger(__name__)
+
+PAST_DAYS_RANGE = (0, 366)
+FUTURE_DAYS_RANGE = (1, 1096)
+MAX_SCHEDULE_KEYS = 50
+# Cancelled shifts stay in feeds this long, so clients that cache events drop them.
+TOMBSTONE_DAYS = 30
+# `feed_last_fetched_at` is "about when", not an access log: write at most this often.
+FETCH_RECORD_INTERVAL = timedelta(minutes=10)
+# Private: the body is one person's schedule, so shared caches (proxies, CDNs) keep out.
+# Five minutes: calendar apps poll every 15 min to 24 h and ignore this; what it saves is
+# repeated fetches by browsers and scripts, while a change still shows within minutes.
+CACHE_CONTROL = "private, max-age=300"
+CONTENT_TYPE = "text/calendar; charset=utf-8"
+CONTENT_DISPOSITION = 'inline; filename="oncall.ics"'
+# Bump when the feed frame (calendar name, description) changes for the same data.
+FEED_FORMAT_VERSION = 1
+# The library's version is part of every ETag: an upgrade may change bytes, and a strong
+# ETag must change with them.
+_ICALENDAR_VERSION = icalendar.__version__
+_SECOND = timedelta(seconds=1)
+
+# Substrings of User-Agent (lowercased) by client kind, first match wins. Microsoft comes
+# before Apple because Outlook for Mac names macOS in its User-Agent.
+_CLIENT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("google", ("google-calendar-importer", "googlecalendar")),
+    ("microsoft", ("outlook", "microsoft", "msoffice", "exchange")),
+    ("apple", ("ical/", "calendaragent", "dataaccessd")),
+    ("thunderbird", ("thunderbird",)),
+    ("curl", ("curl/",)),
+)
+
+
+class FeedNotFound(NotFound):
+    """No live feed at this token: bad, forged, revoked or unknown, deliberately alike."""
+
+    def __init__(self) -> None:
+        super().__init__("feed", "")
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    """A request's effective feed choices; `schedule_keys` is sorted, empty for all."""
+
+    past_days: int
+    future_days: int
+    schedule_keys: tuple[str, ...]
+    busy: bool
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    """Whole UTC days the feed covers, and since when tombstones are shown."""
+
+    day: datetime  # today, 00:00 UTC
+    start: datetime
+    end: datetime
+    deleted_since: datetime
+
+
+@dataclass(frozen=True)
+class FeedQuery:
+    """What the view read from the request, as plain values.
+
+    `if_none_match` is None when the header is absent; otherwise the opaque tags it lists
+    (weak or not, without quotes), or `{"*"}`.
+    """
+
+    token: str
+    args: Mapping[str, Sequence[str]]
+    if_none_match: frozenset[str] | None = None
+    if_modified_since: datetime | None = None
+    accepts_gzip: bool = False
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class FeedAnswer:
+    """Status, body and headers of a feed response."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def feed_window(now: datetime, options: FeedOptions) -> FeedWindow:
+    """Return `[today - past_days, today + future_days + 1 day)` in whole UTC days.
+
+    Whole days keep the bytes, and so the ETag, the same all day long.
+    """
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return FeedWindow(
+        day=day,
+        start=day - timedelta(days=options.past_days),
+        end=day + timedelta(days=options.future_days + 1),
+        deleted_since=day - timedelta(days=TOMBSTONE_DAYS),
+    )
+
+
+def feed_etag(user: User, options: FeedOptions, window: FeedWindow, base_url: str) -> str:
+    """Return the opaque ETag of a feed, computed from the user row alone.
+
+    It covers everything the bytes depend on: the rendering code, the user's
+    `calendar_version` (bumped by every write that changes their events, schedule renames
+    included), the display name in the calendar name, the window's day and the options.
+    """
+    parts = (
+        RENDER_VERSION,
+        FEED_FORMAT_VERSION,
+        _ICALENDAR_VERSION,
+        user.public_id,
+        user.feed_generation,
+        user.calendar_version,
+        user.display_name,
+        window.day.date().isoformat(),
+        options.past_days,
+        options.future_days,
+        options.busy,
+        ",".join(options.schedule_keys),
+        base_url,
+    )
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def client_kind(user_agent: str) -> str:
+    """Name the calendar client from its User-Agent: google, microsoft, apple, ... other."""
+    agent = user_agent.lower()
+    for kind, needles in _CLIENT_KINDS:
+        if any(needle in agent for needle in needles):
+            return kind
+    return "other"
+
+
+def parse_feed_options(
+    session: Session, args: Mapping[str, Sequence[str]], user: User
+) -> FeedOptions:
+    """Read `past_days`, `future_days`, `schedule` (repeatable) and `busy` from a query.
+
+    Missing values fall back to the user's settings; bad ones raise `ValidationError`
+    naming each parameter. Other parameters (cache busters) are ignored.
+    """
+    errors: list[FieldError] = []
+    past_days = _whole_number(args, "past_days", user.feed_past_days, PAST_DAYS_RANGE, errors)
+    future_days = _whole_number(
+        args, "future_days", user.feed_future_days, FUTURE_DAYS_RANGE, errors
+    )
+    busy = _flag(args, "busy", user.feed_busy, errors)
+    if "schedule" in args:
+        keys = _schedule_keys(session, args["schedule"], errors)
+    else:
+        keys = tuple(sorted(set(user.feed_schedule_keys or ())))
+    if errors:
+        raise ValidationError(errors)
+    return FeedOptions(past_days, future_days, keys, busy)
+
+
+def _single(args: Mapping[str, Sequence[str]], name: str, errors: list[FieldError]) -> str | None:
+    values = args.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        errors.append(FieldError(name, "must be given at most once"))
+        return None
+    return values[0]
+
+
+def _whole_number(
+    args: Mapping[str, Sequence[str]],
+    name: str,
+    default: int,
+    bounds: tuple[int, int],
+    errors: list[FieldError],
+) -> int:
+    low, high = bounds
+    raw = _single(args, name, errors)
+    if raw is None:
+        # A stored setting outside the range must not widen the window either.
+        return min(max(default, low), high)
+    # Not str.isdigit(): it accepts non-ASCII digits such as "٣" and "²".
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and low <= int(raw) <= high):
+        errors.append(FieldError(name, f"must be a whole number from {low} to {high}"))
+        return low
+    return int(raw)
+
+
+def _flag(
+    args: Mapping[str, Sequence[str]], name: str, default: bool, errors: list[FieldError]
+) -> bool:
+    raw = _single(args, name, errors)
+    if raw is None:
+        return default
+    if raw not in ("0", "1"):
+        errors.append(FieldError(name, "must be 1 or 0"))
+    return raw == "1"
+
+
+def _schedule_keys(
+    session: Session, given: Sequence[str], errors: list[FieldError]
+) -> tuple[str, ...]:
+    keys = set()
+    for raw in given:
+        try:
+            keys.add(parse_schedule_key(raw))
+        except ValidationError:
+            errors.append(
+                FieldError("schedule", "must be a schedule key: lowercase letters, digits, - and _")
+            )
+            return ()
+    if len(keys) > MAX_SCHEDULE_KEYS:
+        errors.append(FieldError("schedule", f"at most {MAX_SCHEDULE_KEYS} schedules"))
+        return ()
+    known = set(session.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
+    for key in sorted(keys - known):
+        errors.append(FieldError("schedule", f"no schedule has the key {key!r}"))
+    return tuple(sorted(keys))
+
+
+def _calendar_name(user: User, options: FeedOptions) -> tuple[str, str]:
+    name = f"On-call — {user.display_name}"
+    if options.schedule_keys:
+        # Two filtered subscriptions side by side should not look the same.
+        name += f" ({', '.join(options.schedule_keys)})"
+    return name, f"On-call shifts of {user.display_name}, published by oncal-feed."
+
+
+class FeedService:
+    """Answers feed requests for one app; holds that process's caches.
+
+    `event_cache` maps `EventSpec.cache_key` to VEVENT bytes; `body_cache` maps an ETag
+    (plus encoding) to a whole body; `first_seen` dates each ETag for Last-Modified.
+    """
+
+    def __init__(
+        self,
+        secret_key: str,
+        base_url: str,
+        *,
+        event_cache_bytes: int,
+        body_cache_bytes: int,
+        validator_entries: int = 100_000,
+    ) -> None:
+        self.secret_key = secret_key
+        self.base_url = base_url
+        self.event_cache = ByteLRU(event_cache_bytes)
+        self.body_cache = ByteLRU(body_cache_bytes)
+        self.first_seen = FirstSeen(validator_entries)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FeedService:
+        """Build the service from app settings."""
+        return cls(
+            config["SECRET_KEY"],
+            config["BASE_URL"],
+            event_cache_bytes=config["FEED_EVENT_CACHE_BYTES"],
+            body_cache_bytes=config["FEED_BODY_CACHE_BYTES"],
+        )
+
+    def find_user(self, session: Session, token: str) -> User:
+        """Return the user whose current feed `token` names, or raise `FeedNotFound`."""
+        found = read_feed_token(self.secret_key, token)
+        if found is None:
+            raise FeedNotFound()
+        public_id, generation = found
+        _begin_snapshot(session)
+        user = session.scalar(select(User).where(User.public_id == public_id))
+        if user is None or user.feed_generation != generation:
+            raise FeedNotFound()
+        return user
+
+    def answer(self, session: Session, query: FeedQuery, now: datetime) -> FeedAnswer:
+        """Answer one GET or HEAD of a feed: 200 with the body, or 304.
+
+        Raises `FeedNotFound` (404) and `ValidationError` (400); records the fetch.
+        """
+        user = self.find_user(session, query.token)
+        options = parse_feed_options(session, query.args, user)
+        window = feed_window(now, options)
+        tag = feed_etag(user, options, window, self.base_url)
+        encoding = "gzip" if query.accepts_gzip else "identity"
+        etag = f'"{tag}-gzip"' if query.accepts_gzip else f'"{tag}"'
+        last_modified = self._last_modified(tag, now)
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        if last_modified is not None:
+            headers["Last-Modified"] = http_date(last_modified)
+        if _not_modified(query, etag.strip('"'), last_modified, now):
+            answer = FeedAnswer(304, b"", headers)
+        else:
+            body = self._body(session, user, options, window, tag, encoding)
+            headers.update(
+                {
+                    "Content-Type": CONTENT_TYPE,
+                    "Content-Disposition": CONTENT_DISPOSITION,
+                    "X-Content-Type-Options": "nosniff",
+                }
+            )
+            if encoding == "gzip":
+                headers["Content-Encoding"] = "gzip"
+            answer = FeedAnswer(200, body, headers)
+        record_fetch(session, user, client_kind(query.user_agent), now)
+        return answer
+
+    def _last_modified(self, tag: str, now: datetime) -> datetime | None:
+        """Return the Last-Modified to send with `tag`, or None while it would be weak.
+
+        There is no cheap stored time of the user's last calendar change (only a version
+        counter), and the newest event timestamp misses shifts that moved out of the feed.
+        So this process dates an ETag by when it first produced it: never earlier than the
+        change, so a 304 is never wrong. HTTP dates have one-second resolution: until that
+        second is over a second change could share it (RFC 9110 §8.8.2.2 calls such a date
+        weak), so none is sent; ETag/If-None-Match, which every calendar app uses, is exact.
+        """
+        seen = self.first_seen.get(tag, now).replace(microsecond=0)
+        return seen if now.replace(microsecond=0) > seen else None
+
+    def _body(
+        self,
+        session: Session,
+        user: User,
+        options: FeedOptions,
+        window: FeedWindow,
+        tag: str,
+        encoding: str,
+    ) -> bytes:
+        key = f"{tag}:{encoding}"
+        body = self.body_cache.get(key)
+        if body is not None:
+            return body
+        raw = self.body_cache.get(f"{tag}:identity") if encoding != "identity" else None
+        if raw is None:
+            raw = self.render(session, user, options, window)
+            self.body_cache.put(f"{tag}:identity", raw)
+        if encoding == "identity":
+            return raw
+        # mtime=0 and no file name: the same feed compresses to the same bytes every time.
+        body = gzip.compress(raw, compresslevel=6, mtime=0)
+        self.body_cache.put(key, body)
+        return body
+
+    def render(
+        self, session: Session, user: User, options: FeedOptions, window: FeedWindow
+    ) -> bytes:
+        """Read the user's shifts in `window` and assemble the calendar from event bytes."""
+        shifts = shifts_for_user(
+            session,
+            user.id,
+            window.start,
+            window.end,
+            schedule_keys=options.schedule_keys or None,
+            deleted_since=window.deleted_since,
+        )
+        render_options = RenderOptions(base_url=self.base_url, busy=options.busy)
+        events = []
+        for shift in shifts:
+            spec = shift_event(shift_facts(shift), render_options)
+            data = self.event_cache.get(spec.cache_key)
+            if data is None:
+                data = vevent_bytes(spec)
+                self.event_cache.put(spec.cache_key, data)
+            events.append(data)
+        name, description = _calendar_name(user, options)
+        return calendar_bytes(name, description, events)
+
+
+def _begin_snapshot(session: Session) -> None:
+    """On PostgreSQL, read the user row and the shifts in one snapshot.
+
+    Under READ COMMITTED a write committed between the two reads would put newer events
+    under an older ETag in the body cache. SQLite transactions are snapshots already.
+    """
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
+def _not_modified(
+    query: FeedQuery, opaque_tag: str, last_modified: datetime | None, now: datetime
+) -> bool:
+    """Evaluate If-None-Match, or else If-Modified-Since (RFC 9110 §13.2.2)."""
+    if query.if_none_match is not None:
+        return "*" in query.if_none_match or opaque_tag in query.if_none_match
+    since = query.if_modified_since
+    # A date in the future is a client's clock error, not proof of freshness.
+    return since is not None and last_modified is not None and last_modified <= since <= now
+
+
+def record_fetch(session: Session, user: User, client: str, now: datetime) -> None:
+    """Note when and by what kind of client the feed was fetched, at most every 10 minutes.
+
+    Runs after the answer is ready, in a transaction of its own; a failure is logged and
+    ignored, since it must never cost the client its feed.
+    """
+    last = user.feed_last_fetched_at
+    if last is not None and now - last < FETCH_RECORD_INTERVAL and user.feed_last_client == client:
+        return
+    try:
+        session.commit()  # end the read transaction: SQLite can't upgrade a stale snapshot
+        session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(feed_last_fetched_at=now, feed_last_client=client)
+        )
+        session.commit()
+    except Exception as exc:  # a busy database or lost connection, never worth a 500
+        session.rollback()
+        log.warning("could not record feed fetch for user %s: %s", user.id, type(exc).__name__)
