@@ -561,3 +561,9 @@ def _feed_links(user: User) -> tuple[str, str] | None:
         return None
     links = feed_links(user)
     return links.https, links.webcal
+
+
+from oncal_feed.feeds.cli import feed_url, rotate_feed  # noqa: E402
+
+main.add_command(feed_url)
+main.add_command(rotate_feed)

@@ -1,0 +1,68 @@
+"""`oncal-feed feed-url` and `oncal-feed rotate-feed`: a user's feed link from the shell.
+
+Registered on the main command group at the end of `oncal_feed.cli`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from flask import Flask
+
+from oncal_feed.accounts import get_user_by_email
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.feeds import tokens
+
+__all__ = ["feed_url", "rotate_feed"]
+
+# The URL is the only key to the feed; say so wherever it is printed.
+SHARING_WARNING = "Anyone with this link can read the calendar; share it like a password."
+
+
+def with_app(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`oncal_feed.cli.with_app`, looked up when the command runs.
+
+    `oncal_feed.cli` imports this module at its end to register the commands, so importing
+    it here at the top would fail whenever this module happens to be imported first.
+    """
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from oncal_feed import cli
+
+        return cli.with_app(command)(*args, **kwargs)
+
+    return wrapper
+
+
+@click.command("feed-url")
+@click.argument("email")
+@with_app
+def feed_url(app: Flask, email: str) -> None:
+    """Print EMAIL's calendar feed URL (https, then webcal to open a calendar app)."""
+    with get_database(app).session() as session:
+        links = tokens.feed_links(get_user_by_email(session, email))
+    click.echo(links.https)
+    click.echo(links.webcal)
+    click.echo(SHARING_WARNING, err=True)
+
+
+@click.command("rotate-feed")
+@click.argument("email")
+@with_app
+def rotate_feed(app: Flask, email: str) -> None:
+    """Give EMAIL a new feed URL; the old one stops working at once."""
+    with get_database(app).session() as session:
+        user = get_user_by_email(session, email)
+        tokens.rotate_feed(session, user, utcnow())
+        links = tokens.feed_links(user)
+    click.echo(links.https)
+    click.echo(links.webcal)
+    click.echo(
+        f"The previous feed URL of {user.email} has stopped working. Calendars subscribed "
+        "to it will get no more updates; subscribe them to the new URL.",
+        err=True,
+    )
