@@ -18,6 +18,7 @@ from oncal_feed.db import Base, utcnow
 __all__ = [
     "ApiKey",
     "CalendarConnection",
+    "OAuthFlow",
     "Schedule",
     "Shift",
     "SyncRecord",
@@ -209,3 +210,21 @@ class SyncRecord(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))  # of what we last wrote
     remote_etag: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OAuthFlow(Base):
+    """An OAuth authorization in progress, kept server-side between connect and callback.
+
+    The signed `state` sent to the provider carries only `id`; the PKCE verifier (Google)
+    or MSAL's flow dict (Microsoft) stays here, encrypted like tokens. A flow is used
+    once and expires ten minutes after `created_at`.
+    """
+
+    __tablename__ = "oauth_flows"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # random flow key
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))  # "google" | "microsoft"
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    use_primary: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
