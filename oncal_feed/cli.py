@@ -567,3 +567,7 @@ from oncal_feed.feeds.cli import feed_url, rotate_feed  # noqa: E402
 
 main.add_command(feed_url)
 main.add_command(rotate_feed)
+
+from oncal_feed.connections.cli import rotate_token_key  # noqa: E402
+
+main.add_command(rotate_token_key)

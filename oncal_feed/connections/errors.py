@@ -1,0 +1,53 @@
+"""Errors of the connect / callback / disconnect flows, with the words shown to the user.
+
+Every message here is written for the person connecting a calendar and never contains a
+token, code, verifier or state value. The blueprint in `views.py` turns them into JSON.
+"""
+
+from __future__ import annotations
+
+from oncal_feed.errors import OncalError
+
+__all__ = ["ConnectionNotFound", "OAuthError", "ProviderNotConfigured", "UpstreamError"]
+
+
+class OAuthError(OncalError):
+    """A connect or callback step was refused; `code` names the problem for clients."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class ProviderNotConfigured(OAuthError):
+    """The server has no OAuth client for this provider."""
+
+    status = 409
+
+    def __init__(self, provider: str) -> None:
+        label = "Google Calendar" if provider == "google" else "Outlook (Microsoft 365)"
+        super().__init__(
+            "provider_not_configured",
+            f"{label} is not set up on this server; ask the administrator to configure it.",
+        )
+        self.provider = provider
+
+
+class ConnectionNotFound(OAuthError):
+    """The user has no connection to this provider."""
+
+    status = 404
+
+    def __init__(self, provider: str) -> None:
+        super().__init__("not_connected", f"No {provider} calendar is connected.")
+
+
+class UpstreamError(OAuthError):
+    """Google or Microsoft failed or could not be reached; trying again later may work."""
+
+    status = 502
