@@ -38,11 +38,14 @@ DEFAULTS: dict[str, Any] = {
     "GOOGLE_REVOKE_URI": "https://oauth2.googleapis.com/revoke",
     # googleapiclient replaces rootUrl + servicePath with this, so it includes /calendar/v3/.
     "GOOGLE_API_ENDPOINT": "https://www.googleapis.com/calendar/v3/",
+    # default: /batch/calendar/v3 on GOOGLE_API_ENDPOINT's host
+    "GOOGLE_BATCH_URI": None,
     "MICROSOFT_CLIENT_ID": None,
     "MICROSOFT_CLIENT_SECRET": None,
     "MICROSOFT_TENANT_ID": "common",
     "MICROSOFT_AUTHORITY_HOST": "https://login.microsoftonline.com",
     "GRAPH_ENDPOINT": "https://graph.microsoft.com/v1.0",
+    "PROVIDER_TIMEOUT": 30,  # seconds for each call to Google, Microsoft and their token services
     "MAX_CONTENT_LENGTH": 1_048_576,
     "LOG_FORMAT": "text",  # or "json"
     "TRUSTED_PROXY_COUNT": 0,
@@ -55,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
 INTEGER_SETTINGS = (
     "MAX_CONTENT_LENGTH",
     "TRUSTED_PROXY_COUNT",
+    "PROVIDER_TIMEOUT",
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
 )

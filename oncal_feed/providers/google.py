@@ -1,0 +1,358 @@
+"""The Google Calendar v3 adapter behind `CalendarProvider`.
+
+Built on googleapiclient with static discovery, `client_options={"api_endpoint": ...}`
+from configuration (so tests can point it at the fake server), and httplib2 with a
+timeout, wrapped in google-auth's `AuthorizedHttp` (which refreshes the access token on
+a 401 or near expiry and reports it through the credentials' refresh hook).
+
+Facts that shape this module:
+
+- Events are inserted with a client-chosen id (`event_key`, base32hex), so a retried
+  insert can't create a duplicate: it gets 409 instead (`RemoteConflict`).
+- httplib2 silently re-sends a request once when a kept-alive connection closes without
+  an answer. An insert that Google committed before the connection dropped therefore
+  comes back as 409 on the replay, not as a connection error. Callers must treat
+  `RemoteConflict` on insert as "the event may already be ours" (update it), never as
+  a reason to pick a new id and insert again.
+- Deleting makes an event `cancelled`; its id stays taken, and `update_event` (a PUT
+  with `status: confirmed`) brings it back.
+- `service.new_batch_http_request()` ignores `client_options`, so batches are built as
+  `BatchHttpRequest(batch_uri=...)` from configuration. A batch holds at most 50 calls,
+  and every member has its own status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import google.auth.exceptions
+import google_auth_httplib2
+import httplib2
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest, HttpRequest
+
+from oncal_feed.providers.base import (
+    AuthorizationLost,
+    Operation,
+    OperationResult,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RemoteConflict,
+    RemoteEvent,
+    RemoteNotFound,
+    TransientError,
+)
+from oncal_feed.rendering.event import EventSpec
+from oncal_feed.rendering.google import UID_PROPERTY, google_event
+
+__all__ = [
+    "GoogleCalendarProvider",
+    "InsufficientPermissions",
+    "map_google_error",
+    "parse_retry_after",
+]
+
+_T = TypeVar("_T")
+_RATE_LIMIT_REASONS = frozenset(
+    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+)
+_LIST_FIELDS = "items(id,etag,status,extendedProperties/private),nextPageToken"
+
+
+class InsufficientPermissions(PermanentError):
+    """403 insufficientPermissions: the grant doesn't reach this calendar.
+
+    With `calendar.app.created`, Google answers this (not 404) for a calendar the app
+    didn't create *or that no longer exists*: scope checks come before existence.
+    """
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read a Retry-After header: seconds, or an HTTP date (turned into seconds from now)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_detail(exc: HttpError) -> tuple[str, str]:
+    """Return Google's first error `reason` and its message, from the JSON error body."""
+    try:
+        error = json.loads(exc.content.decode("utf-8"))["error"]
+        first = (error.get("errors") or [{}])[0]
+        return str(first.get("reason") or error.get("status") or ""), str(
+            error.get("message") or ""
+        )
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+        return "", ""
+
+
+def map_google_error(exc: BaseException) -> ProviderError:
+    """Translate a googleapiclient, google-auth or transport failure into our error tree.
+
+    Messages are built from the status and Google's reason; request URLs, headers and
+    bodies (which could hold credentials) are never copied.
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, HttpError):
+        status = int(exc.resp.status)
+        reason, message = _error_detail(exc)
+        text = f"Google Calendar answered {status}" + (f" ({reason})" if reason else "")
+        if message:
+            text += f": {message[:200]}"
+        if status == 401:
+            return AuthorizationLost(text, status)
+        if status == 429 or (status == 403 and reason in _RATE_LIMIT_REASONS):
+            return RateLimited(text, status, parse_retry_after(exc.resp.get("retry-after")))
+        if status >= 500:
+            return TransientError(text, status)
+        if status in (404, 410):
+            return RemoteNotFound(text, status)
+        if status == 409:
+            return RemoteConflict(text, status)
+        if status == 403 and reason == "insufficientPermissions":
+            return InsufficientPermissions(text, status)
+        return PermanentError(text, status)
+    if isinstance(exc, google.auth.exceptions.RefreshError):
+        from oncal_feed.connections.google import refresh_error
+
+        mapped = refresh_error(exc)
+        assert isinstance(mapped, ProviderError)
+        return mapped
+    if isinstance(exc, google.auth.exceptions.TransportError):
+        return TransientError("Google's token service could not be reached")
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return TransientError("Google Calendar did not answer in time")
+    if isinstance(exc, OSError | httplib2.HttpLib2Error):
+        return TransientError(f"Google Calendar could not be reached ({type(exc).__name__})")
+    raise exc
+
+
+def _remote_event(item: dict[str, Any]) -> RemoteEvent:
+    private = (item.get("extendedProperties") or {}).get("private") or {}
+    return RemoteEvent(
+        remote_id=str(item["id"]),
+        uid=private.get(UID_PROPERTY),
+        etag=item.get("etag"),
+        cancelled=item.get("status") == "cancelled",
+    )
+
+
+class GoogleCalendarProvider:
+    """`CalendarProvider` for Google Calendar, for one user's credentials."""
+
+    kind = "google"
+    max_batch = 50
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        api_endpoint: str,
+        batch_uri: str,
+        timeout: float = 30.0,
+        page_size: int = 250,
+    ) -> None:
+        # build() with `credentials=` would make its own httplib2.Http with a 60 s
+        # timeout; passing an AuthorizedHttp lets us choose the timeout.
+        self._http = google_auth_httplib2.AuthorizedHttp(
+            credentials, http=httplib2.Http(timeout=timeout)
+        )
+        self._service = build(
+            "calendar",
+            "v3",
+            http=self._http,
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": api_endpoint},
+        )
+        self._batch_uri = batch_uri
+        self._page_size = page_size
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._service.close()
+
+    def __enter__(self) -> GoogleCalendarProvider:
+        """Use as a context manager that closes the connections."""
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        """Close the connections."""
+        self.close()
+
+    def _execute(self, request: HttpRequest) -> Any:
+        # No retries here: the sync engine owns retry policy (backoff, Retry-After).
+        try:
+            return request.execute(num_retries=0)
+        except Exception as exc:
+            # Library exceptions quote URLs and bodies; ours carry status and reason only.
+            # Anything map_google_error doesn't know is re-raised unchanged.
+            raise map_google_error(exc) from None
+
+    def _call(self, make: Callable[[], _T]) -> _T:
+        try:
+            return make()
+        except Exception as exc:
+            raise map_google_error(exc) from None
+
+    # calendars -----------------------------------------------------------------
+
+    def create_calendar(self, name: str, time_zone: str) -> str:
+        """Create a secondary calendar (allowed by `calendar.app.created`)."""
+        body = {
+            "summary": name,
+            "timeZone": time_zone,
+            "description": "On-call shifts, kept up to date by oncal-feed.",
+        }
+        created = self._execute(self._service.calendars().insert(body=body))
+        return str(created["id"])
+
+    def calendar_exists(self, calendar_id: str) -> bool:
+        """Tell whether the calendar is still there.
+
+        Reads one event rather than `calendars.get`, because the `calendar.events` scope
+        (primary-calendar mode) may list events but not read calendar metadata. Under
+        `calendar.app.created` a deleted calendar answers 403, not 404.
+        """
+        request = self._service.events().list(calendarId=calendar_id, maxResults=1, fields="kind")
+        try:
+            self._execute(request)
+        except (RemoteNotFound, InsufficientPermissions):
+            return False
+        return True
+
+    def delete_calendar(self, calendar_id: str) -> None:
+        """Delete a calendar we created; already gone is fine (404, or 403 under app.created)."""
+        with contextlib.suppress(RemoteNotFound, InsufficientPermissions):
+            self._execute(self._service.calendars().delete(calendarId=calendar_id))
+
+    # events --------------------------------------------------------------------
+
+    def _insert_request(self, calendar_id: str, spec: EventSpec, event_key: str) -> HttpRequest:
+        body = google_event(spec) | {"id": event_key}
+        return self._service.events().insert(calendarId=calendar_id, body=body)
+
+    def _update_request(self, calendar_id: str, remote_id: str, spec: EventSpec) -> HttpRequest:
+        # A PUT describes the whole event, so `status: confirmed` restores a cancelled one.
+        return self._service.events().update(
+            calendarId=calendar_id, eventId=remote_id, body=google_event(spec)
+        )
+
+    def _delete_request(self, calendar_id: str, remote_id: str) -> HttpRequest:
+        return self._service.events().delete(calendarId=calendar_id, eventId=remote_id)
+
+    def insert_event(self, calendar_id: str, spec: EventSpec, event_key: str) -> RemoteEvent:
+        """Create the event with id `event_key`; `RemoteConflict` if the id is taken."""
+        return _remote_event(self._execute(self._insert_request(calendar_id, spec, event_key)))
+
+    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
+        """Replace the event's content (and restore it if it was cancelled)."""
+        return _remote_event(self._execute(self._update_request(calendar_id, remote_id, spec)))
+
+    def delete_event(self, calendar_id: str, remote_id: str) -> None:
+        """Cancel the event; 404 and 410 (already deleted) count as done."""
+        with contextlib.suppress(RemoteNotFound):
+            self._execute(self._delete_request(calendar_id, remote_id))
+
+    def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
+        """Find our live event for a shift UID by its private extended property."""
+        request = self._service.events().list(
+            calendarId=calendar_id,
+            privateExtendedProperty=f"{UID_PROPERTY}={uid}",
+            maxResults=10,
+            fields=_LIST_FIELDS,
+        )
+        items = self._execute(request).get("items") or []
+        return next((_remote_event(item) for item in items), None)
+
+    def list_events(self, calendar_id: str) -> Iterator[RemoteEvent]:
+        """List every live event carrying our tag, page by page.
+
+        Google filters extended properties by value only, not by presence, so this lists
+        all live events and keeps the tagged ones.
+        """
+        events = self._service.events()
+        request: HttpRequest | None = events.list(
+            calendarId=calendar_id, maxResults=self._page_size, fields=_LIST_FIELDS
+        )
+        while request is not None:
+            page = self._execute(request)
+            for item in page.get("items") or []:
+                event = _remote_event(item)
+                if event.uid is not None and not event.cancelled:
+                    yield event
+            request = self._call(lambda r=request, p=page: events.list_next(r, p))
+
+    # batches -------------------------------------------------------------------
+
+    def apply(self, calendar_id: str, operations: Sequence[Operation]) -> list[OperationResult]:
+        """Run the operations as Google batches of up to 50; each member has its own result."""
+        results: list[OperationResult] = []
+        for start in range(0, len(operations), self.max_batch):
+            results += self._apply_batch(calendar_id, operations[start : start + self.max_batch])
+        return results
+
+    def _apply_batch(
+        self, calendar_id: str, operations: Sequence[Operation]
+    ) -> list[OperationResult]:
+        answers: dict[str, OperationResult] = {}
+
+        def record(request_id: str, response: Any, exception: Exception | None) -> None:
+            op = operations[int(request_id)]
+            if exception is None:
+                event = _remote_event(response) if op.kind != "delete" else None
+                answers[request_id] = OperationResult(event=event)
+                return
+            try:
+                error = map_google_error(exception)
+            except Exception:
+                # One member's unknown failure must not hide the other members' results.
+                error = TransientError(f"unexpected {type(exception).__name__} in a batch")
+            if op.kind == "delete" and isinstance(error, RemoteNotFound):
+                answers[request_id] = OperationResult()
+            else:
+                answers[request_id] = OperationResult(error=error)
+
+        batch = BatchHttpRequest(callback=record, batch_uri=self._batch_uri)
+        for index, op in enumerate(operations):
+            batch.add(self._member(calendar_id, op), request_id=str(index))
+        try:
+            batch.execute()
+        except Exception as exc:
+            # The envelope failed (or the connection dropped): every member shares that
+            # error (for a dropped connection: transient, outcome unknown).
+            envelope = map_google_error(exc)
+            return [
+                answers.get(str(i), OperationResult(error=envelope)) for i in range(len(operations))
+            ]
+        missing = TransientError("Google's batch answer left this call out")
+        return [answers.get(str(i), OperationResult(error=missing)) for i in range(len(operations))]
+
+    def _member(self, calendar_id: str, op: Operation) -> HttpRequest:
+        if op.kind == "insert":
+            assert op.spec is not None and op.event_key is not None
+            return self._insert_request(calendar_id, op.spec, op.event_key)
+        if op.kind == "update":
+            assert op.spec is not None and op.remote_id is not None
+            return self._update_request(calendar_id, op.remote_id, op.spec)
+        assert op.remote_id is not None
+        return self._delete_request(calendar_id, op.remote_id)
