@@ -18,6 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     from oncal_feed.api import api_blueprint
     from oncal_feed.config import load_config
+    from oncal_feed.connections.views import connections_blueprint
     from oncal_feed.db import Database
     from oncal_feed.errors_http import register_error_handlers
     from oncal_feed.feeds.views import feeds_blueprint
@@ -43,5 +44,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_blueprint)
     app.register_blueprint(feeds_blueprint)
     app.register_blueprint(ops_blueprint)
+    app.register_blueprint(connections_blueprint)
     init_metrics(app)
     return app

@@ -1,0 +1,141 @@
+"""JSON routes under /api/calendar: connect, callback, list, sync now, disconnect, status.
+
+Each view parses the request, calls one function of `service`, and answers. Refusals
+from the OAuth flows become 4xx JSON naming the problem (502 when Google or Microsoft
+failed); nothing here ever answers with a token.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from oncal_feed.auth import current_user, login_required
+from oncal_feed.connections import service
+from oncal_feed.connections.errors import OAuthError
+from oncal_feed.db import get_session
+from oncal_feed.errors import ValidationError
+from oncal_feed.errors_http import error_response
+from oncal_feed.models import User
+from oncal_feed.providers.base import ProviderError
+
+__all__ = ["connections_blueprint"]
+
+connections_blueprint = Blueprint("calendar", __name__, url_prefix="/api/calendar")
+
+MAX_SYNC_DAYS = 3650
+# Libraries that log request or response bodies (codes, client secrets, tokens) at DEBUG.
+_SECRET_LOGGERS = ("requests_oauthlib", "oauthlib", "msal")
+
+
+@connections_blueprint.record_once
+def _quiet_secret_loggers(_state: object) -> None:
+    # Only loggers nobody configured: an operator who deliberately turns one up keeps it.
+    for name in _SECRET_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+@connections_blueprint.errorhandler(OAuthError)
+def _oauth_error(exc: OAuthError) -> Response:
+    return error_response(exc.status, exc.code, exc.message)
+
+
+@connections_blueprint.errorhandler(ProviderError)
+def _provider_error(exc: ProviderError) -> Response:
+    # Provider messages are built by our adapters from status codes and reasons only.
+    return error_response(502, "provider_error", f"The calendar service failed: {exc}")
+
+
+def _sync_entry(name: str) -> Any:
+    """A function of the sync package, or None while it doesn't offer one.
+
+    Looked up at call time so this blueprint works with or without push sync installed.
+    """
+    return getattr(importlib.import_module("oncal_feed.sync"), name, None)
+
+
+def _sync_soon(connection_id: int) -> None:
+    # The connection is marked dirty already, so the sweep would find it anyway; the
+    # nudge makes the first sync (or the catch-up after a reconnect) start at once.
+    request_sync = _sync_entry("request_sync")
+    if request_sync is not None:
+        request_sync(current_app._get_current_object(), [connection_id])  # type: ignore[attr-defined]
+
+
+def _user() -> User:
+    user = current_user()
+    assert user is not None, "login_required runs first"
+    return user
+
+
+def _flag(name: str) -> bool | None:
+    """Read a yes/no query flag (`1`/`true`/`yes`, `0`/`false`/`no`); None when absent."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no", ""):
+        return False
+    raise ValidationError.single(name, "must be 1 or 0")
+
+
+@connections_blueprint.get("/status")
+def status() -> Response:
+    """Which providers this server can connect to (no sign-in needed)."""
+    return jsonify(service.configured_providers(current_app.config))
+
+
+@connections_blueprint.get("/connections")
+@login_required
+def connections() -> Response:
+    """The signed-in user's connections: status, calendar, last sync and error."""
+    rows = service.list_connections(get_session(), _user())
+    return jsonify({"connections": [service.connection_summary(row) for row in rows]})
+
+
+@connections_blueprint.get("/<provider>/connect")
+@login_required
+def connect(provider: str) -> Response:
+    """Start OAuth; `?primary=1` writes into the primary calendar instead of our own."""
+    url = service.start_connect(get_session(), _user(), provider, use_primary=_flag("primary"))
+    return jsonify({"authorization_url": url})
+
+
+@connections_blueprint.get("/<provider>/callback")
+@login_required
+def callback(provider: str) -> Response:
+    """Finish OAuth: the provider redirects the browser here with `code` and `state`."""
+    connection = service.finish_connect(get_session(), _user(), provider, request.args.to_dict())
+    _sync_soon(connection.id)
+    return jsonify({"connected": provider, "connection": service.connection_summary(connection)})
+
+
+@connections_blueprint.post("/sync")
+@login_required
+def sync_now() -> Response | tuple[Response, int]:
+    """Push the user's shifts for the next `days` days now; answers the counts."""
+    days = request.args.get("days", type=int)
+    if "days" in request.args and (days is None or not 1 <= days <= MAX_SYNC_DAYS):
+        raise ValidationError.single("days", f"must be a whole number from 1 to {MAX_SYNC_DAYS}")
+    sync_user_now = _sync_entry("sync_user_now")
+    if sync_user_now is None:
+        return error_response(
+            503, "sync_unavailable", "Push sync is not available on this server yet."
+        )
+    return jsonify(sync_user_now(_user(), days))
+
+
+@connections_blueprint.delete("/<provider>")
+@login_required
+def disconnect(provider: str) -> tuple[str, int]:
+    """Revoke and forget the connection; `?remove_events=1` also deletes what we wrote."""
+    remove = bool(_flag("remove_events"))
+    service.disconnect(get_session(), _user(), provider, remove_events=remove)
+    return "", 204
