@@ -26,7 +26,7 @@ from oncal_feed import accounts, create_app
 from oncal_feed.db import Base, Database, get_database, normalise_url, utcnow
 from oncal_feed.migrate import upgrade
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fakes.fixtures"]
 
 # ---------------------------------------------------------------- loopback guard
 
