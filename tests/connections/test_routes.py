@@ -1,0 +1,209 @@
+"""The /api/calendar routes: sign-in, configuration, listing, sync-now, unknown providers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+import oncal_feed.sync
+from oncal_feed import accounts, create_app
+from oncal_feed.connections.vault import get_vault
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.models import User
+from oncal_feed.validation import parse_user
+from tests.connections.flows import connect, connection_row, secrets_in
+from tests.fakes.fixtures import sign_in_client
+from tests.fakes.google import FakeGoogle
+from tests.fakes.microsoft import FakeMicrosoft
+
+PROTECTED = [
+    ("GET", "/api/calendar/connections"),
+    ("GET", "/api/calendar/google/connect"),
+    ("GET", "/api/calendar/microsoft/connect"),
+    ("GET", "/api/calendar/google/callback?code=x&state=y"),
+    ("GET", "/api/calendar/microsoft/callback?code=x&state=y"),
+    ("POST", "/api/calendar/sync?days=7"),
+    ("DELETE", "/api/calendar/google"),
+    ("DELETE", "/api/calendar/microsoft"),
+]
+
+
+@pytest.fixture
+def bare_app(app_config: dict[str, Any]) -> Iterator[Flask]:
+    """An app with neither provider configured (on the same test database)."""
+    unset = {
+        "GOOGLE_CLIENT_ID": None,
+        "GOOGLE_CLIENT_SECRET": None,
+        "MICROSOFT_CLIENT_ID": None,
+        "MICROSOFT_CLIENT_SECRET": None,
+    }
+    application = create_app({**app_config, **unset})
+    yield application
+    get_database(application).dispose()
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_signed_out_requests_get_401_json(client: FlaskClient, method: str, path: str) -> None:
+    response = client.open(path, method=method)
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "unauthorized"
+
+
+def test_a_session_for_a_deleted_user_counts_as_signed_out(
+    app: Flask, client: FlaskClient, user: User, db_session: Session
+) -> None:
+    sign_in_client(client, user)
+    db_session.delete(db_session.get(User, user.id))
+    db_session.commit()
+    assert client.get("/api/calendar/connections").status_code == 401
+
+
+def test_status_says_which_providers_are_configured(client: FlaskClient, bare_app: Flask) -> None:
+    assert client.get("/api/calendar/status").get_json() == {"google": True, "microsoft": True}
+    assert bare_app.test_client().get("/api/calendar/status").get_json() == {
+        "google": False,
+        "microsoft": False,
+    }
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+def test_connect_without_configuration_is_a_clear_error(
+    bare_app: Flask, user: User, provider: str
+) -> None:
+    client = sign_in_client(bare_app.test_client(), user)
+    response = client.get(f"/api/calendar/{provider}/connect")
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["error"] == "provider_not_configured"
+    assert "not set up on this server" in body["message"]
+
+
+def test_production_app_starts_without_provider_settings(
+    app_config: dict[str, Any],
+) -> None:
+    settings = {
+        **app_config,
+        "ONCAL_MODE": "production",
+        "TOKEN_ENCRYPTION_KEYS": None,
+        "GOOGLE_CLIENT_ID": None,
+        "GOOGLE_CLIENT_SECRET": None,
+        "MICROSOFT_CLIENT_ID": None,
+        "MICROSOFT_CLIENT_SECRET": None,
+    }
+    application = create_app(settings)
+    try:
+        status = application.test_client().get("/api/calendar/status")
+        assert status.get_json() == {"google": False, "microsoft": False}
+    finally:
+        get_database(application).dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("DELETE", "/api/calendar/yahoo"),
+        ("DELETE", "/api/calendar/status"),
+        ("GET", "/api/calendar/yahoo/connect"),
+        ("GET", "/api/calendar/yahoo/callback?code=x&state=y"),
+    ],
+)
+def test_unknown_provider_is_404(signed_in: FlaskClient, method: str, path: str) -> None:
+    response = signed_in.open(path, method=method)
+    assert response.status_code == 404
+    assert response.get_json()["error"] == "not_found"
+
+
+def test_disconnect_when_not_connected_is_204(signed_in: FlaskClient) -> None:
+    assert signed_in.delete("/api/calendar/google").status_code == 204
+
+
+def test_bad_flag_value_is_422(signed_in: FlaskClient) -> None:
+    response = signed_in.get("/api/calendar/google/connect?primary=maybe")
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [{"field": "primary", "problem": "must be 1 or 0"}]
+
+
+def test_connections_listing_never_contains_token_material(
+    app: Flask,
+    signed_in: FlaskClient,
+    fake_google: FakeGoogle,
+    fake_microsoft: FakeMicrosoft,
+    db_session: Session,
+) -> None:
+    assert connect(signed_in, fake_google, "google").status_code == 200
+    assert connect(signed_in, fake_microsoft, "microsoft").status_code == 200
+    response = signed_in.get("/api/calendar/connections")
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    vault = get_vault(app)
+    for provider in ("google", "microsoft"):
+        row = connection_row(db_session, provider)
+        assert row is not None
+        assert row.token_ciphertext
+        assert row.token_ciphertext not in text
+        for secret in secrets_in(vault.decrypt(row.token_ciphertext)):
+            assert secret not in text
+    listed = response.get_json()["connections"]
+    assert {tuple(sorted(c)) for c in listed} == {
+        (
+            "account_email",
+            "calendar_name",
+            "connected_at",
+            "last_counts",
+            "last_error",
+            "last_error_at",
+            "last_success_at",
+            "last_sync_at",
+            "provider",
+            "status",
+            "use_primary",
+        )
+    }
+
+
+def test_connections_are_the_signed_in_users_only(
+    app: Flask, signed_in: FlaskClient, fake_google: FakeGoogle
+) -> None:
+    assert connect(signed_in, fake_google, "google").status_code == 200
+    with get_database(app).session() as session:
+        bob = accounts.create_user(
+            session, parse_user({"email": "bob@example.com", "display_name": "Bob"}), utcnow()
+        )
+    other = sign_in_client(app.test_client(), bob)
+    assert other.get("/api/calendar/connections").get_json() == {"connections": []}
+
+
+def test_sync_now_answers_counts_or_says_it_is_unavailable(signed_in: FlaskClient) -> None:
+    response = signed_in.post("/api/calendar/sync?days=7")
+    if hasattr(oncal_feed.sync, "sync_user_now"):
+        assert response.status_code == 200
+        assert isinstance(response.get_json(), dict)
+    else:
+        assert response.status_code == 503
+        assert response.get_json()["error"] == "sync_unavailable"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "abc", "3651"])
+def test_sync_now_rejects_bad_days(signed_in: FlaskClient, days: str) -> None:
+    response = signed_in.post(f"/api/calendar/sync?days={days}")
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "days"
+
+
+def test_google_endpoints_over_plain_http_are_refused_outside_loopback(
+    app_config: dict[str, Any], user: User
+) -> None:
+    settings = {**app_config, "GOOGLE_TOKEN_URI": "http://oauth.example.test/token"}
+    application = create_app(settings)
+    try:
+        client = sign_in_client(application.test_client(), user)
+        response = client.get("/api/calendar/google/connect")
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "insecure_endpoint"
+    finally:
+        get_database(application).dispose()

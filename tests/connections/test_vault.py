@@ -1,0 +1,151 @@
+"""The token vault: Fernet at rest, several keys, rotation (also through the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from cryptography.fernet import Fernet
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from oncal_feed import cli, create_app
+from oncal_feed.connections.service import provider_for
+from oncal_feed.connections.vault import TokenVault, VaultError, get_vault, rotate_all
+from oncal_feed.db import get_database
+from oncal_feed.models import OAuthFlow
+from oncal_feed.providers.base import AuthorizationLost
+from tests.connections.flows import authorization_url, connect, connection_row, secrets_in
+from tests.fakes.google import FakeGoogle
+from tests.fakes.microsoft import FakeMicrosoft
+
+OLD = Fernet.generate_key().decode()
+NEW = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    """The test app encrypts with the key OLD."""
+    return {**app_config, "TOKEN_ENCRYPTION_KEYS": OLD}
+
+
+def test_round_trip_and_ciphertext_hides_the_content() -> None:
+    vault = TokenVault([OLD])
+    ciphertext = vault.encrypt({"refresh_token": "1//secret-refresh-token"})
+    assert "secret-refresh-token" not in ciphertext
+    assert vault.decrypt(ciphertext) == {"refresh_token": "1//secret-refresh-token"}
+    # Fernet tokens carry a random IV: the same document never encrypts the same twice.
+    assert vault.encrypt({"a": 1}) != vault.encrypt({"a": 1})
+
+
+def test_wrong_key_or_garbage_is_a_vault_error_without_details() -> None:
+    ciphertext = TokenVault([OLD]).encrypt({"refresh_token": "1//secret"})
+    for bad in (ciphertext, "not-a-token", ciphertext[:-4] + "AAAA"):
+        with pytest.raises(VaultError) as failed:
+            TokenVault([NEW]).decrypt(bad)
+        assert ciphertext not in str(failed.value)
+        assert "secret" not in str(failed.value)
+
+
+def test_newest_key_encrypts_older_keys_still_decrypt() -> None:
+    old_ciphertext = TokenVault([OLD]).encrypt({"n": 1})
+    both = TokenVault([NEW, OLD])
+    assert both.decrypt(old_ciphertext) == {"n": 1}
+    assert TokenVault([NEW]).decrypt(both.encrypt({"n": 2})) == {"n": 2}
+    rotated = both.rotate(old_ciphertext)
+    assert TokenVault([NEW]).decrypt(rotated) == {"n": 1}
+
+
+def rotated_app(app_config: dict[str, Any], keys: str) -> Flask:
+    """Another app on the same database with different keys."""
+    return create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": keys})
+
+
+def test_rotate_all_rewrites_connections_and_pending_flows(
+    app: Flask,
+    app_config: dict[str, Any],
+    signed_in: FlaskClient,
+    fake_google: FakeGoogle,
+    fake_microsoft: FakeMicrosoft,
+    db_session: Session,
+) -> None:
+    assert connect(signed_in, fake_google, "google").status_code == 200
+    assert connect(signed_in, fake_microsoft, "microsoft").status_code == 200
+    authorization_url(signed_in, "google")  # a flow left pending
+    new_app = rotated_app(app_config, f"{NEW},{OLD}")
+    try:
+        with get_database(new_app).session() as session:
+            result = rotate_all(session, get_vault(new_app))
+        assert (result.rotated, result.unreadable) == (3, 0)
+        only_new = TokenVault([NEW])
+        for provider in ("google", "microsoft"):
+            row = connection_row(db_session, provider)
+            assert row is not None
+            assert row.token_ciphertext
+            assert secrets_in(only_new.decrypt(row.token_ciphertext))
+        flow = db_session.query(OAuthFlow).one()
+        only_new.decrypt(flow.secret_ciphertext)
+    finally:
+        get_database(new_app).dispose()
+
+
+def test_lost_key_means_reconnect(
+    app: Flask,
+    app_config: dict[str, Any],
+    signed_in: FlaskClient,
+    fake_google: FakeGoogle,
+    db_session: Session,
+) -> None:
+    assert connect(signed_in, fake_google, "google").status_code == 200
+    row = connection_row(db_session, "google")
+    assert row is not None
+    new_app = rotated_app(app_config, NEW)
+    try:
+        with new_app.app_context(), pytest.raises(AuthorizationLost) as lost:
+            provider_for(row)
+        assert "reconnect" in str(lost.value)
+        with get_database(new_app).session() as session:
+            result = rotate_all(session, get_vault(new_app))
+        assert (result.rotated, result.unreadable) == (0, 1)
+    finally:
+        get_database(new_app).dispose()
+
+
+def test_rotate_token_key_command(
+    app: Flask,
+    app_config: dict[str, Any],
+    signed_in: FlaskClient,
+    fake_google: FakeGoogle,
+    db_session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    assert connect(signed_in, fake_google, "google").status_code == 200
+    row = connection_row(db_session, "google")
+    assert row is not None
+    assert row.token_ciphertext
+    before = row.token_ciphertext
+    secrets = secrets_in(TokenVault([OLD]).decrypt(before))
+    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+    for name in ("ONCAL_MODE", "SECRET_KEY", "DATABASE_URL", "BASE_URL", "QUEUE_URL"):
+        monkeypatch.setenv(name, str(app_config[name]))
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", f"{NEW},{OLD}")
+    obj = {"INSTANCE_PATH": app_config["INSTANCE_PATH"]}
+
+    result = CliRunner().invoke(cli.main, ["rotate-token-key"], obj=obj, catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "Re-encrypted 1 stored secret(s)" in result.output
+    assert "no longer needed" in result.output
+    for secret in secrets:
+        assert secret not in result.output
+    row = connection_row(db_session, "google")
+    assert row is not None
+    assert row.token_ciphertext
+    assert row.token_ciphertext != before
+    assert secrets_in(TokenVault([NEW]).decrypt(row.token_ciphertext)) == secrets
+    with pytest.raises(VaultError):
+        TokenVault([OLD]).decrypt(row.token_ciphertext)
