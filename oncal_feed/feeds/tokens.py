@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
@@ -34,6 +35,7 @@ FEED_PATH = "/feeds/{token}.ics"
 _MAX_TOKEN_LENGTH = 256
 
 
+@lru_cache(maxsize=4)
 def _serializer(secret_key: str) -> URLSafeSerializer:
     # SHA-256 rather than itsdangerous' default SHA-1: not broken for HMAC, but one less
     # question in a security review, for 16 more characters of URL.

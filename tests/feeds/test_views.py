@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
 from oncal_feed import accounts
-from oncal_feed.feeds.service import record_fetch
+from oncal_feed.feeds.service import FeedUser, record_fetch
 from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
 from oncal_feed.feeds.views import feed_service
 from oncal_feed.models import User
@@ -544,7 +544,7 @@ def test_a_failed_record_is_logged_and_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Recording must never cost the client its feed."""
-    user = User(id=7, public_id="u_x", feed_generation=1)
+    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None)
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
         record_fetch(_BrokenSession(), user, "google", NOW)  # type: ignore[arg-type]
     assert "could not record feed fetch for user 7: OperationalError" in caplog.text
