@@ -27,12 +27,13 @@ import click
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, create_app, notify, shifts
 from oncal_feed.db import Database, get_database, utcnow
 from oncal_feed.errors import ConfigError, FieldError, OncalError, ValidationError
+from oncal_feed.feeds.tokens import feed_links
 from oncal_feed.migrate import current_revision, head_revision, is_current, upgrade
 from oncal_feed.models import Schedule, User
 from oncal_feed.shifts import WriteResult
@@ -86,9 +87,9 @@ def app_context(**overrides: Any) -> Iterator[Flask]:
         sys.exit(1)
     except OncalError as exc:
         _fail(str(exc))
-    except (OperationalError, ProgrammingError) as exc:
-        # The driver's first line says what went wrong (refused, unknown database) and
-        # never contains the password.
+    except OperationalError as exc:
+        # Unreachable, refused, locked, unknown database: the driver's first line says which,
+        # and never contains the password.
         reason = str(exc.orig or exc).strip().splitlines()[0]
         _fail(f"the database could not be used: {reason}")
     finally:
@@ -535,13 +536,10 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         click.echo(f"  email:    {user.email}")
         click.echo(f"  password: {password}")
         click.echo("")
-        links = _feed_links(user)
-        if links is None:
-            click.echo("Calendar feed: not available in this version yet.")
-        else:
-            click.echo(f"{user.display_name}'s calendar feed (subscribe to it in a calendar app):")
-            click.echo(f"  {links[0]}")
-            click.echo(f"  {links[1]}")
+        links = feed_links(user)
+        click.echo(f"{user.display_name}'s calendar feed (subscribe to it in a calendar app):")
+        click.echo(f"  {links.https}")
+        click.echo(f"  {links.webcal}")
     if no_serve:
         click.echo("")
         click.echo("To serve it: oncal-feed demo (seeding again changes nothing).")
@@ -549,19 +547,6 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     click.echo("")
     click.echo(f"Serving on {base_url}/ - press Ctrl+C to stop.")
     _run(app, host, port)
-
-
-def _feed_links(user: User) -> tuple[str, str] | None:
-    """The user's feed URLs (https, webcal), or None while the feeds package lacks them."""
-    try:
-        from oncal_feed.feeds.tokens import feed_links
-    except ModuleNotFoundError as exc:
-        if exc.name != "oncal_feed.feeds.tokens":
-            raise
-        return None
-    links = feed_links(user)
-    return links.https, links.webcal
-
 
 from oncal_feed.feeds.cli import feed_url, rotate_feed  # noqa: E402
 
