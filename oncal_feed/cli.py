@@ -548,6 +548,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     click.echo(f"Serving on {base_url}/ - press Ctrl+C to stop.")
     _run(app, host, port)
 
+
 from oncal_feed.feeds.cli import feed_url, rotate_feed  # noqa: E402
 
 main.add_command(feed_url)
