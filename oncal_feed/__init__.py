@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.logs import configure_logging
     from oncal_feed.metrics import init_metrics
     from oncal_feed.ops import ops_blueprint
+    from oncal_feed.web import init_web
 
     app = Flask(__name__, instance_relative_config=True)
     instance_path = Path((config or {}).get("INSTANCE_PATH", app.instance_path))
@@ -45,5 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(feeds_blueprint)
     app.register_blueprint(ops_blueprint)
     app.register_blueprint(connections_blueprint)
+    # After the other blueprints: CSRF protection exempts some of them by name.
+    init_web(app)
     init_metrics(app)
     return app

@@ -50,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "LOG_FORMAT": "text",  # or "json"
     "TRUSTED_PROXY_COUNT": 0,
     "TRUSTED_AUTH_HEADER": None,  # e.g. X-Forwarded-Email, only behind a trusted proxy
+    # Comma-separated IPs/CIDRs of the proxies whose TRUSTED_AUTH_HEADER is believed.
+    "TRUSTED_AUTH_PROXIES": None,
+    # Sign-in attempts per client address and per email address (Flask-Limiter syntax).
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    # Where rate-limit counters live: memory:// per process, redis://host:6379/1 shared.
+    "RATELIMIT_STORAGE_URI": "memory://",
     # Per worker process: rendered events by content hash, and whole feed bodies by ETag.
     "FEED_EVENT_CACHE_BYTES": 32 * 1024 * 1024,
     "FEED_BODY_CACHE_BYTES": 32 * 1024 * 1024,

@@ -19,8 +19,9 @@ from oncal_feed.connections.errors import OAuthError
 from oncal_feed.db import get_session
 from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_response
-from oncal_feed.models import User
+from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.base import ProviderError
+from oncal_feed.web.oauth import finish_on_page, started_from_page
 
 __all__ = ["connections_blueprint"]
 
@@ -111,9 +112,21 @@ def connect(provider: str) -> Response:
 @connections_blueprint.get("/<provider>/callback")
 @login_required
 def callback(provider: str) -> Response:
-    """Finish OAuth: the provider redirects the browser here with `code` and `state`."""
-    connection = service.finish_connect(get_session(), _user(), provider, request.args.to_dict())
-    _sync_soon(connection.id)
+    """Finish OAuth: the provider redirects the browser here with `code` and `state`.
+
+    A flow started from the settings page ends there, with a message, instead of JSON.
+    """
+
+    def finish() -> CalendarConnection:
+        connection = service.finish_connect(
+            get_session(), _user(), provider, request.args.to_dict()
+        )
+        _sync_soon(connection.id)
+        return connection
+
+    if started_from_page(provider):
+        return finish_on_page(provider, finish)
+    connection = finish()
     return jsonify({"connected": provider, "connection": service.connection_summary(connection)})
 
 

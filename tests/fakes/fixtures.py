@@ -27,13 +27,15 @@ Fixtures (all function-scoped):
     A user in the database, and a test client with that user signed in.
 
 Helpers: ``sign_in_client(client, user)`` signs any user in through
-``client.session_transaction()``; ``app_path(location)`` turns the redirect a fake
-answers (``https://oncal.example.test/api/...?code=...``) into a path for the test
-client, which keeps its session cookie on its own host.
+``client.session_transaction()`` and makes the client send its CSRF token;
+``app_path(location)`` turns the redirect a fake answers
+(``https://oncal.example.test/api/...?code=...``) into a path for the test client,
+which keeps its session cookie on its own host.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,10 +71,20 @@ def app_path(location: str) -> str:
 
 
 def sign_in_client(client: FlaskClient, user: User) -> FlaskClient:
-    """Put `user` in the client's session, as a successful sign-in would."""
+    """Put `user` in the client's session, as a successful sign-in would.
+
+    The client then sends the session's CSRF token (read from the settings page, as
+    the page's script does) in `X-CSRFToken` with every request, so POST and DELETE on
+    the session-authenticated routes pass CSRF protection.
+    """
     with client.session_transaction() as session:
         session.clear()
         session[SESSION_USER_KEY] = user.public_id
+    page = client.get("/settings")
+    assert page.status_code == 200, page.status_code
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.text)
+    assert token is not None, "the settings page carries no CSRF token"
+    client.environ_base["HTTP_X_CSRFTOKEN"] = token.group(1)
     return client
 
 

@@ -1,0 +1,317 @@
+"""What the settings page shows, as plain values: no Flask, no HTML.
+
+The view gathers rows and calls these functions; the template only lays the result out.
+Times are shown in the user's zone; every function that depends on "now" is given it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo, available_timezones
+
+from oncal_feed.feeds.tokens import FeedLinks
+from oncal_feed.models import CalendarConnection, Shift
+from oncal_feed.validation import is_known_zone
+
+__all__ = [
+    "FUTURE_DAY_CHOICES",
+    "PAST_DAY_CHOICES",
+    "PROVIDER_LABELS",
+    "ConnectionCard",
+    "Day",
+    "Moment",
+    "ShiftLine",
+    "SubscribeLinks",
+    "client_label",
+    "connection_cards",
+    "moment",
+    "subscribe_links",
+    "sync_summary",
+    "time_zone_names",
+    "upcoming_days",
+]
+
+UPCOMING_DAYS = 14
+EN_DASH = "\u2013"
+PAST_DAY_CHOICES = (0, 7, 14, 30, 90, 180, 365)
+FUTURE_DAY_CHOICES = (30, 60, 90, 180, 365, 730, 1095)
+PROVIDER_LABELS = {"google": "Google Calendar", "microsoft": "Outlook"}
+ROLE_LABELS = {
+    "primary": "Primary",
+    "secondary": "Secondary",
+    "override": "Override",
+    "shadow": "Shadow",
+}
+# `users.feed_last_client` values (feeds.service.client_kind) in words.
+CLIENT_LABELS = {
+    "google": "Google Calendar",
+    "microsoft": "Outlook",
+    "apple": "Apple Calendar",
+    "thunderbird": "Thunderbird",
+    "curl": "curl",
+    "other": "another app",
+}
+# Google Calendar's "add by URL" page takes the webcal form in `cid`; Outlook's
+# `addfromweb` pages take the https form (outlook.live.com for personal Microsoft
+# accounts, outlook.office.com for work and school ones). These are the forms the
+# providers' own "subscribe" buttons use; neither is a formal API.
+GOOGLE_ADD_URL = "https://calendar.google.com/calendar/r"
+OUTLOOK_PERSONAL_ADD_URL = "https://outlook.live.com/calendar/0/addfromweb"
+OUTLOOK_WORK_ADD_URL = "https://outlook.office.com/calendar/0/addfromweb"
+
+
+@dataclass(frozen=True)
+class Moment:
+    """An instant for people: local text, a relative phrase, and ISO 8601 for `<time>`."""
+
+    text: str
+    relative: str
+    iso: str
+
+
+def _day_text(day: date, today: date) -> str:
+    text = f"{day:%a} {day.day} {day:%b}"
+    return text if day.year == today.year else f"{text} {day.year}"
+
+
+def _local(instant: datetime, zone: ZoneInfo) -> datetime:
+    return instant.astimezone(zone)
+
+
+def _relative(instant: datetime, now: datetime) -> str:
+    seconds = (now - instant).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 60:
+        return "just now" if not future else "in under a minute"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            phrase = f"{count} {unit}{'s' if count != 1 else ''}"
+            return f"in {phrase}" if future else f"{phrase} ago"
+    return "just now"  # pragma: no cover (the loop always answers)
+
+
+def moment(instant: datetime | None, zone: ZoneInfo, now: datetime) -> Moment | None:
+    """Describe `instant` in `zone`, e.g. "Tue 4 Mar, 14:05" and "3 minutes ago"."""
+    if instant is None:
+        return None
+    local = _local(instant, zone)
+    text = f"{_day_text(local.date(), _local(now, zone).date())}, {local:%H:%M}"
+    return Moment(text=text, relative=_relative(instant, now), iso=instant.isoformat())
+
+
+# ------------------------------------------------------------------- shifts
+
+
+@dataclass(frozen=True)
+class ShiftLine:
+    """One shift in the list: when (local), what, and the hand-overs."""
+
+    when: str
+    schedule: str
+    role: str
+    starts_iso: str
+    handover_from: str | None
+    handover_to: str | None
+    notes: str
+    ongoing: bool
+
+
+@dataclass
+class Day:
+    """The shifts that start on one local day (ongoing ones are listed under today)."""
+
+    label: str
+    iso: str
+    shifts: list[ShiftLine] = field(default_factory=list)
+
+
+def _when(start: datetime, end: datetime, today: date, day: date) -> str:
+    """Say when: "09:00-17:00", "22:00 - Tue 5 Mar, 06:00", or "since ..." when ongoing.
+
+    (With an en dash, which ruff would flag in source, hence `EN_DASH`.)
+    """
+    start_text = f"{start:%H:%M}"
+    if start.date() != day:
+        start_text = f"since {_day_text(start.date(), today)}, {start:%H:%M}"
+    if end.date() == start.date():
+        return f"{start_text}{EN_DASH}{end:%H:%M}"
+    end_text = f"{_day_text(end.date(), today)}, {end:%H:%M}"
+    return f"{start_text} {EN_DASH} {end_text}"
+
+
+def upcoming_days(
+    shifts: Iterable[Shift], zone: ZoneInfo, now: datetime, days: int = UPCOMING_DAYS
+) -> list[Day]:
+    """Group shifts overlapping the next `days` days by their local start day.
+
+    `shifts` come ordered by start (`shifts.shifts_for_user`) with their schedules
+    loaded. A shift already under way is listed under today, "since" its start.
+    """
+    today = _local(now, zone).date()
+    groups: dict[date, Day] = {}
+    for shift in shifts:
+        start = _local(shift.starts_at, zone)
+        end = _local(shift.ends_at, zone)
+        day = max(start.date(), today)
+        if day not in groups:
+            if day == today:
+                label = "Today"
+            elif day == today + timedelta(days=1):
+                label = "Tomorrow"
+            else:
+                label = _day_text(day, today)
+            groups[day] = Day(label=label, iso=day.isoformat())
+        groups[day].shifts.append(
+            ShiftLine(
+                when=_when(start, end, today, day),
+                schedule=shift.schedule.name,
+                role=ROLE_LABELS.get(shift.role, shift.role.title()),
+                starts_iso=shift.starts_at.isoformat(),
+                handover_from=shift.handover_from,
+                handover_to=shift.handover_to,
+                notes=shift.notes,
+                ongoing=shift.starts_at <= now,
+            )
+        )
+    return [groups[key] for key in sorted(groups)]
+
+
+# --------------------------------------------------------------------- feed
+
+
+@dataclass(frozen=True)
+class SubscribeLinks:
+    """Links that open the feed in calendar apps."""
+
+    https: str
+    webcal: str
+    google: str
+    outlook_personal: str
+    outlook_work: str
+
+
+def subscribe_links(links: FeedLinks, calendar_name: str) -> SubscribeLinks:
+    """Build "add to Google Calendar" and "add to Outlook" links for a feed."""
+    outlook_query = urlencode({"url": links.https, "name": calendar_name}, quote_via=quote)
+    return SubscribeLinks(
+        https=links.https,
+        webcal=links.webcal,
+        google=f"{GOOGLE_ADD_URL}?{urlencode({'cid': links.webcal}, quote_via=quote)}",
+        outlook_personal=f"{OUTLOOK_PERSONAL_ADD_URL}?{outlook_query}",
+        outlook_work=f"{OUTLOOK_WORK_ADD_URL}?{outlook_query}",
+    )
+
+
+def client_label(kind: str | None) -> str | None:
+    """Name the kind of calendar app that last fetched the feed."""
+    if kind is None:
+        return None
+    return CLIENT_LABELS.get(kind, "another app")
+
+
+@cache
+def time_zone_names() -> tuple[str, ...]:
+    """The IANA zones a user may choose, sorted (the ones the API accepts too)."""
+    return tuple(sorted(name for name in available_timezones() if is_known_zone(name)))
+
+
+# -------------------------------------------------------------- connections
+
+
+@dataclass(frozen=True)
+class ConnectionCard:
+    """One provider's box on the page: whether it can connect, and its state if it is.
+
+    `state` is one of "unavailable" (not configured on this server), "none" (not
+    connected), "active", "error" (last sync failed; retried) or "needs_reauth".
+    """
+
+    provider: str
+    label: str
+    state: str
+    account_email: str | None = None
+    calendar_name: str | None = None
+    last_sync: Moment | None = None
+    last_success: Moment | None = None
+    next_retry: Moment | None = None
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    last_error: str | None = None
+    pending: bool = False
+    never_synced: bool = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether there is a connection to show (in any live state)."""
+        return self.state in ("active", "error", "needs_reauth")
+
+
+def connection_cards(
+    configured: Mapping[str, bool],
+    connections: Sequence[CalendarConnection],
+    zone: ZoneInfo,
+    now: datetime,
+) -> list[ConnectionCard]:
+    """One card per provider, Google first, from the user's live connections."""
+    by_provider = {row.provider: row for row in connections if row.status != "disconnected"}
+    cards = []
+    for provider, label in PROVIDER_LABELS.items():
+        row = by_provider.get(provider)
+        if row is None:
+            state = "none" if configured.get(provider) else "unavailable"
+            cards.append(ConnectionCard(provider=provider, label=label, state=state))
+            continue
+        cards.append(
+            ConnectionCard(
+                provider=provider,
+                label=label,
+                state=row.status if row.status in ("active", "error", "needs_reauth") else "error",
+                account_email=row.account_email,
+                calendar_name=row.calendar_name,
+                last_sync=moment(row.last_sync_at, zone, now),
+                last_success=moment(row.last_success_at, zone, now),
+                next_retry=moment(row.next_retry_at, zone, now) if row.status == "error" else None,
+                created=row.last_created,
+                updated=row.last_updated,
+                deleted=row.last_deleted,
+                last_error=row.last_error if row.status != "active" else None,
+                pending=row.dirty_since is not None and row.status != "needs_reauth",
+                never_synced=row.last_sync_at is None,
+            )
+        )
+    return cards
+
+
+def sync_summary(result: Mapping[str, Any]) -> tuple[str, str]:
+    """Turn `sync_user_now`'s answer into a flash message and its category."""
+    connections = result.get("connections") or []
+    if not connections:
+        return "There is no connected calendar to sync.", "info"
+    parts = []
+    failed = False
+    for item in connections:
+        label = PROVIDER_LABELS.get(str(item.get("provider")), str(item.get("provider")))
+        outcome = item.get("outcome")
+        if outcome == "needs_reauth":
+            failed = True
+            parts.append(f"{label} needs you to reconnect it.")
+        elif outcome == "failed":
+            failed = True
+            error = item.get("error") or "the calendar service did not answer"
+            parts.append(f"{label} could not be synced: {error}")
+        elif outcome == "busy":
+            parts.append(f"{label} is being synced right now; it will run again right after.")
+        else:
+            parts.append(
+                f"{label} is up to date ({item.get('created', 0)} added, "
+                f"{item.get('updated', 0)} changed, {item.get('deleted', 0)} removed)."
+            )
+    return " ".join(parts), "error" if failed else "success"

@@ -1,0 +1,192 @@
+"""Web security in one place: CSRF, the sign-in rate limit, response headers, safe
+redirects and sign-in by a trusted proxy's header.
+
+Decisions, and why:
+
+* **CSRF** is Flask-WTF's synchronizer token, bound to the session. Every POST, PUT,
+  PATCH and DELETE needs it (a form field or the `X-CSRFToken` header), except for the
+  bearer-key API (`api_v1`: no cookies, so nothing to forge), the feeds (read-only) and
+  the ops probes. Flask-WTF's HTTPS Referer check is off: the pages send
+  `Referrer-Policy: no-referrer`, so browsers send no Referer (and `Origin: null`) with
+  our own forms; the token plus `SameSite=Lax` cookies carry the protection. Tokens live
+  as long as the session, so a settings tab left open over lunch still works.
+* **Sign-in rate limit**: Flask-Limiter, per client address and per email address
+  (hashed, so the limiter's storage holds no addresses), counting every attempt: a
+  password check costs ~50 ms of scrypt, and counting only failures would let a burst
+  of parallel guesses through before the first one is counted.
+* **Proxy sign-in** (`TRUSTED_AUTH_HEADER`): honoured only from the peers listed in
+  `TRUSTED_AUTH_PROXIES`, judged by the address of the TCP peer itself (before
+  ProxyFix rewrote it to the client's). Only existing accounts are signed in: users are
+  created by the scheduling integration (the API or the CLI), and an SSO login alone
+  should not create accounts that no shift refers to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, request
+from flask_limiter import Limiter
+from flask_wtf.csrf import CSRFProtect
+
+from oncal_feed.errors import ConfigError
+
+__all__ = [
+    "CSP",
+    "csrf",
+    "email_key",
+    "init_security",
+    "limiter",
+    "parse_proxies",
+    "peer_address",
+    "remote_key",
+    "safe_next",
+    "trusted_peer",
+]
+
+log = logging.getLogger(__name__)
+
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        # Our forms post only to us; "Connect" is a link (a GET navigation), which
+        # form-action doesn't govern, so the providers need no entry here.
+        "form-action 'self'",
+    )
+)
+HSTS = "max-age=31536000"
+# Blueprints without cookie-authenticated writes (see the module docstring).
+CSRF_EXEMPT_BLUEPRINTS = ("api_v1", "feeds", "ops")
+
+csrf = CSRFProtect()
+
+
+def remote_key() -> str:
+    """Rate-limit key of the client: its address (the real one when behind ProxyFix)."""
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
+def email_key() -> str:
+    """Rate-limit key of the email address a sign-in form names (hashed)."""
+    email = str(request.form.get("email", "")).strip().lower()
+    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    return f"email:{digest}"
+
+
+# Created unbound, like every extension here, and bound by `init_security(app)`. Its
+# storage belongs to the instance (the last app bound), which is one app per process
+# in production; tests bind a fresh app, and so a fresh memory storage, per test.
+limiter = Limiter(key_func=remote_key, key_prefix="oncal")
+
+
+def parse_proxies(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse `TRUSTED_AUTH_PROXIES`: comma-separated IP addresses or CIDR networks."""
+    if not value:
+        return ()
+    items: Iterable[str] = value.split(",") if isinstance(value, str) else value
+    networks = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"TRUSTED_AUTH_PROXIES entry {item!r} is not an IP address or network "
+                "(e.g. 10.0.0.5 or 10.0.0.0/24)."
+            ) from None
+    return tuple(networks)
+
+
+def peer_address() -> str | None:
+    """The address of the TCP peer that sent this request (the proxy, when there is one).
+
+    ProxyFix replaces `REMOTE_ADDR` with the client's address from X-Forwarded-For and
+    keeps the original; the header sign-in must trust the peer, never the forwarded claim.
+    """
+    original = request.environ.get("werkzeug.proxy_fix.orig")
+    if original and original.get("REMOTE_ADDR"):
+        return str(original["REMOTE_ADDR"])
+    return request.environ.get("REMOTE_ADDR")
+
+
+def trusted_peer() -> bool:
+    """Tell whether this request came straight from a proxy in `TRUSTED_AUTH_PROXIES`."""
+    networks = current_app.extensions["oncal_trusted_auth_proxies"]
+    address = peer_address()
+    if not networks or not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def safe_next(value: str | None, default: str = "/settings") -> str:
+    """Return `value` when it is a path on this site, else `default`.
+
+    Accepted: one leading `/`, no scheme or host, no backslash (browsers read `/\\x` as
+    `//x`), and no control characters or spaces (browsers drop tabs and newlines, which
+    turns `/\\t/evil.example` into `//evil.example`).
+    """
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return default
+    if "\\" in value or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def _security_headers(response: Response) -> Response:
+    """Headers for every response; the HTML pages add `Cache-Control: no-store` themselves."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors for old browsers
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if current_app.config["BASE_URL"].startswith("https://"):
+        headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+def init_security(app: Flask) -> None:
+    """Bind CSRF protection and the rate limiter, and add the security headers."""
+    header = app.config.get("TRUSTED_AUTH_HEADER")
+    proxies = parse_proxies(app.config.get("TRUSTED_AUTH_PROXIES"))
+    if header and not proxies:
+        raise ConfigError(
+            "TRUSTED_AUTH_HEADER is set but TRUSTED_AUTH_PROXIES is not: list the addresses "
+            "of the proxies that set the header (e.g. TRUSTED_AUTH_PROXIES=10.0.0.5), or "
+            "unset TRUSTED_AUTH_HEADER."
+        )
+    app.extensions["oncal_trusted_auth_proxies"] = proxies
+
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
+    csrf.init_app(app)
+    # Flask-WTF matches exempt blueprints by object, so these must be registered first.
+    for name in CSRF_EXEMPT_BLUEPRINTS:
+        if name in app.blueprints:
+            csrf.exempt(app.blueprints[name])
+
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    limiter.init_app(app)
+
+    app.after_request(_security_headers)

@@ -1,0 +1,168 @@
+// oncal-feed settings page: small enhancements over plain forms, which work without this.
+// - copy buttons (navigator.clipboard, falling back to selecting the text);
+// - confirmation dialogs on forms marked data-confirm (without JavaScript, the server
+//   shows a confirmation page instead);
+// - "busy" labels on forms marked data-busy, so a slow sync isn't clicked twice;
+// - while a connected calendar waits for its sync, poll the JSON status route and
+//   reload when something changed.
+// Served from our own origin; the Content-Security-Policy allows no inline script.
+"use strict";
+
+(function () {
+  function copyText(input, status) {
+    function done(message) {
+      if (status) {
+        status.textContent = message;
+      }
+    }
+    function fallback() {
+      input.focus();
+      input.select();
+      var copied = false;
+      try {
+        copied = document.execCommand("copy");
+      } catch (error) {
+        copied = false;
+      }
+      done(copied ? "Copied." : "Selected: press Ctrl+C (or ⌘C) to copy.");
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(function () {
+        done("Copied.");
+      }, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  function setUpCopyButtons() {
+    document.querySelectorAll("button[data-copy]").forEach(function (button) {
+      var input = document.getElementById(button.getAttribute("data-copy"));
+      if (!input) {
+        return;
+      }
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        copyText(input, document.getElementById("copy-status"));
+      });
+      // Selecting everything on focus makes a manual copy one keystroke.
+      input.addEventListener("focus", function () {
+        input.select();
+      });
+    });
+  }
+
+  function setUpConfirmations() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        var question = form.getAttribute("data-confirm");
+        var remove = form.querySelector("input[name=events][value=remove]");
+        if (remove && remove.checked) {
+          question += " The events already written there will be removed.";
+        }
+        if (!window.confirm(question)) {
+          event.preventDefault();
+          return;
+        }
+        var field = form.querySelector("input[name=confirm]");
+        if (field) {
+          field.value = "yes";
+        }
+      });
+    });
+  }
+
+  function setUpBusyForms() {
+    document.querySelectorAll("form[data-busy]").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        var button = form.querySelector("button[type=submit]");
+        if (button) {
+          button.textContent = form.getAttribute("data-busy");
+          button.setAttribute("aria-disabled", "true");
+          // Disabled after this turn, so the form is still sent with the click.
+          window.setTimeout(function () {
+            button.disabled = true;
+          }, 0);
+        }
+      });
+    });
+  }
+
+  function setUpStatusPolling() {
+    var section = document.querySelector("[data-poll]");
+    if (!section || !window.fetch) {
+      return;
+    }
+    var url = section.getAttribute("data-poll");
+    var rendered = {};
+    section.querySelectorAll("[data-provider]").forEach(function (card) {
+      rendered[card.getAttribute("data-provider")] = {
+        status: card.getAttribute("data-status"),
+        lastSync: card.getAttribute("data-last-sync"),
+      };
+    });
+    var attempts = 0;
+    function changed(connection) {
+      var seen = rendered[connection.provider];
+      if (!seen) {
+        return true;
+      }
+      var lastSync = connection.last_sync_at ? Date.parse(connection.last_sync_at) : NaN;
+      var seenSync = seen.lastSync ? Date.parse(seen.lastSync) : NaN;
+      var statusChanged = seen.status !== connection.status;
+      var syncChanged = isNaN(lastSync) !== isNaN(seenSync) || (!isNaN(lastSync) && lastSync !== seenSync);
+      return statusChanged || syncChanged;
+    }
+    function poll() {
+      attempts += 1;
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          return response.ok ? response.json() : null;
+        })
+        .then(function (body) {
+          if (body && body.connections && body.connections.some(changed)) {
+            window.location.reload();
+          } else if (attempts < 40) {
+            window.setTimeout(poll, 3000);
+          }
+        })
+        .catch(function () {
+          if (attempts < 40) {
+            window.setTimeout(poll, 3000);
+          }
+        });
+    }
+    window.setTimeout(poll, 2000);
+  }
+
+  function setUpBrowserZone() {
+    var select = document.getElementById("time-zone-select");
+    var hint = document.getElementById("browser-zone");
+    if (!select || !hint || !window.Intl) {
+      return;
+    }
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (!zone || zone === select.value || !select.querySelector('option[value="' + zone + '"]')) {
+      return;
+    }
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "link-button";
+    button.textContent = "Use " + zone;
+    button.addEventListener("click", function () {
+      select.value = zone;
+      select.focus();
+    });
+    hint.textContent = "Your browser is set to " + zone + ". ";
+    hint.appendChild(button);
+    hint.hidden = false;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setUpCopyButtons();
+    setUpConfirmations();
+    setUpBusyForms();
+    setUpStatusPolling();
+    setUpBrowserZone();
+  });
+})();

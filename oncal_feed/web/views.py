@@ -1,0 +1,384 @@
+"""The pages people use: sign-in, sign-out and the settings page with its forms.
+
+Every form posts to a handler here that does one thing, flashes what happened and
+redirects back to the settings page (post/redirect/get), so the page works without
+JavaScript; `static/app.js` only adds the copy button, confirmation dialogs and a
+status refresh while a sync is pending.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_limiter.errors import RateLimitExceeded
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from oncal_feed import accounts
+from oncal_feed.auth import current_user, sign_in, sign_out
+from oncal_feed.connections import service as connections
+from oncal_feed.connections.errors import OAuthError
+from oncal_feed.db import get_session, utcnow
+from oncal_feed.errors import NotFound, ValidationError
+from oncal_feed.feeds.service import FUTURE_DAYS_RANGE, PAST_DAYS_RANGE
+from oncal_feed.feeds.tokens import feed_links, rotate_feed
+from oncal_feed.models import Schedule, Shift, User
+from oncal_feed.notify import shifts_changed
+from oncal_feed.shifts import shifts_for_user
+from oncal_feed.validation import parse_user
+from oncal_feed.web import page
+from oncal_feed.web.oauth import remember_page_flow
+from oncal_feed.web.page import time_zone_names
+from oncal_feed.web.security import email_key, limiter, safe_next
+
+__all__ = ["page_login_required", "web_blueprint"]
+
+log = logging.getLogger(__name__)
+
+web_blueprint = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+# Checked against when the email is unknown, so a wrong email costs as long as a wrong
+# password and the answer time doesn't tell which accounts exist.
+_DUMMY_HASH = generate_password_hash("not a password of anyone")
+LOGIN_FAILED = "That email and password don't match an account. Check both and try again."
+TOO_MANY_ATTEMPTS = "Too many sign-in attempts. Wait a minute, then try again."
+
+
+def _login_rate_limit() -> str:
+    return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
+def page_login_required(view: _View) -> _View:
+    """Send visitors who aren't signed in to the sign-in page (and back afterwards)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            target = request.full_path.rstrip("?") if request.method == "GET" else None
+            return redirect(url_for("web.login", next=target))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _user() -> User:
+    user = current_user()
+    assert user is not None, "page_login_required runs first"
+    return user
+
+
+def _zone(user: User) -> ZoneInfo:
+    try:
+        return ZoneInfo(user.time_zone)
+    except (ValueError, KeyError):  # a zone this machine lost after an upgrade
+        return ZoneInfo("UTC")
+
+
+def _back(anchor: str = "") -> Response:
+    return redirect(url_for("web.settings") + (f"#{anchor}" if anchor else ""), code=303)
+
+
+@web_blueprint.after_request
+def _no_store(response: Response) -> Response:
+    # The settings page holds the feed URL, which is a secret: keep it out of caches.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@web_blueprint.errorhandler(RateLimitExceeded)
+def _too_many(exc: RateLimitExceeded) -> tuple[str, int, dict[str, str]]:
+    # The limit's window, e.g. 60 for "10 per minute": when trying again surely works.
+    retry = int(exc.limit.limit.get_expiry())
+    body = render_template(
+        "login.html", error=TOO_MANY_ATTEMPTS, email="", next=request.form.get("next")
+    )
+    return body, 429, {"Retry-After": str(retry)}
+
+
+# ------------------------------------------------------------------ sign-in
+
+
+@web_blueprint.get("/")
+def index() -> Response:
+    """The settings page is the home page."""
+    return redirect(url_for("web.settings"))
+
+
+@web_blueprint.get("/login")
+def login_form() -> Response | str:
+    """The sign-in form; someone already signed in goes straight on."""
+    target = safe_next(request.args.get("next"))
+    if current_user() is not None:
+        return redirect(target)
+    return render_template("login.html", email="", next=target, error=None)
+
+
+@web_blueprint.post("/login")
+@limiter.limit(_login_rate_limit, key_func=email_key, scope="login-email")
+@limiter.limit(_login_rate_limit, scope="login-ip")
+def login() -> Response | tuple[str, int]:
+    """Check the email and password; sign in and go to `next` (a local path only)."""
+    email = str(request.form.get("email", "")).strip()
+    password = str(request.form.get("password", ""))
+    target = safe_next(request.form.get("next"))
+    user = None
+    if email and password and len(email) <= 320 and len(password) <= 1024:
+        try:
+            user = accounts.get_user_by_email(get_session(), email)
+        except NotFound:
+            check_password_hash(_DUMMY_HASH, password)
+    if user is None or not accounts.check_password(user, password):
+        log.info("sign-in refused")  # never the email or password
+        return render_template("login.html", email=email, next=target, error=LOGIN_FAILED), 401
+    sign_in(user)
+    return redirect(target, code=303)
+
+
+@web_blueprint.post("/logout")
+def logout() -> Response:
+    """End the session (a form with the CSRF token, so no page can sign you out)."""
+    sign_out()
+    flash("You are signed out.", "info")
+    return redirect(url_for("web.login"), code=303)
+
+
+# ------------------------------------------------------------------ settings
+
+
+@web_blueprint.get("/settings")
+@page_login_required
+def settings() -> str:
+    """The settings page: shifts, the feed, options, connections and time zone."""
+    user = _user()
+    database = get_session()
+    now = utcnow()
+    zone = _zone(user)
+    shifts = shifts_for_user(database, user.id, now, now + timedelta(days=page.UPCOMING_DAYS))
+    links = feed_links(user)
+    config = current_app.config
+    cards = page.connection_cards(
+        connections.configured_providers(config),
+        connections.list_connections(database, user),
+        zone,
+        now,
+    )
+    return render_template(
+        "settings.html",
+        user=user,
+        days=page.upcoming_days(shifts, zone, now),
+        feed=page.subscribe_links(links, f"On-call — {user.display_name}"),
+        last_fetch=page.moment(user.feed_last_fetched_at, zone, now),
+        last_client=page.client_label(user.feed_last_client),
+        schedules=_schedule_choices(user),
+        past_choices=_choices(page.PAST_DAY_CHOICES, user.feed_past_days),
+        future_choices=_choices(page.FUTURE_DAY_CHOICES, user.feed_future_days),
+        cards=cards,
+        polling=any(card.pending or card.never_synced for card in cards if card.connected),
+        zones=time_zone_names(),
+        proxy_signed_in=bool(g.get("proxy_signed_in")),
+    )
+
+
+def _choices(choices: tuple[int, ...], current: int) -> list[int]:
+    # A value set elsewhere (API, older default) stays selectable instead of vanishing.
+    return sorted({*choices, current})
+
+
+def _schedule_choices(user: User) -> list[tuple[str, str, bool]]:
+    """(key, name, selected) for the schedules this user has shifts in, plus chosen ones."""
+    database = get_session()
+    chosen = set(user.feed_schedule_keys or ())
+    rows = database.execute(
+        select(Schedule.key, Schedule.name)
+        .where(
+            Schedule.id.in_(select(Shift.schedule_id).where(Shift.user_id == user.id).distinct())
+            | Schedule.key.in_(chosen)
+        )
+        .order_by(Schedule.name, Schedule.key)
+    ).all()
+    return [(key, name, key in chosen) for key, name in rows]
+
+
+def _confirmed() -> bool:
+    return request.form.get("confirm") == "yes"
+
+
+@web_blueprint.post("/settings/feed/rotate")
+@page_login_required
+def rotate() -> Response | str:
+    """Replace the feed URL (after a confirmation: on a page without JavaScript)."""
+    if not _confirmed():
+        return render_template(
+            "confirm.html",
+            title="Replace your feed address?",
+            message=(
+                "Every calendar app subscribed to the current address stops receiving "
+                "your shifts. You will need to subscribe again with the new address."
+            ),
+            action=url_for("web.rotate"),
+            button="Replace the address",
+            fields={},
+        )
+    database = get_session()
+    rotate_feed(database, _user(), utcnow())
+    database.commit()
+    flash(
+        "Your feed has a new address. The old one has stopped working: subscribe again "
+        "with the new one in each calendar app that used it.",
+        "success",
+    )
+    return _back("feed")
+
+
+@web_blueprint.post("/settings/feed/options")
+@page_login_required
+def feed_options() -> Response:
+    """Save the feed window, the schedules and busy/free."""
+    user = _user()
+    database = get_session()
+    try:
+        past = _whole(request.form.get("past_days"), PAST_DAYS_RANGE, "days back")
+        future = _whole(request.form.get("future_days"), FUTURE_DAYS_RANGE, "days ahead")
+    except ValidationError as exc:
+        flash(exc.errors[0].problem, "error")
+        return _back("options")
+    keys = sorted(set(request.form.getlist("schedule")))
+    known = set(database.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
+    busy = request.form.get("busy") == "1"
+    sync_relevant = (sorted(user.feed_schedule_keys or ()) != sorted(known)) or (
+        user.feed_busy != busy
+    )
+    user.feed_past_days = past
+    user.feed_future_days = future
+    user.feed_schedule_keys = sorted(known) or None
+    user.feed_busy = busy
+    user.updated_at = utcnow()
+    database.commit()
+    if sync_relevant:
+        # Schedules and busy/free shape connected calendars too: push the change.
+        shifts_changed({user.id})
+    flash("Options saved.", "success")
+    return _back("options")
+
+
+def _whole(raw: str | None, bounds: tuple[int, int], name: str) -> int:
+    low, high = bounds
+    if not (raw and raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
+        raise ValidationError.single(name, f"Choose from {low} to {high} {name}.")
+    return int(raw)
+
+
+@web_blueprint.post("/settings/time-zone")
+@page_login_required
+def time_zone() -> Response:
+    """Save the zone the page shows times in."""
+    database = get_session()
+    try:
+        data = parse_user({"time_zone": request.form.get("time_zone", "")}, partial=True)
+    except ValidationError:
+        flash("Choose a time zone from the list.", "error")
+        return _back("time-zone")
+    accounts.update_user(database, _user(), data, utcnow())
+    database.commit()
+    flash(f"Times are now shown in {data.time_zone}.", "success")
+    return _back("time-zone")
+
+
+# --------------------------------------------------------------- connections
+
+
+@web_blueprint.get("/settings/connect/<provider>")
+@page_login_required
+def connect(provider: str) -> Response:
+    """Start connecting a calendar: straight on to Google's or Microsoft's consent page.
+
+    The JSON route (`/api/calendar/<provider>/connect`) answers the authorization URL;
+    a link on a page needs a redirect instead. The callback sees the mark left here
+    and brings the browser back to this page with a message.
+    """
+    if provider not in page.PROVIDER_LABELS:
+        return _back("connections")
+    primary = request.args.get("primary")
+    try:
+        url = connections.start_connect(
+            get_session(), _user(), provider, use_primary=True if primary == "1" else None
+        )
+    except OAuthError as exc:
+        flash(exc.message, "error")
+        return _back("connections")
+    remember_page_flow(provider)
+    return redirect(url, code=303)
+
+
+@web_blueprint.post("/settings/sync")
+@page_login_required
+def sync_now() -> Response:
+    """Push shifts to the connected calendars now, and say what happened."""
+    sync_user_now = getattr(importlib.import_module("oncal_feed.sync"), "sync_user_now", None)
+    if sync_user_now is None:  # a build without push sync
+        flash("Push sync is not available on this server yet.", "error")
+        return _back("connections")
+    message, category = page.sync_summary(sync_user_now(_user()))
+    flash(message, category)
+    return _back("connections")
+
+
+@web_blueprint.post("/settings/connections/<provider>/disconnect")
+@page_login_required
+def disconnect(provider: str) -> Response | str:
+    """Disconnect a calendar, keeping or removing the events written into it."""
+    if provider not in page.PROVIDER_LABELS:
+        return _back("connections")
+    label = page.PROVIDER_LABELS[provider]
+    remove = request.form.get("events") == "remove"
+    if not _confirmed():
+        return render_template(
+            "confirm.html",
+            title=f"Disconnect {label}?",
+            message=(
+                f"Shifts will no longer be written into {label}. "
+                + (
+                    "The events already there will be removed."
+                    if remove
+                    else "The events already there stay until you delete them."
+                )
+            ),
+            action=url_for("web.disconnect", provider=provider),
+            button="Disconnect",
+            fields={"events": "remove" if remove else "keep"},
+        )
+    try:
+        result = connections.disconnect(get_session(), _user(), provider, remove_events=remove)
+    except OAuthError as exc:
+        flash(exc.message, "error")
+        return _back("connections")
+    if result.events_removed:
+        flash(f"{label} is disconnected and its on-call events were removed.", "success")
+    else:
+        flash(f"{label} is disconnected. The events already there stay.", "success")
+    return _back("connections")
