@@ -17,16 +17,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import icalendar
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.http import http_date
 
+from oncal_feed.db import Database, utcnow
 from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.feeds.cache import ByteLRU, FirstSeen
 from oncal_feed.feeds.tokens import read_feed_token
@@ -61,8 +62,9 @@ TOMBSTONE_DAYS = 30
 # `feed_last_fetched_at` is "about when", not an access log: write at most this often.
 FETCH_RECORD_INTERVAL = timedelta(minutes=10)
 # Private: the body is one person's schedule, so shared caches (proxies, CDNs) keep out.
-# Five minutes: calendar apps poll every 15 min to 24 h and ignore this; what it saves is
-# repeated fetches by browsers and scripts, while a change still shows within minutes.
+# Five minutes: calendar apps poll on their own schedule (15 minutes to a day) and mostly
+# ignore it; it spares repeated fetches by browsers and scripts, and a change still shows
+# within minutes where it is honoured.
 CACHE_CONTROL = "private, max-age=300"
 CONTENT_TYPE = "text/calendar; charset=utf-8"
 CONTENT_DISPOSITION = 'inline; filename="oncall.ics"'
@@ -71,7 +73,6 @@ FEED_FORMAT_VERSION = 1
 # The library's version is part of every ETag: an upgrade may change bytes, and a strong
 # ETag must change with them.
 _ICALENDAR_VERSION = icalendar.__version__
-_SECOND = timedelta(seconds=1)
 
 # Substrings of User-Agent (lowercased) by client kind, first match wins. Microsoft comes
 # before Apple because Outlook for Mac names macOS in its User-Agent.
@@ -212,7 +213,7 @@ def client_kind(user_agent: str) -> str:
 
 
 def parse_feed_options(
-    session: Session, args: Mapping[str, Sequence[str]], user: FeedUser
+    connection: Connection, args: Mapping[str, Sequence[str]], user: FeedUser
 ) -> FeedOptions:
     """Read `past_days`, `future_days`, `schedule` (repeatable) and `busy` from a query.
 
@@ -226,7 +227,7 @@ def parse_feed_options(
     )
     busy = _flag(args, "busy", user.feed_busy, errors)
     if "schedule" in args:
-        keys = _schedule_keys(session, args["schedule"], errors)
+        keys = _schedule_keys(connection, args["schedule"], errors)
     else:
         keys = tuple(sorted(set(user.feed_schedule_keys or ())))
     if errors:
@@ -275,7 +276,7 @@ def _flag(
 
 
 def _schedule_keys(
-    session: Session, given: Sequence[str], errors: list[FieldError]
+    connection: Connection, given: Sequence[str], errors: list[FieldError]
 ) -> tuple[str, ...]:
     keys = set()
     for raw in given:
@@ -289,7 +290,7 @@ def _schedule_keys(
     if len(keys) > MAX_SCHEDULE_KEYS:
         errors.append(FieldError("schedule", f"at most {MAX_SCHEDULE_KEYS} schedules"))
         return ()
-    known = set(session.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
+    known = set(connection.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
     for key in sorted(keys - known):
         errors.append(FieldError("schedule", f"no schedule has the key {key!r}"))
     return tuple(sorted(keys))
@@ -335,25 +336,40 @@ class FeedService:
             body_cache_bytes=config["FEED_BODY_CACHE_BYTES"],
         )
 
-    def find_user(self, session: Session, token: str) -> FeedUser:
+    def find_user(self, connection: Connection, token: str) -> FeedUser:
         """Return the user whose current feed `token` names, or raise `FeedNotFound`."""
         found = read_feed_token(self.secret_key, token)
         if found is None:
             raise FeedNotFound()
         public_id, generation = found
-        _begin_snapshot(session)
-        row = session.connection().execute(_FEED_USER_QUERY, {"public_id": public_id}).first()
+        row = connection.execute(_FEED_USER_QUERY, {"public_id": public_id}).first()
         if row is None or row.feed_generation != generation:
             raise FeedNotFound()
         return FeedUser(*row)
 
-    def answer(self, session: Session, query: FeedQuery, now: datetime) -> FeedAnswer:
+    def answer(
+        self, database: Database, query: FeedQuery, clock: Callable[[], datetime] = utcnow
+    ) -> FeedAnswer:
         """Answer one GET or HEAD of a feed: 200 with the body, or 304.
 
         Raises `FeedNotFound` (404) and `ValidationError` (400); records the fetch.
+
+        Everything runs on one connection in autocommit mode: no BEGIN and ROLLBACK around
+        a one-row read, which on PostgreSQL leaves a 304 with two round trips (the pool's
+        pre-ping and the query) instead of five.
         """
-        user = self.find_user(session, query.token)
-        options = parse_feed_options(session, query.args, user)
+        with database.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            return self._answer(connection, query, clock)
+
+    def _answer(
+        self, connection: Connection, query: FeedQuery, clock: Callable[[], datetime]
+    ) -> FeedAnswer:
+        user = self.find_user(connection, query.token)
+        # The clock is read after the user row: a slow request must not date newer data
+        # (its first-seen time, the Last-Modified) earlier than the moment it was read.
+        now = clock()
+        options = parse_feed_options(connection, query.args, user)
         window = feed_window(now, options)
         tag = feed_etag(user, options, window, self.base_url)
         encoding = "gzip" if query.accepts_gzip else "identity"
@@ -365,7 +381,7 @@ class FeedService:
         if _not_modified(query, etag.strip('"'), last_modified, now):
             answer = FeedAnswer(304, b"", headers)
         else:
-            body = self._body(session, user, options, window, tag, encoding)
+            body = self._body(connection, user, options, window, tag, encoding)
             headers.update(
                 {
                     "Content-Type": CONTENT_TYPE,
@@ -376,7 +392,7 @@ class FeedService:
             if encoding == "gzip":
                 headers["Content-Encoding"] = "gzip"
             answer = FeedAnswer(200, body, headers)
-        record_fetch(session, user, client_kind(query.user_agent), now)
+        record_fetch(connection, user, client_kind(query.user_agent), now)
         return answer
 
     def _last_modified(self, tag: str, now: datetime) -> datetime | None:
@@ -394,7 +410,7 @@ class FeedService:
 
     def _body(
         self,
-        session: Session,
+        connection: Connection,
         user: FeedUser,
         options: FeedOptions,
         window: FeedWindow,
@@ -407,7 +423,8 @@ class FeedService:
             return body
         raw = self.body_cache.get(f"{tag}:identity") if encoding != "identity" else None
         if raw is None:
-            raw = self.render(session, user, options, window)
+            with Session(bind=connection) as session:
+                raw = self.render(session, user, options, window)
             self.body_cache.put(f"{tag}:identity", raw)
         if encoding == "identity":
             return raw
@@ -419,7 +436,14 @@ class FeedService:
     def render(
         self, session: Session, user: FeedUser, options: FeedOptions, window: FeedWindow
     ) -> bytes:
-        """Read the user's shifts in `window` and assemble the calendar from event bytes."""
+        """Read the user's shifts in `window` and assemble the calendar from event bytes.
+
+        The user row was read first, and a write bumps `calendar_version` in the same
+        transaction as its shifts. So under READ COMMITTED the events read here are at
+        least as new as the ETag's version, never older: at worst a body is filed under a
+        version that no new request computes any more. No stricter isolation is needed
+        (REPEATABLE READ cost PostgreSQL round trips on every request).
+        """
         shifts = shifts_for_user(
             session,
             user.id,
@@ -441,16 +465,6 @@ class FeedService:
         return calendar_bytes(name, description, events)
 
 
-def _begin_snapshot(session: Session) -> None:
-    """On PostgreSQL, read the user row and the shifts in one snapshot.
-
-    Under READ COMMITTED a write committed between the two reads would put newer events
-    under an older ETag in the body cache. SQLite transactions are snapshots already.
-    """
-    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-
-
 def _not_modified(
     query: FeedQuery, opaque_tag: str, last_modified: datetime | None, now: datetime
 ) -> bool:
@@ -462,23 +476,21 @@ def _not_modified(
     return since is not None and last_modified is not None and last_modified <= since <= now
 
 
-def record_fetch(session: Session, user: FeedUser, client: str, now: datetime) -> None:
+def record_fetch(connection: Connection, user: FeedUser, client: str, now: datetime) -> None:
     """Note when and by what kind of client the feed was fetched, at most every 10 minutes.
 
-    Runs after the answer is ready, in a transaction of its own; a failure is logged and
-    ignored, since it must never cost the client its feed.
+    Runs after the answer is ready, as one autocommitted UPDATE on `connection` (which
+    must be in autocommit mode); a failure is logged and ignored, since it must never cost
+    the client its feed.
     """
     last = user.feed_last_fetched_at
     if last is not None and now - last < FETCH_RECORD_INTERVAL and user.feed_last_client == client:
         return
     try:
-        session.commit()  # end the read transaction: SQLite can't upgrade a stale snapshot
-        session.execute(
+        connection.execute(
             update(_USERS)
             .where(_USERS.c.id == user.id)
             .values(feed_last_fetched_at=now, feed_last_client=client)
         )
-        session.commit()
     except Exception as exc:  # a busy database or lost connection, never worth a 500
-        session.rollback()
         log.warning("could not record feed fetch for user %s: %s", user.id, type(exc).__name__)

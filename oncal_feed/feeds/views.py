@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from oncal_feed.db import get_session, utcnow
+from oncal_feed.db import get_database
 from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_response
 from oncal_feed.feeds.service import FeedNotFound, FeedQuery, FeedService
@@ -38,7 +38,7 @@ def feed_service(app: Flask | None = None) -> FeedService:
 )
 def feed(token: str) -> Response:
     """Serve a user's calendar: conditional (ETag, Last-Modified), gzip when accepted."""
-    answer = feed_service().answer(get_session(), _query(token), utcnow())
+    answer = feed_service().answer(get_database(), _query(token))
     return Response(answer.body, status=answer.status, headers=answer.headers)
 
 

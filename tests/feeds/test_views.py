@@ -526,18 +526,12 @@ def test_conditional_fetches_count_as_fetches(
     )  # fmt: skip
 
 
-class _BrokenSession:
-    """Stands in for a session whose database refuses the write."""
-
-    def commit(self) -> None:
-        """The read transaction ends fine."""
+class _BrokenConnection:
+    """Stands in for a connection whose database refuses the write."""
 
     def execute(self, *_args: object) -> None:
         """The write fails."""
         raise OperationalError("UPDATE users", {}, Exception("database is locked"))
-
-    def rollback(self) -> None:
-        """Nothing to undo."""
 
 
 def test_a_failed_record_is_logged_and_ignored(
@@ -546,7 +540,7 @@ def test_a_failed_record_is_logged_and_ignored(
     """Recording must never cost the client its feed."""
     user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None)
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
-        record_fetch(_BrokenSession(), user, "google", NOW)  # type: ignore[arg-type]
+        record_fetch(_BrokenConnection(), user, "google", NOW)  # type: ignore[arg-type]
     assert "could not record feed fetch for user 7: OperationalError" in caplog.text
 
 
