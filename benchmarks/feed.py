@@ -1,0 +1,426 @@
+"""Feed benchmark: one user's 1,000-shift ICS feed through the Flask test client.
+
+    .venv/bin/python benchmarks/feed.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
+                                        [--big] [--shifts 1000] [--samples 300]
+
+Builds a database (a temporary SQLite file by default; with --database-url, a fresh
+database created on that PostgreSQL server and dropped at the end), runs the migrations
+and loads one user with --shifts shifts inside the default feed window. Then it measures:
+
+- cold: the first request of a fresh process (empty caches: every event rendered);
+- event-warm: a new body joined from cached event bytes (what a shift change costs);
+- warm: a 200 with the body from the cache (targets: <= 5 ms median);
+- from scratch: the same calendar built as icalendar.Calendar + 1,000 Events + to_ical,
+  and its ratio to warm (target >= 50x);
+- 304: a conditional request with If-None-Match (target <= 1 ms median);
+- raw and gzip body sizes; SQL statements per warm and 304 request;
+- the floor: a 404 for a malformed token (no database work), i.e. what the Flask test
+  client and the app's request handling cost by themselves on this machine.
+
+--big then adds 10,000 users and 1,000,000 shifts (bulk Core executemany, ANALYZE) and
+measures again: per-feed figures must not move, since every query is an index range
+scan. The shift query's plan (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE) is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import icalendar
+from cryptography.fernet import Fernet
+from flask import Flask
+from sqlalchemy import Connection, create_engine, event, insert, select, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from oncal_feed import create_app  # noqa: E402
+from oncal_feed.db import Database, get_database, normalise_url, utcnow  # noqa: E402
+from oncal_feed.feeds.tokens import feed_links  # noqa: E402
+from oncal_feed.feeds.views import feed_service  # noqa: E402
+from oncal_feed.migrate import upgrade  # noqa: E402
+from oncal_feed.models import Schedule, Shift, User  # noqa: E402
+from oncal_feed.rendering import EventSpec, RenderOptions, shift_event  # noqa: E402
+from oncal_feed.shifts import shift_facts, shifts_for_user  # noqa: E402
+
+BASE_URL = "https://oncal.example.test"
+CHUNK = 20_000
+BIG_USERS = 10_000
+BIG_SHIFTS = 1_000_000
+SCHEDULES = [("payments", "Payments", "Europe/Berlin"), ("search", "Search", "America/New_York")]
+INDEX = "ix_shifts_user_id_starts_at"
+
+
+@contextmanager
+def scratch_database(server_url: str | None) -> Iterator[str]:
+    """Yield the URL of a new empty database; drop it (or its folder) afterwards."""
+    if not server_url:
+        with tempfile.TemporaryDirectory(prefix="oncal-feed-bench-") as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.sqlite'}"
+        return
+    url = make_url(normalise_url(server_url))
+    name = f"oncal_feed_bench_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def build_app(url: str, folder: Path) -> Flask:
+    """A fresh app (so fresh caches) on the benchmark database."""
+    return create_app(
+        {
+            "ONCAL_MODE": "test",
+            "DATABASE_URL": url,
+            "INSTANCE_PATH": str(folder),
+            "SECRET_KEY": "benchmark-" + "k" * 40,
+            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "QUEUE_URL": f"sqlite:///{folder / 'queue.sqlite'}",
+            "BASE_URL": BASE_URL,
+        }
+    )
+
+
+def today() -> datetime:
+    """Midnight UTC today: the feed window's reference."""
+    return utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def seed_user(connection: Connection, shifts: int) -> int:
+    """Schedules plus the benchmark user with `shifts` shifts inside the default window."""
+    now = utcnow()
+    for key, name, zone in SCHEDULES:
+        connection.execute(
+            insert(Schedule.__table__).values(
+                key=key, name=name, time_zone=zone, revision=1, created_at=now, updated_at=now
+            )
+        )
+    schedule_ids = list(connection.scalars(select(Schedule.id).order_by(Schedule.id)))
+    user_id = connection.execute(
+        insert(User.__table__)
+        .values(
+            public_id="u_benchmark",
+            email="bench@example.com",
+            display_name="Bench Marker",
+            time_zone="Europe/Berlin",
+            feed_generation=1,
+            feed_past_days=30,
+            feed_future_days=365,
+            feed_busy=False,
+            calendar_version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(User.id)
+    ).scalar_one()
+    # One 8-hour shift every 9 hours from 29 days ago: 1,000 of them fit in 375 days.
+    first = today() - timedelta(days=29)
+    rows = [
+        _shift_row(n, f"bench-{n}", schedule_ids[n % len(schedule_ids)], user_id,
+                   first + timedelta(hours=9 * n), timedelta(hours=8), now)
+        for n in range(shifts)
+    ]  # fmt: skip
+    connection.execute(insert(Shift.__table__), rows)
+    return user_id
+
+
+def _shift_row(
+    n: int, external_id: str, schedule_id: int, user_id: int, start: datetime,
+    length: timedelta, now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "uid": f"bench-{n}-{external_id}@oncal-feed",
+        "schedule_id": schedule_id,
+        "external_id": external_id,
+        "user_id": user_id,
+        "starts_at": start,
+        "ends_at": start + length,
+        "role": "primary",
+        "notes": "Runbook: https://runbooks.example.com/oncall — escalate after 15 minutes.",
+        "revision": 1,
+        "created_at": now,
+        "updated_at": now,
+        "deleted_at": None,
+    }
+
+
+def seed_crowd(connection: Connection) -> float:
+    """10,000 more users and shifts up to 1,000,000 in all, over the same two years."""
+    started = time.perf_counter()
+    now = utcnow()
+    users = [
+        {
+            "public_id": f"u_crowd{n}",
+            "email": f"crowd{n}@example.com",
+            "display_name": f"Crowd {n}",
+            "time_zone": "UTC",
+            "feed_generation": 1,
+            "feed_past_days": 30,
+            "feed_future_days": 365,
+            "feed_busy": False,
+            "calendar_version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(BIG_USERS)
+    ]
+    connection.execute(insert(User.__table__), users)
+    user_ids = list(
+        connection.scalars(select(User.id).where(User.email.like("crowd%")).order_by(User.id))
+    )
+    schedule_ids = list(connection.scalars(select(Schedule.id)))
+    existing = connection.scalar(select(Shift.id).order_by(Shift.id.desc()).limit(1)) or 0
+    origin = today() - timedelta(days=365)
+    step = timedelta(days=730) / (BIG_SHIFTS // BIG_USERS)
+    batch: list[dict[str, Any]] = []
+    for n in range(BIG_SHIFTS - existing):
+        user_id = user_ids[n % BIG_USERS]
+        start = origin + step * (n // BIG_USERS) + timedelta(minutes=n % 997)
+        batch.append(
+            _shift_row(n, f"crowd-{n}", schedule_ids[n % len(schedule_ids)], user_id, start,
+                       timedelta(hours=12), now)
+        )  # fmt: skip
+        if len(batch) == CHUNK:
+            connection.execute(insert(Shift.__table__), batch)
+            batch.clear()
+    if batch:
+        connection.execute(insert(Shift.__table__), batch)
+    connection.execute(text("ANALYZE"))
+    return time.perf_counter() - started
+
+
+def timed(call: Callable[[], Any], samples: int) -> list[float]:
+    """Milliseconds of `samples` calls."""
+    result = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        call()
+        result.append((time.perf_counter() - started) * 1000)
+    return result
+
+
+def scratch_icalendar(specs: list[EventSpec]) -> bytes:
+    """The same feed the obvious way: a Calendar of Events, serialized whole."""
+    calendar = icalendar.Calendar()
+    calendar.add("version", "2.0")
+    calendar.add("prodid", "-//oncal-feed//oncal-feed//EN")
+    calendar.add("x-wr-calname", "On-call — Bench Marker")
+    for spec in specs:
+        event = icalendar.Event()
+        event.add("uid", spec.uid)
+        event.add("dtstamp", spec.last_modified)
+        event.add("dtstart", spec.starts_at)
+        event.add("dtend", spec.ends_at)
+        event.add("sequence", spec.sequence)
+        event.add("created", spec.created)
+        event.add("last-modified", spec.last_modified)
+        event.add("summary", spec.summary)
+        event.add("description", spec.description)
+        event.add("url", spec.url)
+        event.add("status", spec.status.upper())
+        event.add("transp", "TRANSPARENT")
+        calendar.add_component(event)
+    return calendar.to_ical()
+
+
+class Counter:
+    """Counts SQL statements; keeps the last one that read shifts, with its parameters."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shift_query: tuple[str, Any] | None = None
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        """`before_cursor_execute` listener."""
+        self.count += 1
+        if "FROM shifts" in statement:
+            self.shift_query = (statement, parameters)
+
+
+def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any]:
+    """Every per-feed figure, on a fresh app."""
+    app = build_app(url, folder)
+    database = get_database(app)
+    counter = Counter()
+    event.listen(database.engine, "before_cursor_execute", counter)
+    service = feed_service(app)
+    with database.session() as session:
+        user = session.get(User, user_id)
+        assert user is not None
+        with app.app_context():
+            path = feed_links(user).https.removeprefix(BASE_URL)
+    client = app.test_client()
+    agent = {"User-Agent": "Google-Calendar-Importer"}
+
+    def get(headers: dict[str, str] | None = None, expect: int = 200) -> Any:
+        response = client.get(path, headers={**agent, **(headers or {})})
+        assert response.status_code == expect, response.status_code
+        return response
+
+    figures: dict[str, Any] = {}
+    cold = []
+    for _ in range(3):
+        service.event_cache.clear()
+        service.body_cache.clear()
+        cold += timed(get, 1)
+    figures["cold"] = statistics.median(cold)
+
+    def event_warm() -> None:
+        service.body_cache.clear()
+        get()
+
+    figures["event_warm"] = statistics.median(timed(event_warm, max(5, samples // 20)))
+    raw = get()
+    figures["raw_bytes"] = len(raw.get_data())
+    zipped = get({"Accept-Encoding": "gzip"})
+    figures["gzip_bytes"] = len(zipped.get_data())
+    assert gzip.decompress(zipped.get_data()) == raw.get_data()
+
+    tag = raw.headers["ETag"]
+    kinds: dict[str, Callable[[], Any]] = {
+        # The test client's own cost: a request refused before any database work.
+        "floor": lambda: client.get("/feeds/not-a-token.ics", headers=agent),
+        "warm": get,
+        "warm_gzip": lambda: get({"Accept-Encoding": "gzip"}),
+        "not_modified": lambda: get({"If-None-Match": tag}, expect=304),
+    }
+    # Interleaved, so a burst of load elsewhere on the machine hits every kind alike.
+    times: dict[str, list[float]] = {name: [] for name in kinds}
+    for _ in range(samples):
+        for name, call in kinds.items():
+            times[name] += timed(call, 1)
+    for name, values in times.items():
+        figures[name] = statistics.median(values)
+        figures[name + "_p10"] = statistics.quantiles(values, n=10)[0]
+    for name, headers, expect in (
+        ("sql_warm", {}, 200), ("sql_304", {"If-None-Match": tag}, 304),
+    ):  # fmt: skip
+        before = counter.count
+        get(headers, expect)
+        figures[name] = counter.count - before
+
+    with database.session() as session:
+        user = session.get(User, user_id)
+        window_start = today() - timedelta(days=30)
+        window_end = today() + timedelta(days=366)
+        rows = shifts_for_user(session, user_id, window_start, window_end, deleted_since=today())
+        options = RenderOptions(base_url=BASE_URL)
+        specs = [shift_event(shift_facts(s), options) for s in rows]
+        figures["events"] = len(specs)
+        figures["scratch"] = statistics.median(timed(lambda: scratch_icalendar(specs), 3))
+        started = time.perf_counter()
+        for _ in range(20):
+            shifts_for_user(session, user_id, window_start, window_end, deleted_since=today())
+        figures["query"] = (time.perf_counter() - started) * 1000 / 20
+    figures["ratio"] = figures["scratch"] / figures["warm"]
+    figures["plan"] = explain(database, counter.shift_query)
+    event.remove(database.engine, "before_cursor_execute", counter)
+    database.dispose()
+    return figures
+
+
+def explain(database: Database, query: tuple[str, Any] | None) -> list[str]:
+    """The plan of the feed's shift query, as the database would run it."""
+    assert query is not None, "no shift query was seen"
+    statement, parameters = query
+    with database.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            return [str(row[-1]) for row in rows]
+        rows = connection.exec_driver_sql("EXPLAIN ANALYZE " + statement, parameters)
+        return [str(row[0]) for row in rows]
+
+
+def report(title: str, figures: dict[str, Any]) -> None:
+    """Print one block of figures with their targets."""
+
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    print(f"\n== {title}")
+    print(f"  events in feed                 {figures['events']:>10}")
+    print(
+        f"  test-client floor (404, no DB) {figures['floor']:>10.3f} ms"
+        f"   (p10 {figures['floor_p10']:.3f})"
+    )
+    print(f"  shift query alone              {figures['query']:>10.2f} ms")
+    print(f"  cold first render              {figures['cold']:>10.1f} ms")
+    print(f"  new body from cached events    {figures['event_warm']:>10.1f} ms")
+    print(
+        f"  warm feed (median)             {figures['warm']:>10.3f} ms"
+        f"   (p10 {figures['warm_p10']:.3f})"
+        f"   target <= 5 ms: {verdict(figures['warm'] <= 5)}"
+    )
+    print(f"  warm feed, gzip (median)       {figures['warm_gzip']:>10.3f} ms")
+    print(f"  icalendar from scratch         {figures['scratch']:>10.1f} ms")
+    print(
+        f"  from scratch / warm            {figures['ratio']:>10.0f} x"
+        f"   target >= 50x: {verdict(figures['ratio'] >= 50)}"
+    )
+    print(
+        f"  304 (median)                   {figures['not_modified']:>10.3f} ms"
+        f"   (p10 {figures['not_modified_p10']:.3f})"
+        f"   target <= 1 ms: {verdict(figures['not_modified'] <= 1)}"
+    )
+    sizes = f"{figures['raw_bytes']:>10,} / {figures['gzip_bytes']:,}"
+    print(f"  body raw / gzip                {sizes} bytes")
+    print(f"  SQL statements: warm 200 / 304 {figures['sql_warm']:>10} / {figures['sql_304']}")
+    print("  shift query plan:")
+    for line in figures["plan"]:
+        print(f"    {line}")
+    uses_index = any(INDEX in line for line in figures["plan"])
+    print(f"  uses {INDEX}: {verdict(uses_index)}")
+
+
+def main() -> None:
+    """Parse arguments, build, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="PostgreSQL server URL (default: temporary SQLite)")
+    parser.add_argument("--big", action="store_true", help="also measure among 1,000,000 shifts")
+    parser.add_argument("--shifts", type=int, default=1000, help="the user's shifts (1000)")
+    parser.add_argument("--samples", type=int, default=300, help="requests per median (300)")
+    args = parser.parse_args()
+
+    with scratch_database(args.database_url) as url, tempfile.TemporaryDirectory() as folder:
+        database = Database(url)
+        upgrade(database)
+        print(f"database: {database.engine.dialect.name}, {sys.version.split()[0]}, "
+              f"icalendar {icalendar.__version__}, {os.cpu_count()} CPUs, "
+              f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+        with database.engine.begin() as connection:
+            user_id = seed_user(connection, args.shifts)
+        report(f"{args.shifts} shifts, one user", measure(url, user_id, args.samples, Path(folder)))
+        if args.big:
+            with database.engine.begin() as connection:
+                took = seed_crowd(connection)
+            with database.engine.connect() as connection:
+                total = connection.scalar(text("SELECT count(*) FROM shifts"))
+                users = connection.scalar(text("SELECT count(*) FROM users"))
+            print(f"\nloaded {users:,} users, {total:,} shifts in {took:.1f} s")
+            report(
+                f"{args.shifts} shifts of one user among {total:,}",
+                measure(url, user_id, args.samples, Path(folder)),
+            )
+        database.dispose()
+
+
+if __name__ == "__main__":
+    main()
