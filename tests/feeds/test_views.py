@@ -246,6 +246,8 @@ def dead_links(world: World, app: Flask) -> dict[str, str]:
         "forged": f"{payload}.{signature[::-1]}",
         "truncated": good[:-4],
         "garbage": "hello",
+        "odd bytes": "%00%FF%F0%9F%92",
+        "oversized": "A" * 4000,
         "other salt": serializer.dumps([world.users[ALICE].public_id, 1]),
         "unknown user": make_feed_token(key, ghost),
         "future generation": make_feed_token(
