@@ -47,15 +47,19 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subproces
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # Generous: each worker imports the whole app, and CI machines may be busy.
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
+            with urllib.request.urlopen(url + "/healthz", timeout=5):
                 break
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset or timed out while workers boot
             if process.poll() is not None:
                 pytest.fail(f"gunicorn exited: {process.stdout.read()}")  # type: ignore[union-attr]
             time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"gunicorn did not answer: {process.communicate()[0]}")
     yield url, process
     if process.poll() is None:
         process.terminate()
@@ -92,7 +96,8 @@ def test_sigterm_drains_a_request_in_flight(gunicorn, app, api_key: str) -> None
     ).encode()
     with socket.create_connection((host, int(port)), timeout=20) as conn:
         conn.sendall(head + body[:10])
-        time.sleep(0.5)  # the worker thread is now inside the view, waiting for the body
+        # Ample time for a booted worker to accept and enter the view, even on a busy machine.
+        time.sleep(2)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         conn.sendall(body[10:])
