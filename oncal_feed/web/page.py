@@ -133,16 +133,19 @@ class Day:
 
 
 def _when(start: datetime, end: datetime, today: date, day: date) -> str:
-    """Say when: "09:00-17:00", "22:00 - Tue 5 Mar, 06:00", or "since ..." when ongoing.
+    """Say when, relative to the `day` it is listed under (en dashes, hence `EN_DASH`).
 
-    (With an en dash, which ruff would flag in source, hence `EN_DASH`.)
+    "09:00-17:00" within the day, "22:00 - Wed 11 Mar, 06:00" past it, and
+    "since Mon 9 Mar, 22:00 - 10:00" for a shift under way since an earlier day.
     """
     start_text = f"{start:%H:%M}"
     if start.date() != day:
         start_text = f"since {_day_text(start.date(), today)}, {start:%H:%M}"
-    if end.date() == start.date():
-        return f"{start_text}{EN_DASH}{end:%H:%M}"
-    end_text = f"{_day_text(end.date(), today)}, {end:%H:%M}"
+    end_text = f"{end:%H:%M}"
+    if end.date() != day:
+        end_text = f"{_day_text(end.date(), today)}, {end:%H:%M}"
+    if start.date() == end.date() == day:
+        return f"{start_text}{EN_DASH}{end_text}"
     return f"{start_text} {EN_DASH} {end_text}"
 
 

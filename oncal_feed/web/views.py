@@ -57,7 +57,8 @@ web_blueprint = Blueprint(
     __name__,
     template_folder="templates",
     static_folder="static",
-    static_url_path="/static",
+    # Not /static: the app's own (empty) static route would answer that path first.
+    static_url_path="/assets",
 )
 
 _View = TypeVar("_View", bound=Callable[..., Any])
@@ -106,7 +107,8 @@ def _back(anchor: str = "") -> Response:
 @web_blueprint.after_request
 def _no_store(response: Response) -> Response:
     # The settings page holds the feed URL, which is a secret: keep it out of caches.
-    response.headers.setdefault("Cache-Control", "no-store")
+    if request.endpoint != "web.static":
+        response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

@@ -1,0 +1,317 @@
+"""The settings page: what it shows, and its forms (rotate, options, time zone)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from freezegun import freeze_time
+from sqlalchemy.orm import Session
+
+from oncal_feed import accounts
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.models import User
+from oncal_feed.notify import add_listener
+from oncal_feed.validation import UserInput
+from tests.fakes.fixtures import app_path
+from tests.web.conftest import add_shift, csrf_token
+
+# Tuesday 10 March 2026, 08:00 UTC (09:00 in Berlin).
+NOW = datetime(2026, 3, 10, 8, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock(app: Flask) -> Iterator[None]:
+    """Freeze time at NOW, once the app (and the C extensions it imports) is loaded.
+
+    freezegun's `tick` keeps time moving from NOW, for session and token timestamps.
+    """
+    with freeze_time(NOW, tick=True):
+        yield
+
+
+def feed_url(page: str) -> str:
+    """The feed address shown in the page's input."""
+    found = re.search(r'id="feed-url"[^>]* value="([^"]+)"', page)
+    assert found is not None
+    return html.unescape(found.group(1))
+
+
+def link(page: str, element_id: str) -> str:
+    """The href of the element with this id."""
+    found = re.search(rf'id="{element_id}" href="([^"]+)"', page)
+    assert found is not None, element_id
+    return html.unescape(found.group(1))
+
+
+# -------------------------------------------------------------------- content
+
+
+def test_the_page_lists_the_next_two_weeks_by_local_day(
+    clock: None, app: Flask, member: User, member_client: FlaskClient
+) -> None:
+    # Under way now (since yesterday 22:00 Berlin), later today, next week, and too late.
+    add_shift(app, member.email, NOW - timedelta(hours=11), timedelta(hours=12))
+    add_shift(
+        app, member.email, NOW + timedelta(hours=9), timedelta(hours=3), role="secondary",
+        schedule="checkout", schedule_name="Checkout",
+    )  # fmt: skip
+    add_shift(app, member.email, NOW + timedelta(days=7), timedelta(days=7))
+    add_shift(app, member.email, NOW + timedelta(days=15))
+    page = member_client.get("/settings").text
+
+    assert "Times in Europe/Berlin." in page
+    assert page.count('class="day"') == 2
+    today, next_week = re.findall(r'<time datetime="([\d-]+)">([^<]+)</time>', page)[:2]
+    assert today == ("2026-03-10", "Today")
+    assert next_week == ("2026-03-17", "Tue 17 Mar")
+    assert "since Mon 9 Mar, 22:00 \u2013 10:00" in page
+    assert "On call now" in page
+    assert "18:00\u201321:00" in page
+    assert "<strong>Checkout</strong> · Secondary" in page
+    assert "09:00 \u2013 Tue 24 Mar, 09:00" in page
+    assert "Wed 25 Mar" not in page
+
+
+def test_hand_overs_and_notes_are_shown(
+    clock: None, app: Flask, member: User, member_client: FlaskClient
+) -> None:
+    with get_database(app).session() as session:
+        accounts.create_user(session, UserInput("sam@example.com", "Sam", "UTC"), utcnow())
+    add_shift(app, "sam@example.com", NOW, timedelta(days=1), external_id="a")
+    add_shift(app, member.email, NOW + timedelta(days=1), timedelta(days=1), external_id="b",
+              notes="Bridge: +49 30 1234")  # fmt: skip
+    add_shift(app, "sam@example.com", NOW + timedelta(days=2), timedelta(days=1), external_id="c")
+    page = member_client.get("/settings").text
+    assert "Takes over from Sam · Hands over to Sam" in page
+    assert "Bridge: +49 30 1234" in page
+
+
+def test_an_empty_fortnight_says_so(member_client: FlaskClient) -> None:
+    assert (
+        "You have no on-call shifts in the next two weeks." in member_client.get("/settings").text
+    )
+
+
+def test_user_data_is_escaped_everywhere(app: Flask, member_client: FlaskClient) -> None:
+    evil = '<script>alert("x")</script>'
+    with get_database(app).session() as session:
+        user = accounts.get_user_by_email(session, "kim@example.com")
+        user.display_name = f"Kim {evil}"
+    add_shift(
+        app, "kim@example.com", utcnow() + timedelta(hours=1), schedule="evil",
+        schedule_name=f"Ops {evil}", notes=f"call {evil}",
+    )  # fmt: skip
+    page = member_client.get("/settings").text
+    assert evil not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+    # The calendar name in the Outlook link is URL-encoded, not raw.
+    assert "%3Cscript%3E" in link(page, "add-outlook")
+
+
+def test_the_feed_links_and_refresh_notes(member: User, member_client: FlaskClient) -> None:
+    page = member_client.get("/settings").text
+    https = feed_url(page)
+    assert https.startswith("https://oncal.example.test/feeds/")
+    assert https.endswith(".ics")
+    webcal = "webcal://" + https.removeprefix("https://")
+    assert link(page, "add-webcal") == webcal
+
+    google = urlsplit(link(page, "add-google"))
+    assert (google.scheme, google.netloc, google.path) == (
+        "https",
+        "calendar.google.com",
+        "/calendar/r",
+    )
+    assert parse_qs(google.query) == {"cid": [webcal]}
+
+    for element_id, host in (("add-outlook", "outlook.live.com"),
+                             ("add-outlook-work", "outlook.office.com")):  # fmt: skip
+        outlook = urlsplit(link(page, element_id))
+        assert (outlook.netloc, outlook.path) == (host, "/calendar/0/addfromweb")
+        assert parse_qs(outlook.query) == {"url": [https], "name": ["On-call — Kim Lee"]}
+
+    assert "every 12 to 24 hours" in page
+    assert "every few hours" in page
+    assert "Apple Calendar" in page
+    assert "No calendar app has fetched this feed yet." in page
+    assert 'data-copy="feed-url"' in page
+
+
+def test_the_page_says_when_and_by_what_the_feed_was_fetched(
+    member_client: FlaskClient,
+) -> None:
+    url = feed_url(member_client.get("/settings").text)
+    response = member_client.get(app_path(url), headers={"User-Agent": "Google-Calendar-Importer"})
+    assert response.status_code == 200
+    page = member_client.get("/settings").text
+    assert re.search(r"Last fetched <time [^>]+>just now</time> by Google Calendar\.", page)
+
+
+def test_connect_buttons_are_disabled_with_a_reason_when_not_configured(
+    member_client: FlaskClient,
+) -> None:
+    page = member_client.get("/settings").text
+    assert "Google Calendar hasn't been set up on this server" in page
+    assert "Outlook hasn't been set up on this server" in page
+    assert page.count('disabled aria-describedby="connection-') == 2
+    assert 'id="connect-google"' not in page
+    assert 'id="sync-now"' not in page
+    response = member_client.get("/settings/connect/google")
+    assert response.status_code == 303
+    assert "is not set up on this server" in member_client.get("/settings").text
+
+
+# --------------------------------------------------------------------- rotate
+
+
+def test_rotate_asks_first_then_kills_the_old_url(member_client: FlaskClient) -> None:
+    old = feed_url(member_client.get("/settings").text)
+    assert member_client.get(app_path(old)).status_code == 200
+    token = csrf_token(member_client, "/settings")
+
+    confirm = member_client.post("/settings/feed/rotate", data={"csrf_token": token})
+    assert confirm.status_code == 200
+    assert "Replace your feed address?" in confirm.text
+    assert 'name="confirm" value="yes"' in confirm.text
+    assert member_client.get(app_path(old)).status_code == 200  # not yet
+
+    response = member_client.post(
+        "/settings/feed/rotate", data={"csrf_token": token, "confirm": "yes"}
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/settings#feed"
+    page = member_client.get("/settings").text
+    assert "Your feed has a new address." in page
+    new = feed_url(page)
+    assert new != old
+    assert member_client.get(app_path(old)).status_code == 404
+    assert member_client.get(app_path(new)).status_code == 200
+
+
+# -------------------------------------------------------------------- options
+
+
+def test_feed_options_are_saved_and_shape_the_feed(
+    app: Flask, member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    add_shift(app, member.email, utcnow() + timedelta(days=1), schedule="payments")
+    add_shift(app, member.email, utcnow() + timedelta(days=2), schedule="checkout",
+              schedule_name="Checkout")  # fmt: skip
+    page = member_client.get("/settings").text
+    assert 'name="schedule" value="checkout"' in page
+    assert 'name="schedule" value="payments"' in page
+    nudged: list[set[int]] = []
+    add_listener(app, nudged.append)
+
+    response = member_client.post(
+        "/settings/feed/options",
+        data={
+            "csrf_token": csrf_token(member_client, "/settings"),
+            "past_days": "7",
+            "future_days": "90",
+            "schedule": ["checkout"],
+            "busy": "1",
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/settings#options"
+    stored = db_session.get(User, member.id)
+    assert stored is not None
+    assert (stored.feed_past_days, stored.feed_future_days) == (7, 90)
+    assert stored.feed_schedule_keys == ["checkout"]
+    assert stored.feed_busy is True
+    assert nudged == [{member.id}]  # connected calendars are told
+
+    page = member_client.get("/settings").text
+    assert "Options saved." in page
+    assert re.search(r'value="checkout"[^>]*checked', page)
+    assert not re.search(r'value="payments"[^>]*checked', page)
+    feed = member_client.get(app_path(feed_url(page))).text
+    assert "Checkout" in feed
+    assert "Payments" not in feed
+    assert "TRANSP:OPAQUE" in feed
+
+
+def test_saving_the_same_options_again_tells_nobody(app: Flask, member_client: FlaskClient) -> None:
+    nudged: list[set[int]] = []
+    add_listener(app, nudged.append)
+    token = csrf_token(member_client, "/settings")
+    data = {"csrf_token": token, "past_days": "30", "future_days": "365", "busy": "0"}
+    assert member_client.post("/settings/feed/options", data=data).status_code == 303
+    assert nudged == []
+
+
+@pytest.mark.parametrize(
+    ("past", "future"), [("-1", "30"), ("7", "0"), ("x", "30"), ("7", "99999"), ("٣", "30")]
+)
+def test_bad_option_values_are_refused(
+    member: User, member_client: FlaskClient, db_session: Session, past: str, future: str
+) -> None:
+    token = csrf_token(member_client, "/settings")
+    data = {"csrf_token": token, "past_days": past, "future_days": future}
+    response = member_client.post("/settings/feed/options", data=data)
+    assert response.status_code == 303
+    assert "Choose from" in member_client.get("/settings").text
+    stored = db_session.get(User, member.id)
+    assert stored is not None
+    assert (stored.feed_past_days, stored.feed_future_days) == (30, 365)
+
+
+def test_unknown_schedules_are_dropped(
+    member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    token = csrf_token(member_client, "/settings")
+    data = {"csrf_token": token, "past_days": "30", "future_days": "365",
+            "schedule": ["nope", "../x"]}  # fmt: skip
+    assert member_client.post("/settings/feed/options", data=data).status_code == 303
+    stored = db_session.get(User, member.id)
+    assert stored is not None
+    assert stored.feed_schedule_keys is None
+
+
+# ------------------------------------------------------------------ time zone
+
+
+def test_the_time_zone_is_saved(
+    member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    page = member_client.get("/settings").text
+    assert '<option value="Europe/Berlin" selected>' in page
+    token = csrf_token(member_client, "/settings")
+    response = member_client.post(
+        "/settings/time-zone", data={"csrf_token": token, "time_zone": "America/New_York"}
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/settings#time-zone"
+    stored = db_session.get(User, member.id)
+    assert stored is not None
+    assert stored.time_zone == "America/New_York"
+    page = member_client.get("/settings").text
+    assert "Times are now shown in America/New_York." in page
+    assert '<option value="America/New_York" selected>' in page
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "", "<b>", "x" * 100])
+def test_an_unknown_time_zone_is_refused(
+    member: User, member_client: FlaskClient, db_session: Session, zone: str
+) -> None:
+    token = csrf_token(member_client, "/settings")
+    member_client.post("/settings/time-zone", data={"csrf_token": token, "time_zone": zone})
+    assert "Choose a time zone from the list." in member_client.get("/settings").text
+    stored = db_session.get(User, member.id)
+    assert stored is not None
+    assert stored.time_zone == "Europe/Berlin"
+
+
+def test_forms_of_signed_out_visitors_go_to_sign_in(client: FlaskClient, member: User) -> None:
+    token = csrf_token(client)
+    response = client.post("/settings/time-zone", data={"csrf_token": token, "time_zone": "UTC"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
