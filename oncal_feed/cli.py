@@ -239,7 +239,6 @@ class Row:
 class ParsedRow:
     """A row that passed every check."""
 
-    line: int
     schedule: str
     shift: ShiftInput
 
@@ -396,7 +395,7 @@ def check_rows(
         if errors:
             problems.extend(FieldError(e.field, e.problem, row.line) for e in errors)
         elif shift is not None:
-            parsed.append(ParsedRow(row.line, key, shift))
+            parsed.append(ParsedRow(key, shift))
     return parsed, schedules, problems
 
 
