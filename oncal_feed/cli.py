@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,18 +115,6 @@ def require_schema(database: Database) -> None:
             f"the database schema is not up to date (database: {current}, code: "
             f"{head_revision(database)}). Run `oncal-feed init-db` first."
         )
-
-
-def merge_results(results: Iterable[WriteResult]) -> WriteResult:
-    """Add up several writes' counts and touched users."""
-    total = WriteResult()
-    for result in results:
-        total.created += result.created
-        total.updated += result.updated
-        total.unchanged += result.unchanged
-        total.deleted += result.deleted
-        total.touched_user_ids |= result.touched_user_ids
-    return total
 
 
 def _count(number: int, noun: str) -> str:
@@ -471,7 +459,9 @@ def import_shifts(
                 results.append(shifts.import_window(session, schedules[key], *window, items, now))
             else:
                 results.extend(shifts.upsert_shift(session, schedules[key], i, now) for i in items)
-        total = merge_results(results)
+        total = WriteResult()
+        for result in results:
+            total.merge(result)
         if dry_run:
             session.rollback()
         else:
@@ -520,7 +510,9 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         with database.session() as session:
             report = demo_data.seed(session, utcnow(), password)
         notify.shifts_changed(report.touched_user_ids)
-        total = merge_results(report.shift_results)
+        total = WriteResult()
+        for result in report.shift_results:
+            total.merge(result)
         user = report.user
         start, end = report.window
         click.echo(f"Demo data in {describe_database(database.url)}")

@@ -52,6 +52,20 @@ class WriteResult:
     touched_user_ids: set[int] = field(default_factory=set)
     # Old and new [start, end) of every shift written: where hand-overs may have changed.
     changed_spans: list[tuple[datetime, datetime]] = field(default_factory=list, repr=False)
+    # Shifts whose revision this write already set: a hand-over refresh in the same
+    # write must not raise it a second time (one write, one new revision at most).
+    # Keyed by id() and holding the object itself: the session's identity map keeps clean
+    # objects only weakly, and a collected object's id() could be reused.
+    revised: dict[int, Shift] = field(default_factory=dict, repr=False)
+
+    def merge(self, other: WriteResult) -> WriteResult:
+        """Add another write's counts and touched users to this one; return self."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.touched_user_ids |= other.touched_user_ids
+        return self
 
     def as_dict(self) -> dict[str, int]:
         """Return the counts (for API responses and CLI output)."""
@@ -271,6 +285,7 @@ def _apply(
         result.created += 1
         result.touched_user_ids.add(user.id)
         result.changed_spans.append((data.starts_at, data.ends_at))
+        result.revised[id(shift)] = shift
         return
     before = _content(shift)
     old_user_id, old_span = shift.user_id, (shift.starts_at, shift.ends_at)
@@ -283,6 +298,7 @@ def _apply(
     shift.updated_at = now
     result.updated += 1
     result.touched_user_ids.update({old_user_id, user.id})
+    result.revised[id(shift)] = shift
     result.changed_spans.extend([old_span, (data.starts_at, data.ends_at)])
 
 
@@ -291,6 +307,7 @@ def _tombstone(shift: Shift, now: datetime, result: WriteResult) -> None:
     shift.revision += 1
     shift.updated_at = now
     result.deleted += 1
+    result.revised[id(shift)] = shift
 
 
 def _refresh_neighbourhood(
@@ -341,8 +358,10 @@ def _refresh_handovers(
             shift.handover_from = _incoming_name(group, starts, shift)
             shift.handover_to = _outgoing_name(group, starts, shift)
             if _content(shift) != before:
-                shift.revision += 1
-                shift.updated_at = now
+                if id(shift) not in result.revised:
+                    shift.revision += 1
+                    shift.updated_at = now
+                    result.revised[id(shift)] = shift
                 result.touched_user_ids.add(shift.user_id)
 
 

@@ -113,9 +113,22 @@ def test_handover_names_follow_neighbours(db_session: Session, team) -> None:
     assert (first.handover_from, first.handover_to) == (None, "Bob")
     assert (second.handover_from, second.handover_to) == ("Alice", None)
     assert first.revision == 2  # its text changed when Bob's shift arrived
+    assert second.revision == 1  # created with its hand-over text: one write, one revision
 
     accounts.update_user(db_session, bob, UserInput(display_name="Robert"), NOW)
     assert shifts.get_shift(db_session, schedule, "w0").handover_to == "Robert"
+
+
+def test_one_write_raises_a_revision_at_most_once(db_session: Session, team) -> None:
+    """An edit that also changes the shift's own hand-over text is still one new revision."""
+    schedule, alice, bob = team
+    shifts.upsert_shift(db_session, schedule, week("w0", alice.email, 0), NOW)
+    shifts.upsert_shift(db_session, schedule, week("w1", bob.email, 2), NOW)
+    assert shifts.get_shift(db_session, schedule, "w1").revision == 1
+    # Moving w1 next to w0 changes its times and gives it a hand-over in the same write.
+    shifts.upsert_shift(db_session, schedule, week("w1", bob.email, 1), NOW)
+    moved = shifts.get_shift(db_session, schedule, "w1")
+    assert (moved.handover_from, moved.revision) == ("Alice", 2)
 
 
 def test_query_by_user_and_window(db_session: Session, team) -> None:
