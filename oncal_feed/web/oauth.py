@@ -16,9 +16,14 @@ from oncal_feed.connections.errors import OAuthError
 from oncal_feed.models import CalendarConnection
 from oncal_feed.web.page import PROVIDER_LABELS
 
-__all__ = ["finish_on_page", "remember_page_flow", "started_from_page"]
+__all__ = ["finish_on_page", "remember_page_flow", "started_from_page", "tell"]
 
 _SESSION_KEY = "oauth_from_page"  # providers whose flow the settings page started
+
+
+def tell(message: str, kind: str, section: str = "") -> None:
+    """Flash `message` (kind: success, info or error) to show in a settings page section."""
+    flash(message, f"{kind}@{section}" if section else kind)
 
 
 def remember_page_flow(provider: str) -> None:
@@ -49,10 +54,14 @@ def finish_on_page(provider: str, finish: Callable[[], CalendarConnection]) -> R
         connection = finish()
     except OAuthError as exc:
         if exc.code == "access_denied":
-            flash(f"Connecting {label} was cancelled. Nothing was changed.", "info")
+            tell(f"Connecting {label} was cancelled. Nothing was changed.", "info", "connections")
         else:
-            flash(f"{label} could not be connected. {exc.message}", "error")
+            tell(f"{label} could not be connected. {exc.message}", "error", "connections")
         return redirect(url_for("web.settings") + "#connections", code=303)
     where = f" ({connection.calendar_name})" if connection.calendar_name else ""
-    flash(f"{label} is connected{where}. Your shifts are being written into it now.", "success")
+    tell(
+        f"{label} is connected{where}. Your shifts are being written into it now.",
+        "success",
+        "connections",
+    )
     return redirect(url_for("web.settings") + "#connections", code=303)

@@ -293,28 +293,30 @@ def connection_cards(
     return cards
 
 
-def sync_summary(result: Mapping[str, Any]) -> tuple[str, str]:
-    """Turn `sync_user_now`'s answer into a flash message and its category."""
+def sync_summary(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Turn `sync_user_now`'s answer into messages (text, kind), one per calendar."""
     connections = result.get("connections") or []
     if not connections:
-        return "There is no connected calendar to sync.", "info"
-    parts = []
-    failed = False
+        return [("There is no connected calendar to sync.", "info")]
+    messages = []
     for item in connections:
         label = PROVIDER_LABELS.get(str(item.get("provider")), str(item.get("provider")))
         outcome = item.get("outcome")
         if outcome == "needs_reauth":
-            failed = True
-            parts.append(f"{label} needs you to reconnect it.")
+            messages.append((f"{label} needs you to reconnect it.", "error"))
         elif outcome == "failed":
-            failed = True
-            error = item.get("error") or "the calendar service did not answer"
-            parts.append(f"{label} could not be synced: {error}")
+            error = item.get("error") or "the calendar service did not answer."
+            messages.append((f"{label} could not be synced. {error}", "error"))
         elif outcome == "busy":
-            parts.append(f"{label} is being synced right now; it will run again right after.")
-        else:
-            parts.append(
-                f"{label} is up to date ({item.get('created', 0)} added, "
-                f"{item.get('updated', 0)} changed, {item.get('deleted', 0)} removed)."
+            messages.append(
+                (f"{label} is being synced right now; it will run again right after.", "info")
             )
-    return " ".join(parts), "error" if failed else "success"
+        else:
+            messages.append(
+                (
+                    f"{label} is up to date ({item.get('created', 0)} added, "
+                    f"{item.get('updated', 0)} changed, {item.get('deleted', 0)} removed).",
+                    "success",
+                )
+            )
+    return messages

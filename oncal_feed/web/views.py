@@ -44,7 +44,7 @@ from oncal_feed.notify import shifts_changed
 from oncal_feed.shifts import shifts_for_user
 from oncal_feed.validation import parse_user
 from oncal_feed.web import page
-from oncal_feed.web.oauth import remember_page_flow
+from oncal_feed.web.oauth import remember_page_flow, tell
 from oncal_feed.web.page import time_zone_names
 from oncal_feed.web.security import email_key, limiter, safe_next
 
@@ -203,6 +203,7 @@ def settings() -> str:
         polling=any(card.pending or card.never_synced for card in cards if card.connected),
         zones=time_zone_names(),
         proxy_signed_in=bool(g.get("proxy_signed_in")),
+        inline_messages=True,
     )
 
 
@@ -249,10 +250,11 @@ def rotate() -> Response | str:
     database = get_session()
     rotate_feed(database, _user(), utcnow())
     database.commit()
-    flash(
+    tell(
         "Your feed has a new address. The old one has stopped working: subscribe again "
         "with the new one in each calendar app that used it.",
         "success",
+        "feed",
     )
     return _back("feed")
 
@@ -267,7 +269,7 @@ def feed_options() -> Response:
         past = _whole(request.form.get("past_days"), PAST_DAYS_RANGE, "days back")
         future = _whole(request.form.get("future_days"), FUTURE_DAYS_RANGE, "days ahead")
     except ValidationError as exc:
-        flash(exc.errors[0].problem, "error")
+        tell(exc.errors[0].problem, "error", "options")
         return _back("options")
     keys = sorted(set(request.form.getlist("schedule")))
     known = set(database.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
@@ -284,7 +286,7 @@ def feed_options() -> Response:
     if sync_relevant:
         # Schedules and busy/free shape connected calendars too: push the change.
         shifts_changed({user.id})
-    flash("Options saved.", "success")
+    tell("Options saved.", "success", "options")
     return _back("options")
 
 
@@ -303,11 +305,11 @@ def time_zone() -> Response:
     try:
         data = parse_user({"time_zone": request.form.get("time_zone", "")}, partial=True)
     except ValidationError:
-        flash("Choose a time zone from the list.", "error")
+        tell("Choose a time zone from the list.", "error", "time-zone")
         return _back("time-zone")
     accounts.update_user(database, _user(), data, utcnow())
     database.commit()
-    flash(f"Times are now shown in {data.time_zone}.", "success")
+    tell(f"Times are now shown in {data.time_zone}.", "success", "time-zone")
     return _back("time-zone")
 
 
@@ -331,7 +333,7 @@ def connect(provider: str) -> Response:
             get_session(), _user(), provider, use_primary=True if primary == "1" else None
         )
     except OAuthError as exc:
-        flash(exc.message, "error")
+        tell(exc.message, "error", "connections")
         return _back("connections")
     remember_page_flow(provider)
     return redirect(url, code=303)
@@ -343,10 +345,10 @@ def sync_now() -> Response:
     """Push shifts to the connected calendars now, and say what happened."""
     sync_user_now = getattr(importlib.import_module("oncal_feed.sync"), "sync_user_now", None)
     if sync_user_now is None:  # a build without push sync
-        flash("Push sync is not available on this server yet.", "error")
+        tell("Push sync is not available on this server yet.", "error", "connections")
         return _back("connections")
-    message, category = page.sync_summary(sync_user_now(_user()))
-    flash(message, category)
+    for message, kind in page.sync_summary(sync_user_now(_user())):
+        tell(message, kind, "connections")
     return _back("connections")
 
 
@@ -377,10 +379,11 @@ def disconnect(provider: str) -> Response | str:
     try:
         result = connections.disconnect(get_session(), _user(), provider, remove_events=remove)
     except OAuthError as exc:
-        flash(exc.message, "error")
+        tell(exc.message, "error", "connections")
         return _back("connections")
     if result.events_removed:
-        flash(f"{label} is disconnected and its on-call events were removed.", "success")
+        message = f"{label} is disconnected and its on-call events were removed."
     else:
-        flash(f"{label} is disconnected. The events already there stay.", "success")
+        message = f"{label} is disconnected. The events already there stay."
+    tell(message, "success", "connections")
     return _back("connections")
