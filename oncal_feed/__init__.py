@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.logs import configure_logging
     from oncal_feed.metrics import init_metrics
     from oncal_feed.ops import ops_blueprint
+    from oncal_feed.sync.tasks import init_app as init_sync
     from oncal_feed.web import init_web
 
     app = Flask(__name__, instance_relative_config=True)
@@ -49,4 +50,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # After the other blueprints: CSRF protection exempts some of them by name.
     init_web(app)
     init_metrics(app)
+    init_sync(app)
     return app

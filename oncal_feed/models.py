@@ -164,7 +164,8 @@ class CalendarConnection(Base):
     window_days: Mapped[int] = mapped_column(default=90)
     # Part of every Google event id we derive; bumped when an old id can't be reused.
     id_generation: Mapped[int] = mapped_column(default=1)
-    dirty_since: Mapped[datetime | None]  # a change is waiting to be pushed
+    # A change is waiting to be pushed (indexed: the sweep also looks for stale ones).
+    dirty_since: Mapped[datetime | None] = mapped_column(index=True)
     last_sync_started_at: Mapped[datetime | None]
     last_sync_at: Mapped[datetime | None]  # last finished attempt, good or bad
     last_success_at: Mapped[datetime | None]
@@ -177,6 +178,10 @@ class CalendarConnection(Base):
     last_error_at: Mapped[datetime | None]
     failure_count: Mapped[int] = mapped_column(default=0)
     next_retry_at: Mapped[datetime | None]
+    # When push sync should next look at this connection: a debounced change, a retry, the
+    # daily window move or full check, or the expiry of a crashed worker's lease. One
+    # indexed column keeps the periodic sweep a single range scan (migration 0004).
+    sync_due_at: Mapped[datetime | None] = mapped_column(index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,1 +1,24 @@
-"""sync (being written)."""
+"""Push sync: plan (pure diff) → engine (apply, record) → tasks (queue wiring).
+
+Entry points for the rest of the app:
+
+* `init_app(app)` — called by `create_app`: the app's queue and the shift-write listener.
+* `sync_user_now(user, days)` — "sync now" for the API.
+* `request_sync(app, connection_ids)` — a sync soon, e.g. right after connecting.
+* `start_embedded_worker(app)` — the queue's consumer in this process; returns `stop()`.
+* `sync_connection(...)` — the engine itself, for one connection.
+"""
+
+from oncal_feed.sync.engine import SyncReport, sync_connection
+from oncal_feed.sync.service import run_sync, sync_user_now
+from oncal_feed.sync.tasks import init_app, request_sync, start_embedded_worker
+
+__all__ = [
+    "SyncReport",
+    "init_app",
+    "request_sync",
+    "run_sync",
+    "start_embedded_worker",
+    "sync_connection",
+    "sync_user_now",
+]

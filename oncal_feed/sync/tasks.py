@@ -1,0 +1,369 @@
+"""Push sync on a task queue: Huey, on SQLite by default or on Redis across machines.
+
+The queue carries only "reconcile connection N" nudges; the truth lives in the database
+(`dirty_since`, `sync_due_at`, the sync records), so a lost or duplicated nudge costs
+nothing but a moment, and the periodic sweep catches whatever a nudge missed.
+
+* A committed shift write calls our `notify` listener with the touched users. It marks
+  their connections dirty and pushes each one's due time a couple of seconds out (a
+  trailing debounce, capped so a steady stream of writes still syncs every half
+  minute). Only a connection that was clean gets a nudge: an import of 1,000 shifts,
+  however it arrives, is one sync per connection.
+* A nudge runs when its connection is due; if the due time moved on (more writes) it
+  reschedules itself for then, and if another worker holds the connection's lease it
+  tries again shortly.
+* Every minute the sweep selects the connections that are overdue — a failed sync whose
+  retry time came, a window that moved, a daily full check, a worker that died mid-sync
+  (its lease expiry is its due time), a dirty mark older than its nudge — with one
+  indexed query, and nudges them.
+
+No module-level Huey instance and no app at import time: `init_app(app)` builds a
+`SyncQueue` from the app's `QUEUE_URL` and registers the tasks on it, so the web process
+(producer) and `oncal-feed worker` (consumer, which builds the same app) agree on task
+names. Huey's own `huey_consumer` command, which imports a module-level instance, is not
+used; `oncal-feed worker` and `start_embedded_worker()` run Huey's consumer instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey.consumer import Consumer
+from sqlalchemy import or_, select, update
+
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.errors import ConfigError
+from oncal_feed.models import CalendarConnection
+from oncal_feed.notify import add_listener
+from oncal_feed.sync.engine import ACTIVE_STATUSES, SyncReport
+from oncal_feed.sync.service import run_sync
+
+__all__ = [
+    "DEBOUNCE",
+    "SyncQueue",
+    "get_queue",
+    "init_app",
+    "make_huey",
+    "mark_dirty",
+    "request_sync",
+    "start_embedded_worker",
+    "sweep_due",
+]
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE = timedelta(seconds=2)
+MAX_DEBOUNCE = timedelta(seconds=30)
+# The sweep leaves connections alone this long past their due time, so it doesn't race
+# the nudges already scheduled for them.
+SWEEP_GRACE = timedelta(seconds=30)
+# A swept connection is marked due again this much later, in case its nudge is lost.
+SWEEP_CLAIM = timedelta(minutes=10)
+SWEEP_LIMIT = 5000
+BUSY_RETRY = timedelta(seconds=5)
+# A nudge whose connection is due further out than this is dropped; the sweep takes over.
+MAX_DEFER = timedelta(hours=1)
+_EXTENSION = "oncal_sync_queue"
+
+
+def make_huey(queue_url: str, name: str) -> Huey:
+    """Return a Huey on Redis for `redis://` / `rediss://` URLs, else on a SQLite file."""
+    scheme = urlsplit(queue_url).scheme
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisHuey(name, url=queue_url, results=False)
+    if scheme == "sqlite":
+        path = queue_url.removeprefix("sqlite:///")
+        if not path or path == ":memory:":
+            raise ConfigError("QUEUE_URL must name a SQLite file (sqlite:////path/queue.sqlite).")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        return SqliteHuey(name, filename=path, results=False)
+    raise ConfigError(
+        "QUEUE_URL must be sqlite:///<file> (one machine) or redis://host:6379/0 (several)."
+    )
+
+
+def _naive_utc(instant: datetime) -> datetime:
+    """Huey (with utc=True) keeps naive UTC times."""
+    return instant.astimezone(UTC).replace(tzinfo=None)
+
+
+# ---------------------------------------------------------------- database side
+
+
+def mark_dirty(
+    app: Flask, user_ids: Iterable[int], now: datetime, debounce: timedelta = DEBOUNCE
+) -> list[int]:
+    """Mark the users' live connections dirty; return those that were clean until now.
+
+    Every call pushes the due time `debounce` further out (trailing debounce), but not
+    once the first change is `MAX_DEBOUNCE` old, so a steady stream of writes still
+    syncs. Two statements whatever the number of connections.
+    """
+    ids = sorted(set(user_ids))
+    if not ids:
+        return []
+    mine = (
+        CalendarConnection.user_id.in_(ids),
+        CalendarConnection.status.in_(ACTIVE_STATUSES),
+    )
+    with get_database(app).session() as session:
+        newly_dirty = list(
+            session.scalars(
+                update(CalendarConnection)
+                .where(*mine, CalendarConnection.dirty_since.is_(None))
+                .values(dirty_since=now, sync_due_at=now + debounce)
+                .returning(CalendarConnection.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        session.execute(
+            update(CalendarConnection)
+            .where(
+                *mine,
+                CalendarConnection.dirty_since.is_not(None),
+                CalendarConnection.dirty_since >= now + debounce - MAX_DEBOUNCE,
+                CalendarConnection.id.not_in(newly_dirty),
+            )
+            .values(sync_due_at=now + debounce)
+            .execution_options(synchronize_session=False)
+        )
+    return sorted(newly_dirty)
+
+
+def sweep_due(app: Flask, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
+    """Claim the overdue connections and return their ids (no remote calls).
+
+    One query on the indexed `sync_due_at` and `dirty_since`; the claim moves each
+    connection's due time `SWEEP_CLAIM` ahead (and clears its dirty mark) so the next
+    sweep doesn't pick it again while its nudge waits in the queue.
+    """
+    overdue = now - SWEEP_GRACE
+    with get_database(app).session() as session:
+        ids = list(
+            session.scalars(
+                select(CalendarConnection.id)
+                .where(
+                    CalendarConnection.status.in_(ACTIVE_STATUSES),
+                    or_(
+                        CalendarConnection.sync_due_at.is_(None),
+                        CalendarConnection.sync_due_at <= overdue,
+                        CalendarConnection.dirty_since <= overdue,
+                    ),
+                )
+                .order_by(CalendarConnection.id)
+                .limit(limit)
+            )
+        )
+        for offset in range(0, len(ids), 500):
+            session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id.in_(ids[offset : offset + 500]))
+                # The forced nudge syncs whatever made it due (a dirty mark included);
+                # should it be lost, the claim's due time brings the connection back.
+                .values(sync_due_at=now + SWEEP_CLAIM, dirty_since=None)
+                .execution_options(synchronize_session=False)
+            )
+    return ids
+
+
+# ---------------------------------------------------------------- the queue
+
+
+class SyncQueue:
+    """The app's Huey instance and its two tasks: `reconcile` (a nudge) and the `sweep`.
+
+    `clock` gives "now" to the tasks (tests replace it to step through time).
+    """
+
+    def __init__(self, app: Flask, huey: Huey | None = None) -> None:
+        self.app = app
+        name = str(app.config.get("QUEUE_NAME") or "oncal-feed")
+        self.huey = huey or make_huey(str(app.config["QUEUE_URL"]), name)
+        self.clock: Callable[[], datetime] = utcnow
+        self.reconcile = self.huey.task(name="reconcile")(self._reconcile)
+        self.sweep = self.huey.periodic_task(crontab(minute="*"), name="sweep")(self._sweep)
+
+    # -- producing
+
+    def nudge(self, connection_id: int, at: datetime | None = None, *, force: bool = False) -> None:
+        """Queue a reconcile of the connection, at `at` (default: now)."""
+        # Aware times only: Huey turns a naive eta into UTC through local time, dropping
+        # the fraction of a second (an early run would reschedule itself in a tight loop).
+        eta = (at or self.clock()).astimezone(UTC)
+        self.reconcile.schedule((connection_id,), {"force": force}, eta=eta)
+
+    def on_shifts_changed(self, user_ids: set[int]) -> None:
+        """`notify` listener: mark the users' connections dirty and nudge the clean ones.
+
+        The database write comes first and the queue is only a shortcut: if enqueueing
+        fails (Redis down), the sweep still finds the dirty connections.
+        """
+        now = self.clock()
+        for connection_id in mark_dirty(self.app, user_ids, now):
+            try:
+                self.nudge(connection_id, now + DEBOUNCE)
+            except Exception:
+                log.exception(
+                    "could not queue a sync of connection %s; the sweep will", connection_id
+                )
+
+    # -- consuming
+
+    def _reconcile(self, connection_id: int, force: bool = False) -> str:
+        """Sync one connection if it is due (always when `force`); reschedule otherwise."""
+        with self.app.app_context():
+            now = self.clock()
+            if not force:
+                with get_database(self.app).sessionmaker() as session:
+                    row = session.execute(
+                        select(CalendarConnection.status, CalendarConnection.sync_due_at).where(
+                            CalendarConnection.id == connection_id
+                        )
+                    ).one_or_none()
+                if row is None or row.status not in ACTIVE_STATUSES:
+                    return "inactive"
+                due = row.sync_due_at
+                if due is not None and due > now:
+                    # More writes arrived (debounce) or a retry is pending: come back then.
+                    if due - now <= MAX_DEFER:
+                        self.nudge(connection_id, due)
+                        return "deferred"
+                    return "not-due"
+            report = run_sync(self.app, connection_id, now=now)
+            self._after(report, now)
+            return report.outcome
+
+    def _after(self, report: SyncReport, now: datetime) -> None:
+        if report.outcome == "busy":
+            self.nudge(report.connection_id, now + BUSY_RETRY)
+        elif report.outcome == "failed" and report.next_retry_at is not None:
+            self.nudge(report.connection_id, report.next_retry_at)
+
+    def _sweep(self) -> int:
+        """Periodic: nudge every overdue connection."""
+        with self.app.app_context():
+            now = self.clock()
+            ids = sweep_due(self.app, now)
+            for connection_id in ids:
+                self.nudge(connection_id, force=True)
+            if ids:
+                log.info("sweep queued %d connection(s)", len(ids))
+            return len(ids)
+
+    # -- running
+
+    def drain(self, now: datetime | None = None, limit: int = 100_000) -> int:
+        """Run, in this thread, every queued task and every scheduled one due by `now`.
+
+        For tests (with a stepped `clock`) and one-off runs; returns how many ran.
+        """
+        timestamp = _naive_utc(now or self.clock())
+        ran = 0
+        while ran < limit:
+            for task in self.huey.read_schedule(timestamp):
+                self.huey.enqueue(task)
+            task = self.huey.dequeue()
+            if task is None:
+                return ran
+            if not self.huey.ready_to_run(task, timestamp):
+                self.huey.add_schedule(task)
+                continue
+            self.huey.execute(task, timestamp)
+            ran += 1
+        return ran
+
+    def consumer(
+        self, workers: int = 4, *, embedded: bool = False, periodic: bool = True
+    ) -> Consumer:
+        """A Huey consumer of this queue: worker threads plus the scheduler (and sweep).
+
+        Embedded consumers run inside another program's process, so they leave its
+        signal handlers alone.
+        """
+        consumer_class = _EmbeddedConsumer if embedded else Consumer
+        return consumer_class(
+            self.huey,
+            workers=workers,
+            periodic=periodic,
+            worker_type="thread",
+            initial_delay=0.05,
+            # Poll at least every second when idle (SQLite has no blocking dequeue), so a
+            # nudge waits at most about that long.
+            max_delay=1.0,
+            backoff=1.5,
+            scheduler_interval=1,
+            check_worker_health=True,
+        )
+
+
+class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
+    """A consumer that doesn't install signal handlers (it isn't the process's owner)."""
+
+    def _set_signal_handlers(self) -> None:
+        pass
+
+
+def init_app(app: Flask) -> SyncQueue:
+    """Create the app's sync queue and listen for shift writes."""
+    queue = SyncQueue(app)
+    app.extensions[_EXTENSION] = queue
+    add_listener(app, queue.on_shifts_changed)
+    return queue
+
+
+def get_queue(app: Flask | None = None) -> SyncQueue:
+    """Return the app's `SyncQueue` (the current app's by default)."""
+    return (app or current_app).extensions[_EXTENSION]  # type: ignore[no-any-return]
+
+
+def request_sync(app: Flask, connection_ids: Iterable[int], *, delay: timedelta = DEBOUNCE) -> None:
+    """Ask for a sync of these connections soon (e.g. right after connecting a calendar).
+
+    Marks them dirty in the database first, so the sweep finds them if the queue fails.
+    """
+    ids = list(connection_ids)
+    if not ids:
+        return
+    queue = get_queue(app)
+    now = queue.clock()
+    with get_database(app).session() as session:
+        session.execute(
+            update(CalendarConnection)
+            .where(CalendarConnection.id.in_(ids), CalendarConnection.dirty_since.is_(None))
+            .values(dirty_since=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(CalendarConnection)
+            .where(CalendarConnection.id.in_(ids))
+            .values(sync_due_at=now + delay)
+            .execution_options(synchronize_session=False)
+        )
+    for connection_id in ids:
+        try:
+            queue.nudge(connection_id, now + delay)
+        except Exception:
+            log.exception("could not queue a sync of connection %s; the sweep will", connection_id)
+
+
+def start_embedded_worker(app: Flask, workers: int = 2) -> Callable[[], None]:
+    """Run the queue's consumer (workers, scheduler, sweep) in this process's threads.
+
+    Returns `stop()`, which lets running syncs finish and then returns. For `oncal-feed
+    demo` and other single-process setups; production runs `oncal-feed worker`.
+    """
+    consumer = get_queue(app).consumer(workers, embedded=True)
+    consumer.start()
+
+    def stop() -> None:
+        consumer.stop(graceful=True)
+
+    return stop

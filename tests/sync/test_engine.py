@@ -1,0 +1,648 @@
+"""The sync engine against in-memory calendars: what ends up remote, and what is recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from oncal_feed.models import CalendarConnection, SyncRecord, User
+from oncal_feed.providers.base import (
+    AuthorizationLost,
+    Operation,
+    OperationResult,
+    PermanentError,
+    RateLimited,
+    RemoteNotFound,
+    TransientError,
+)
+from oncal_feed.providers.memory import MemoryProvider
+from oncal_feed.sync.engine import backoff_delay, describe_error, sync_window
+from oncal_feed.sync.plan import google_event_id
+from tests.sync.support import (
+    NOW,
+    CountingProvider,
+    FlakyProvider,
+    GraphLikeProvider,
+    ScriptedErrors,
+    World,
+    live,
+    live_uids,
+)
+
+LATER = NOW + timedelta(minutes=3)  # after a crashed worker's lease has run out
+
+
+def calendar(world: World, connection_id: int) -> str:
+    """The remote calendar id of a connection."""
+    calendar_id = world.connection(connection_id).calendar_id
+    assert calendar_id is not None
+    return calendar_id
+
+
+# ---------------------------------------------------------------- what is shown
+
+
+def test_initial_sync_creates_each_shift_once_and_records_it(world: World, memory) -> None:
+    """Every shift in the window becomes one event with our deterministic Google id."""
+    world.put_shift("a", 1)
+    world.put_shift("b", 3)
+    cid = world.connect(memory)
+    report = world.sync(cid, memory)
+    assert (report.outcome, report.created) == ("ok", 2)
+    cal = calendar(world, cid)
+    assert live_uids(memory, cal) == sorted([world.uid("a"), world.uid("b")])
+    records = world.records(cid)
+    assert [r.state for r in records] == ["synced", "synced"]
+    assert {r.remote_id for r in records} == {google_event_id(world.uid(x), 1) for x in "ab"}
+    assert all(r.content_hash and r.remote_etag for r in records)
+
+
+def test_window_edges(world: World, memory) -> None:
+    """The window runs from midnight 7 days back to midnight N+1 days ahead, exclusive."""
+    start, end = sync_window(NOW, 90)
+    assert (start, end) == (
+        NOW.replace(hour=0) - timedelta(days=7),
+        NOW.replace(hour=0) + timedelta(days=91),
+    )
+    world.put_shift("ends-at-start", -8, hours=24)  # [start - 1 day, start): outside
+    world.put_shift("overlaps-start", -8, hours=25)  # ends one hour into the window
+    world.put_shift("last-inside", 90, hours=1)  # starts on the window's last day
+    world.put_shift("starts-at-end", 91, hours=1)  # starts exactly at the end: outside
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    expected = sorted(world.uid(x) for x in ("overlaps-start", "last-inside"))
+    assert live_uids(memory, calendar(world, cid)) == expected
+
+
+def test_window_days_is_per_connection(world: World, memory) -> None:
+    """A 14-day connection shows no shift three weeks out."""
+    world.put_shift("soon", 2)
+    world.put_shift("far", 21)
+    cid = world.connect(memory, window_days=14)
+    world.sync(cid, memory)
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("soon")]
+
+
+def test_shifts_that_age_out_stay_in_the_calendar(world: World, memory) -> None:
+    """A month later, last month's shifts are outside the window but not deleted."""
+    world.put_shift("past", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, now=NOW + timedelta(days=30), full_check=True)
+    assert report.outcome == "ok"
+    assert counting.writes == 0
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("past")]
+    assert [r.state for r in world.records(cid)] == ["synced"]
+
+
+def test_deleted_shift_is_deleted_remotely(world: World, memory) -> None:
+    """A tombstoned shift's event goes, and so does its record."""
+    world.put_shift("a", 1)
+    world.put_shift("b", 2)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.delete_shift("a")
+    report = world.sync(cid, memory)
+    assert report.deleted == 1
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("b")]
+    assert len(world.records(cid)) == 1
+
+
+def test_deleted_past_shift_is_deleted_even_outside_the_window(world: World, memory) -> None:
+    """Leaving the window keeps an event; deleting the shift later still removes it."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.delete_shift("a")
+    world.sync(cid, memory, now=NOW + timedelta(days=30))
+    assert live_uids(memory, calendar(world, cid)) == []
+
+
+def test_reassigned_shift_moves_between_calendars(world: World, memory) -> None:
+    """Giving Alice's shift to Bob deletes it from her calendar and creates it in his."""
+    world.put_shift("a", 1, user="alice")
+    alice = world.connect(memory, user="alice")
+    bob = world.connect(memory, user="bob")
+    world.sync(alice, memory)
+    world.sync(bob, memory)
+    world.put_shift("a", 1, user="bob")
+    assert world.sync(alice, memory).deleted == 1
+    assert world.sync(bob, memory).created == 1
+    assert live_uids(memory, calendar(world, alice)) == []
+    assert live_uids(memory, calendar(world, bob)) == [world.uid("a")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda w: w.put_shift("a", 1, hours=8), id="times"),
+        pytest.param(lambda w: w.rename_schedule("Payments API"), id="title"),
+        pytest.param(lambda w: w.put_shift("a", 1, notes="Pager: +49"), id="description"),
+        pytest.param(lambda w: w.execute(update(User).values(feed_busy=True)), id="transparency"),
+    ],
+)
+def test_a_change_updates_the_event_in_one_write(world: World, memory, change) -> None:
+    """Times, title, description or transparency: one update, nothing else."""
+    world.put_shift("a", 1)
+    world.put_shift("b", 5, user="bob")
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    before = live(memory, calendar(world, cid))[0]
+    change(world)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting)
+    assert (report.outcome, report.updated, counting.writes, counting.round_trips) == (
+        "ok", 1, 1, 1,
+    )  # fmt: skip
+    after = live(memory, calendar(world, cid))[0]
+    assert after.content_hash != before.content_hash
+
+
+def test_nothing_to_change_makes_no_call_at_all(world: World, memory) -> None:
+    """The second sync of an unchanged world touches no remote API."""
+    for n in range(5):
+        world.put_shift(f"s{n}", n)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting)
+    assert report.outcome == "ok"
+    assert counting.calls == {}
+
+
+def test_full_check_with_nothing_to_change_only_reads(world: World, memory) -> None:
+    """The daily full check lists events but writes nothing when all is well."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, full_check=True)
+    assert report.full_check
+    assert counting.writes == 0
+    assert counting.calls["list_events"] == 1
+
+
+def test_full_check_runs_once_a_day_by_itself(world: World, memory) -> None:
+    """`full_check=None` lists remote events when the last listing is a day old."""
+    cid = world.connect(memory)
+    assert world.sync(cid, memory).full_check  # never listed yet
+    assert not world.sync(cid, memory, now=NOW + timedelta(hours=23)).full_check
+    assert world.sync(cid, memory, now=NOW + timedelta(hours=24)).full_check
+
+
+def test_initial_sync_of_500_shifts_is_batched(world: World) -> None:
+    """500 creates go out in batches of the provider's size (Graph: 20, so 25 batches)."""
+    graph = GraphLikeProvider()
+    world.put_many(500)
+    cid = world.connect(graph, kind="microsoft")
+    counting = CountingProvider(graph)
+    report = world.sync(cid, counting)
+    assert (report.outcome, report.created) == ("ok", 500)
+    assert counting.calls["apply"] == 25
+    assert counting.calls["op:insert"] == 500
+    assert len(live_uids(graph, calendar(world, cid))) == 500
+
+
+# ---------------------------------------------------------------- exactly once
+
+
+class Crash(BaseException):
+    """The worker dies (not an error the engine may catch)."""
+
+
+class CrashingProvider(CountingProvider):
+    """Dies on the n-th batch, either before sending it or after it took effect."""
+
+    def __init__(self, inner, *, batch: int, after: bool) -> None:
+        super().__init__(inner)
+        self.batch, self.after = batch, after
+
+    def apply(self, calendar_id: str, operations: Sequence[Operation]) -> list[OperationResult]:
+        """Crash on the chosen batch."""
+        if self.calls.get("apply", 0) + 1 == self.batch:
+            if self.after:
+                self.inner.apply(calendar_id, operations)
+            raise Crash
+        return super().apply(calendar_id, operations)
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-call", "after-call"])
+@pytest.mark.parametrize("kind", ["google", "microsoft"])
+def test_crash_between_intent_and_answer_leaves_no_duplicate(
+    world: World, memory, kind: str, after: bool
+) -> None:
+    """A worker killed with inserts in flight: the next run neither duplicates nor loses."""
+    provider = memory if kind == "google" else GraphLikeProvider()
+    for n in range(30):
+        world.put_shift(f"s{n}", n)
+    cid = world.connect(provider, kind=kind)
+    crashing = CrashingProvider(provider, batch=1, after=after)
+    with pytest.raises(Crash):
+        world.sync(cid, crashing, full_check=False)
+    assert {r.state for r in world.records(cid)} == {"creating"}
+    assert world.sync(cid, provider).outcome == "busy"  # the dead worker's lease holds
+    report = world.sync(cid, provider, now=LATER, full_check=False)
+    assert report.outcome == "ok"
+    uids = live_uids(provider, calendar(world, cid))
+    assert uids == sorted(world.uid(f"s{n}") for n in range(30))
+    assert {r.state for r in world.records(cid)} == {"synced"}
+    counting = CountingProvider(provider)
+    world.sync(cid, counting, now=LATER, full_check=True)
+    assert counting.writes == 0
+
+
+def test_crash_after_a_delete_was_sent(world: World, memory) -> None:
+    """A delete whose answer was lost is simply sent again (404 counts as done)."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.delete_shift("a")
+    with pytest.raises(Crash):
+        world.sync(cid, CrashingProvider(memory, batch=1, after=True))
+    assert [r.state for r in world.records(cid)] == ["deleting"]
+    assert world.sync(cid, memory, now=LATER).outcome == "ok"
+    assert world.records(cid) == []
+    assert live_uids(memory, calendar(world, cid)) == []
+
+
+def test_deleting_record_whose_shift_came_back_is_restored(world: World, memory) -> None:
+    """Delete sent, answer lost, shift revived: the event is brought back by an update."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.delete_shift("a")
+    with pytest.raises(Crash):
+        world.sync(cid, CrashingProvider(memory, batch=1, after=True))
+    world.put_shift("a", 1)
+    assert world.sync(cid, memory, now=LATER, full_check=False).outcome == "ok"
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("a")]
+
+
+def test_409_on_insert_adopts_and_updates_the_existing_event(world: World, memory) -> None:
+    """Our records were lost but the event exists under our id: no duplicate, content fixed."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.execute(SyncRecord.__table__.delete())
+    world.put_shift("a", 1, notes="changed")
+    report = world.sync(cid, memory, full_check=False)
+    assert report.outcome == "ok"
+    events = live(memory, calendar(world, cid))
+    assert [e.uid for e in events] == [world.uid("a")]
+    assert "changed" in events[0].description
+    assert world.records(cid)[0].remote_id == google_event_id(world.uid("a"), 1)
+
+
+def test_event_cancelled_by_the_user_is_restored_on_full_check(world: World, memory) -> None:
+    """Google keeps a deleted event's id; the full check brings it back under that id."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    cal = calendar(world, cid)
+    event_id = google_event_id(world.uid("a"), 1)
+    memory.delete_event(cal, event_id)  # the user deletes it in Google Calendar
+    assert world.sync(cid, memory, full_check=False).created == 0  # not noticed without a check
+    report = world.sync(cid, memory, full_check=True)
+    assert report.created == 1
+    assert live_uids(memory, cal) == [world.uid("a")]
+    assert world.records(cid)[0].remote_id == event_id
+    assert world.connection(cid).id_generation == 1
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [RemoteNotFound("event not found", 404), PermanentError("cannot restore", 403)],
+    ids=["404", "403"],
+)
+def test_refused_restore_bumps_the_id_generation(world: World, memory, refusal) -> None:
+    """When the cancelled event can't be restored, a new generation of ids is used."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    cal = calendar(world, cid)
+    memory.delete_event(cal, google_event_id(world.uid("a"), 1))
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("update_event", refusal)
+    report = world.sync(cid, scripted, full_check=True)
+    assert report.outcome == "ok"
+    assert world.connection(cid).id_generation == 2
+    new_id = google_event_id(world.uid("a"), 2)
+    assert world.records(cid)[0].remote_id == new_id
+    assert live_uids(memory, cal) == [world.uid("a")]
+
+
+def test_event_deleted_by_the_user_in_outlook_comes_back(world: World) -> None:
+    """Graph deletes for good; the full check creates the event again."""
+    graph = GraphLikeProvider()
+    world.put_shift("a", 1)
+    world.put_shift("b", 2)
+    cid = world.connect(graph, kind="microsoft")
+    world.sync(cid, graph)
+    cal = calendar(world, cid)
+    graph.delete_by_user(cal, world.uid("a"))
+    report = world.sync(cid, graph, full_check=True)
+    assert (report.created, report.deleted) == (1, 0)
+    assert live_uids(graph, cal) == sorted([world.uid("a"), world.uid("b")])
+
+
+def test_update_of_an_event_gone_from_outlook_recreates_it(world: World) -> None:
+    """Without a full check, an update that meets 404 inserts the event afresh."""
+    graph = GraphLikeProvider()
+    world.put_shift("a", 1)
+    cid = world.connect(graph, kind="microsoft")
+    world.sync(cid, graph)
+    cal = calendar(world, cid)
+    graph.delete_by_user(cal, world.uid("a"))
+    world.put_shift("a", 1, notes="new")
+    report = world.sync(cid, graph, full_check=False)
+    assert report.outcome == "ok"
+    assert [e.description.endswith("/settings") for e in live(graph, cal)] == [True]
+    assert "new" in live(graph, cal)[0].description
+
+
+def test_full_check_removes_orphans_and_duplicates(world: World, memory) -> None:
+    """Tagged events without a record, and second copies of one shift, are deleted."""
+    world.put_shift("a", 1)
+    world.put_shift("b", 2)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    cal = calendar(world, cid)
+    spec_a = live(memory, cal)[0]
+    memory.insert_event(cal, spec_a, "dup0a")  # a duplicate of shift a
+    orphan = dataclasses.replace(spec_a, uid="gone@oncal-feed")
+    memory.insert_event(cal, orphan, "orphan0")  # an event of a shift we no longer know
+    report = world.sync(cid, memory, full_check=True)
+    assert report.deleted == 2
+    assert live_uids(memory, cal) == sorted([world.uid("a"), world.uid("b")])
+
+
+def test_deleted_calendar_is_recreated(world: World, memory) -> None:
+    """The user deleted our calendar: a new one is made and filled."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    old = calendar(world, cid)
+    memory.delete_calendar(old)
+    world.put_shift("a", 1, notes="x")
+    report = world.sync(cid, memory, full_check=False)
+    assert report.outcome == "ok"
+    new = calendar(world, cid)
+    assert new != old
+    assert live_uids(memory, new) == [world.uid("a")]
+
+
+def test_connection_without_calendar_gets_one(world: World, memory) -> None:
+    """A connection whose calendar was never made gets its own on first sync."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.execute(update(CalendarConnection).values(calendar_id=None))
+    world.sync(cid, memory)
+    connection = world.connection(cid)
+    assert connection.calendar_name == "On-call shifts"
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("a")]
+
+
+def test_uncertain_graph_create_is_found_by_its_tag(world: World) -> None:
+    """A Graph insert whose answer was lost is looked up by tag, not sent again."""
+    graph = GraphLikeProvider()
+    world.put_shift("a", 1)
+    cid = world.connect(graph, kind="microsoft")
+    world.sync(cid, graph, full_check=False)  # a clean first sync
+    world.put_shift("b", 2)
+
+    class LoseAnswer(ScriptedErrors):
+        def insert_event(self, calendar_id, spec, event_key):
+            self.inner.insert_event(calendar_id, spec, event_key)
+            raise TransientError("timed out", None)
+
+    report = world.sync(cid, LoseAnswer(graph), full_check=False)
+    assert report.outcome == "failed"
+    assert [r.state for r in world.records(cid)] == ["synced", "creating"]
+    counting = CountingProvider(graph)
+    report = world.sync(cid, counting, now=report.next_retry_at, full_check=False)
+    assert report.outcome == "ok"
+    # Found by its tag, then rewritten (nothing proves which write made the event found).
+    assert counting.calls == {"find_event": 1, "apply": 1, "op:update": 1}
+    assert live_uids(graph, calendar(world, cid)) == sorted([world.uid("a"), world.uid("b")])
+    assert [r.state for r in world.records(cid)] == ["synced", "synced"]
+
+
+# ---------------------------------------------------------------- failures are states
+
+
+def test_transient_failure_is_recorded_and_cleared(world: World, memory) -> None:
+    """A 503 sets status error, a plain message and a retry time; success clears them."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("insert_event", TransientError("service unavailable", 503))
+    report = world.sync(cid, scripted, rng=random.Random(1))
+    connection = world.connection(cid)
+    assert report.outcome == "failed"
+    assert connection.status == "error"
+    assert connection.failure_count == 1
+    assert connection.last_error == (
+        "Google Calendar could not be reached or had a temporary problem (HTTP 503): "
+        "service unavailable. Syncing will be retried automatically."
+    )
+    assert NOW + timedelta(seconds=2) < connection.next_retry_at <= NOW + timedelta(seconds=6)
+    assert connection.sync_due_at == connection.next_retry_at
+    assert connection.last_success_at is None
+    assert connection.last_sync_at is not None
+    assert connection.lease_owner is None
+
+    report = world.sync(cid, memory, now=connection.next_retry_at)
+    connection = world.connection(cid)
+    assert (report.outcome, connection.status, connection.failure_count) == ("ok", "active", 0)
+    assert connection.last_error is None
+    assert connection.next_retry_at is None
+    assert (connection.last_created, connection.last_updated, connection.last_deleted) == (1, 0, 0)
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("a")]
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    """5 s, 10 s, 20 s ... never above an hour; jitter keeps it in the upper half."""
+    rng = random.Random(7)
+    for failures in range(1, 30):
+        delay = backoff_delay(failures, rng=rng).total_seconds()
+        ceiling = min(3600, 5 * 2 ** (failures - 1))
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_rate_limit_honours_retry_after(world: World, memory) -> None:
+    """429 with Retry-After: 120 s → no retry sooner than that, and the sync stops at once."""
+    for n in range(3):
+        world.put_shift(f"s{n}", n)
+    cid = world.connect(memory)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("insert_event", RateLimited("rate limited", 429, retry_after=120))
+    counting = CountingProvider(scripted)
+    report = world.sync(cid, counting, full_check=False)
+    connection = world.connection(cid)
+    assert report.outcome == "failed"
+    assert connection.next_retry_at >= NOW + timedelta(seconds=120)
+    assert "slow down" in connection.last_error
+
+
+def test_permanent_error_is_readable(world: World, memory) -> None:
+    """Another 4xx is shown with the provider's words."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("insert_event", PermanentError("The event end is before its start", 400))
+    world.sync(cid, scripted)
+    assert world.connection(cid).last_error == (
+        "Google Calendar refused a change (HTTP 400): The event end is before its start."
+    )
+
+
+@pytest.mark.parametrize("where", ["factory", "call"])
+def test_invalid_grant_pauses_the_connection(world: World, memory, where: str) -> None:
+    """A lost grant marks the connection needs_reauth; it is not synced until reconnected."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    lost = AuthorizationLost("invalid_grant", 400)
+    if where == "factory":
+
+        def provider(connection):
+            raise lost
+    else:
+        provider = ScriptedErrors(memory)
+        provider.fail_next("list_events", lost)
+    report = world.sync(cid, provider)
+    connection = world.connection(cid)
+    assert (report.outcome, connection.status) == ("needs_reauth", "needs_reauth")
+    assert "Reconnect" in connection.last_error
+    assert connection.sync_due_at is None
+    assert connection.next_retry_at is None
+    counting = CountingProvider(memory)
+    assert world.sync(cid, counting, now=LATER).outcome == "inactive"
+    assert counting.calls == {}
+
+
+def test_error_messages_hold_no_secrets() -> None:
+    """Messages are built from the provider's plain words and our own, nothing else."""
+    message = describe_error(AuthorizationLost("invalid_grant"), "microsoft")
+    assert message.startswith("Outlook access was revoked")
+
+
+# ---------------------------------------------------------------- leases
+
+
+class SlowProvider(CountingProvider):
+    """Blocks inside its first batch until released, to hold a sync mid-way."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def apply(self, calendar_id, operations):
+        """Wait for the test's go."""
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().apply(calendar_id, operations)
+
+
+def test_two_workers_never_sync_one_connection_at_once(world: World, memory) -> None:
+    """While one sync holds the lease, another attempt returns `busy` and calls nothing."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    slow = SlowProvider(memory)
+    reports = []
+    first = threading.Thread(target=lambda: reports.append(world.sync(cid, slow)))
+    first.start()
+    assert slow.entered.wait(10)
+    other = CountingProvider(memory)
+    assert world.sync(cid, other).outcome == "busy"
+    slow.release.set()
+    first.join(10)
+    assert [r.outcome for r in reports] == ["ok"]
+    assert other.calls == {}
+    assert world.connection(cid).lease_owner is None
+
+
+def test_racing_workers_one_wins(world: World, memory) -> None:
+    """Many threads start a sync of one connection at the same instant; exactly one runs."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    slow = SlowProvider(memory)
+    barrier = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        outcomes.append(world.sync(cid, slow).outcome)
+
+    threads = [threading.Thread(target=attempt) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    assert slow.entered.wait(10)
+    # While the winner is held inside its sync, every other attempt has returned.
+    for thread in threads:
+        thread.join(0.5)
+    assert sorted(outcomes) == ["busy"] * 5
+    slow.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(outcomes) == ["busy"] * 5 + ["ok"]
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("a")]
+
+
+def test_an_expired_lease_is_taken_over(world: World, memory) -> None:
+    """A lease left by a dead worker stops others only until it expires."""
+    cid = world.connect(memory)
+    world.execute(
+        update(CalendarConnection).values(
+            lease_owner="dead-worker", lease_expires_at=NOW + timedelta(minutes=1)
+        )
+    )
+    assert world.sync(cid, memory).outcome == "busy"
+    assert world.sync(cid, memory, now=NOW + timedelta(minutes=2)).outcome == "ok"
+
+
+# ---------------------------------------------------------------- convergence under faults
+
+
+@pytest.mark.parametrize("kind", ["google", "microsoft"])
+def test_converges_exactly_through_random_faults(world: World, kind: str) -> None:
+    """30% of calls fail (half after the write landed); retries end with the exact set."""
+    provider = MemoryProvider() if kind == "google" else GraphLikeProvider()
+    for n in range(40):
+        world.put_shift(f"s{n}", n / 2, hours=6)
+    cid = world.connect(provider, kind=kind)
+    flaky = FlakyProvider(provider, rate=0.3, seed=11)
+    now = NOW
+    rng = random.Random(3)
+    for round_ in range(6):
+        # Churn between rounds: changes, deletions, reassignments, new shifts.
+        for n in rng.sample(range(40), 6):
+            world.put_shift(f"s{n}", n / 2, hours=6, notes=f"round {round_}")
+        world.delete_shift(f"s{rng.randrange(40)}")
+        world.put_shift(f"s{rng.randrange(40)}", 3, user="bob")
+        world.put_shift(f"new{round_}", 10 + round_)
+        for _ in range(3):
+            now += timedelta(minutes=1)
+            world.sync(cid, flaky, now=now, full_check=rng.random() < 0.3)
+    for _ in range(40):
+        now += timedelta(minutes=1)
+        if world.sync(cid, flaky, now=now, full_check=True).outcome == "ok":
+            break
+    assert flaky.injected > 20
+    desired = set()
+    with world.session() as session:
+        from oncal_feed.shifts import shifts_for_user
+
+        start, end = sync_window(now, 90)
+        desired = {s.uid for s in shifts_for_user(session, world.user_id("alice"), start, end)}
+    assert live_uids(provider, calendar(world, cid)) == sorted(desired)
+    counting = CountingProvider(provider)
+    assert world.sync(cid, counting, now=now, full_check=True).outcome == "ok"
+    assert counting.writes == 0
