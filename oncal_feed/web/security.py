@@ -187,6 +187,8 @@ def init_security(app: Flask) -> None:
 
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    # Redis down must not turn sign-in into a 500: count in this process until it is back.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     limiter.init_app(app)
 
     app.after_request(_security_headers)

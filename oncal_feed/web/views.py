@@ -116,9 +116,8 @@ def _no_store(response: Response) -> Response:
 def _too_many(exc: RateLimitExceeded) -> tuple[str, int, dict[str, str]]:
     # The limit's window, e.g. 60 for "10 per minute": when trying again surely works.
     retry = int(exc.limit.limit.get_expiry())
-    body = render_template(
-        "login.html", error=TOO_MANY_ATTEMPTS, email="", next=request.form.get("next")
-    )
+    target = safe_next(request.form.get("next"))
+    body = render_template("login.html", error=TOO_MANY_ATTEMPTS, email="", next=target)
     return body, 429, {"Retry-After": str(retry)}
 
 

@@ -14,6 +14,7 @@ from werkzeug.test import TestResponse
 from oncal_feed import accounts, shifts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import User
+from oncal_feed.notify import shifts_changed
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput
 
 __all__ = ["PASSWORD", "add_shift", "csrf_token", "form_token", "log_in"]
@@ -58,12 +59,16 @@ def add_shift(
     notes: str = "",
     role: str = "primary",
 ) -> None:
-    """Create (or update) the schedule and one shift, and commit."""
+    """Create (or update) the schedule and one shift, commit, and tell push sync.
+
+    The same steps as the API's shift PUT: the write, then `shifts_changed` for the
+    users it touched, which marks their connected calendars for a sync.
+    """
     with get_database(app).session() as session:
         found, _, _ = shifts.upsert_schedule(
             session, schedule, ScheduleInput(schedule_name, "Europe/Berlin"), utcnow()
         )
-        shifts.upsert_shift(
+        result = shifts.upsert_shift(
             session,
             found,
             ShiftInput(
@@ -76,6 +81,8 @@ def add_shift(
             ),
             utcnow(),
         )
+    with app.app_context():
+        shifts_changed(result.touched_user_ids)
 
 
 @pytest.fixture

@@ -382,3 +382,16 @@ def test_proxy_settings_are_checked_at_start(
 ) -> None:
     with pytest.raises(ConfigError, match=problem):
         create_app({**app_config, **settings})
+
+
+def test_sign_in_still_works_and_is_limited_when_redis_is_down(
+    app_config: dict[str, Any], member: User
+) -> None:
+    # Nothing listens on port 9: the limiter falls back to counting in memory.
+    application = create_app({**app_config, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:9/0"})
+    try:
+        client = application.test_client()
+        assert log_in(client, member.email, "guess").status_code == 401
+        assert log_in(client, member.email).status_code == 303
+    finally:
+        get_database(application).dispose()

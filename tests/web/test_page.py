@@ -1,0 +1,202 @@
+"""The settings page's plain-value builders: days and times, links, connection boxes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from oncal_feed.feeds.tokens import FeedLinks
+from oncal_feed.web import page
+
+BERLIN = ZoneInfo("Europe/Berlin")
+# Saturday 28 March 2026, 12:00 UTC: Berlin moves its clocks forward the next night.
+NOW = datetime(2026, 3, 28, 12, tzinfo=UTC)
+
+
+def shift(start: datetime, hours: float, **fields: Any) -> Any:
+    """A stand-in for a Shift row with its schedule loaded (only what the page reads)."""
+    values = {
+        "starts_at": start,
+        "ends_at": start + timedelta(hours=hours),
+        "role": "primary",
+        "notes": "",
+        "handover_from": None,
+        "handover_to": None,
+        "schedule": SimpleNamespace(name="Payments"),
+        **fields,
+    }
+    return SimpleNamespace(**values)
+
+
+def test_days_are_local_and_survive_a_clock_change() -> None:
+    shifts = [
+        # Sat 20:00 to Sun 08:00 Berlin: 11 real hours, across the switch to summer time.
+        shift(datetime(2026, 3, 28, 19, tzinfo=UTC), 11),
+        # Sun 23:30 UTC is already Monday in Berlin.
+        shift(datetime(2026, 3, 29, 23, 30, tzinfo=UTC), 1, role="shadow"),
+    ]
+    days = page.upcoming_days(shifts, BERLIN, NOW)
+    assert [(d.label, d.iso) for d in days] == [
+        ("Today", "2026-03-28"),
+        ("Mon 30 Mar", "2026-03-30"),
+    ]
+    assert days[0].shifts[0].when == "20:00 \u2013 Sun 29 Mar, 08:00"
+    assert days[1].shifts[0].when == "01:30\u201302:30"
+    assert days[1].shifts[0].role == "Shadow"
+
+
+def test_a_shift_under_way_is_listed_today_since_its_start() -> None:
+    days = page.upcoming_days([shift(NOW - timedelta(days=2), 72)], BERLIN, NOW)
+    assert days[0].label == "Today"
+    line = days[0].shifts[0]
+    assert line.ongoing
+    assert line.when == "since Thu 26 Mar, 13:00 \u2013 Sun 29 Mar, 14:00"
+
+
+def test_tomorrow_and_other_years_are_named() -> None:
+    late = datetime(2026, 12, 31, 12, tzinfo=UTC)
+    days = page.upcoming_days(
+        [shift(late + timedelta(days=1), 2), shift(late + timedelta(days=2), 2)], BERLIN, late
+    )
+    assert [d.label for d in days] == ["Tomorrow", "Sat 2 Jan 2027"]
+
+
+@pytest.mark.parametrize(
+    ("delta", "phrase"),
+    [
+        (timedelta(seconds=5), "just now"),
+        (timedelta(minutes=1), "1 minute ago"),
+        (timedelta(minutes=59), "59 minutes ago"),
+        (timedelta(hours=2, minutes=5), "2 hours ago"),
+        (timedelta(days=3), "3 days ago"),
+        (-timedelta(minutes=5), "in 5 minutes"),
+        (-timedelta(seconds=10), "in under a minute"),
+    ],
+)
+def test_moments_read_naturally(delta: timedelta, phrase: str) -> None:
+    found = page.moment(NOW - delta, BERLIN, NOW)
+    assert found is not None
+    assert found.relative == phrase
+
+
+def test_moment_text_is_local() -> None:
+    found = page.moment(datetime(2026, 3, 27, 22, 5, tzinfo=UTC), BERLIN, NOW)
+    assert found is not None
+    assert found.text == "Fri 27 Mar, 23:05"
+    assert found.iso == "2026-03-27T22:05:00+00:00"
+    assert page.moment(None, BERLIN, NOW) is None
+
+
+def test_subscribe_links_encode_the_feed_url() -> None:
+    links = FeedLinks(
+        https="https://oncal.example/feeds/a.b-c_d.ics",
+        webcal="webcal://oncal.example/feeds/a.b-c_d.ics",
+    )
+    found = page.subscribe_links(links, "On-call — Kim & Co")
+    google = urlsplit(found.google)
+    assert google.netloc == "calendar.google.com"
+    assert parse_qs(google.query) == {"cid": [links.webcal]}
+    assert "webcal%3A%2F%2F" in found.google
+    for url, host in ((found.outlook_personal, "outlook.live.com"),
+                      (found.outlook_work, "outlook.office.com")):  # fmt: skip
+        parts = urlsplit(url)
+        assert parts.netloc == host
+        assert parse_qs(parts.query) == {"url": [links.https], "name": ["On-call — Kim & Co"]}
+        assert "&name=On-call%20%E2%80%94%20Kim%20%26%20Co" in url
+
+
+def connection(**fields: Any) -> Any:
+    """A stand-in for a CalendarConnection row."""
+    values = {
+        "provider": "google",
+        "status": "active",
+        "account_email": None,
+        "calendar_name": "On-call shifts",
+        "last_sync_at": NOW - timedelta(minutes=3),
+        "last_success_at": NOW - timedelta(minutes=3),
+        "next_retry_at": None,
+        "last_created": 2,
+        "last_updated": 1,
+        "last_deleted": 0,
+        "last_error": None,
+        "dirty_since": None,
+        **fields,
+    }
+    return SimpleNamespace(**values)
+
+
+def test_connection_boxes_cover_every_state() -> None:
+    configured = {"google": True, "microsoft": False}
+    cards = page.connection_cards(configured, [], BERLIN, NOW)
+    assert [(c.provider, c.state) for c in cards] == [
+        ("google", "none"),
+        ("microsoft", "unavailable"),
+    ]
+    rows = [
+        connection(status="error", last_error="Google answered 500",
+                   next_retry_at=NOW + timedelta(minutes=4)),
+        connection(provider="microsoft", status="needs_reauth", last_error="revoked",
+                   dirty_since=NOW),
+    ]  # fmt: skip
+    google, microsoft = page.connection_cards(
+        {"google": True, "microsoft": True}, rows, BERLIN, NOW
+    )
+    assert (google.state, google.last_error) == ("error", "Google answered 500")
+    assert google.next_retry is not None
+    assert google.next_retry.relative == "in 4 minutes"
+    assert google.last_sync is not None
+    assert google.last_sync.relative == "3 minutes ago"
+    assert (google.created, google.updated, google.deleted) == (2, 1, 0)
+    assert microsoft.state == "needs_reauth"
+    assert microsoft.connected
+    assert not microsoft.pending  # paused: nothing will sync until reconnected
+
+
+def test_an_active_connection_hides_an_old_error_and_shows_a_pending_change() -> None:
+    (card, _) = page.connection_cards(
+        {"google": True, "microsoft": False},
+        [connection(last_error="old", dirty_since=NOW, last_sync_at=None)],
+        BERLIN,
+        NOW,
+    )
+    assert card.last_error is None
+    assert card.pending
+    assert card.never_synced
+
+
+def test_sync_summaries_speak_per_calendar() -> None:
+    result = {
+        "connections": [
+            {"provider": "google", "outcome": "ok", "created": 3, "updated": 0, "deleted": 1},
+            {"provider": "microsoft", "outcome": "failed", "error": "Graph answered 503."},
+        ]
+    }
+    assert page.sync_summary(result) == [
+        ("Google Calendar is up to date (3 added, 0 changed, 1 removed).", "success"),
+        ("Outlook could not be synced. Graph answered 503.", "error"),
+    ]
+    assert page.sync_summary({"connections": []}) == [
+        ("There is no connected calendar to sync.", "info")
+    ]
+    assert page.sync_summary(
+        {"connections": [{"provider": "google", "outcome": "needs_reauth"}]}
+    ) == [("Google Calendar needs you to reconnect it.", "error")]
+
+
+def test_time_zones_offered_are_the_ones_the_api_accepts() -> None:
+    zones = page.time_zone_names()
+    assert "Europe/Berlin" in zones
+    assert "UTC" in zones
+    assert list(zones) == sorted(zones)
+    assert "localtime" not in zones
+
+
+def test_the_client_kind_is_named() -> None:
+    assert page.client_label("apple") == "Apple Calendar"
+    assert page.client_label("something new") == "another app"
+    assert page.client_label(None) is None
