@@ -1,7 +1,7 @@
 """One exception tree for the whole package.
 
 Exceptions carry facts as attributes; they become messages only at the edges (the HTTP
-error handlers in `oncal_feed.api.errors`, the CLI). None of them ever holds a secret.
+error handlers in `oncal_feed.errors_http`, the CLI). None of them ever holds a secret.
 """
 
 from __future__ import annotations
@@ -57,12 +57,17 @@ class ValidationError(OncalError):
 
 
 class NotFound(OncalError):
-    """A named thing does not exist (`kind` such as "user", `key` as given)."""
+    """A named thing does not exist (`kind` such as "user", `key` as given).
 
-    def __init__(self, kind: str, key: str) -> None:
+    `field` names the input that held `key` when it is not the kind's usual identifier
+    (for instance `email` for a user looked up by email).
+    """
+
+    def __init__(self, kind: str, key: str, field: str | None = None) -> None:
         super().__init__(f"{kind} {key!r} not found")
         self.kind = kind
         self.key = key
+        self.field = field
 
 
 class Conflict(OncalError):
@@ -75,4 +80,14 @@ class Conflict(OncalError):
 
 
 class Unauthorized(OncalError):
-    """Missing or invalid credentials."""
+    """Missing or invalid credentials.
+
+    `invalid_token` tells a malformed or missing header (False) from a well-formed
+    credential that is unknown or revoked (True); HTTP answers differ in RFC 6750's
+    `error="invalid_token"`.
+    """
+
+    def __init__(self, problem: str, *, invalid_token: bool = False) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.invalid_token = invalid_token

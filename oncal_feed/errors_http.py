@@ -1,7 +1,12 @@
 """Turn exceptions into HTTP answers: JSON for API and feed clients, never a stack trace.
 
 Every error body has one shape: `{"error": code, "message": text, "errors": [...]}` where
-`errors` lists `{"field", "problem"}` pairs when input was at fault.
+`errors` lists `{"field", "problem"}` pairs naming what the client should fix: a body
+field (`starts_at`, `[3].user_email`), a path or query parameter (`key`, `from`), the
+whole `body`, or a header (`Authorization`, `Content-Type`).
+
+Any input problem is 422, including a body that is not JSON at all: a client has one
+status to check and `errors` to read.
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from oncal_feed.errors import Conflict, NotFound, Unauthorized, ValidationError
 
@@ -17,17 +23,29 @@ __all__ = ["error_response", "register_error_handlers"]
 
 log = logging.getLogger(__name__)
 
+# The parameter that identifies each kind of thing in our URLs.
+_ID_FIELDS = {"user": "id", "schedule": "key", "shift": "external_id"}
+
+# What a client must change for each HTTP-level error werkzeug raises.
+_HTTP_FIELDS = {
+    400: ("body", "could not be read"),
+    404: ("path", "no such endpoint"),
+    413: ("body", "is larger than the limit of {limit} bytes"),
+    415: ("Content-Type", "must be application/json"),
+}
+
 
 def error_response(
     status: int, code: str, message: str, errors: list[dict[str, object]] | None = None
 ) -> Response:
-    """Build the JSON error body every endpoint uses."""
-    body: dict[str, object] = {"error": code, "message": message}
-    if errors is not None:
-        body["errors"] = errors
-    response = jsonify(body)
+    """Build the JSON error body every endpoint uses (`errors` is always a list)."""
+    response = jsonify({"error": code, "message": message, "errors": errors or []})
     response.status_code = status
     return response
+
+
+def _field_error(field: str, problem: str) -> list[dict[str, object]]:
+    return [{"field": field, "problem": problem}]
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -44,28 +62,58 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(NotFound)
     def not_found(exc: NotFound) -> Response:
-        return error_response(404, "not_found", f"No {exc.kind} {exc.key!r}.")
+        field = exc.field or _ID_FIELDS.get(exc.kind, exc.kind)
+        return error_response(
+            404,
+            "not_found",
+            f"No {exc.kind} {exc.key!r}.",
+            _field_error(field, f"no {exc.kind} has this {field}"),
+        )
 
     @app.errorhandler(Conflict)
     def conflict(exc: Conflict) -> Response:
+        return error_response(409, "conflict", exc.problem, _field_error(exc.field, exc.problem))
+
+    @app.errorhandler(IntegrityError)
+    def clash(exc: IntegrityError) -> Response:
+        # Checks run before every write, so only a concurrent writer gets here (two
+        # creates of the same email or shift at once). The request's session is rolled
+        # back at teardown; repeating the request gives the real answer.
+        log.warning("integrity error, answered 409: %s", type(exc.orig).__name__)
+        problem = "conflicts with a concurrent change; repeat the request"
         return error_response(
-            409, "conflict", exc.problem, [{"field": exc.field, "problem": exc.problem}]
+            409, "conflict", "The write clashed with another one.", _field_error("body", problem)
         )
 
     @app.errorhandler(Unauthorized)
     def unauthorized(exc: Unauthorized) -> Response:
-        response = error_response(401, "unauthorized", str(exc) or "Authentication required.")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="oncal-feed"'
+        response = error_response(
+            401, "unauthorized", exc.problem, _field_error("Authorization", exc.problem)
+        )
+        challenge = 'Bearer realm="oncal-feed"'
+        if exc.invalid_token:
+            challenge += ', error="invalid_token"'
+        response.headers["WWW-Authenticate"] = challenge
         return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
         code = (exc.name or "error").lower().replace(" ", "_")
-        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        response = error_response(status, code, exc.description or exc.name, _http_fields(exc))
         for name, value in exc.get_headers():
             if name.lower() not in ("content-type", "content-length"):
                 response.headers[name] = value
         return response
+
+    def _http_fields(exc: HTTPException) -> list[dict[str, object]]:
+        if isinstance(exc, MethodNotAllowed):
+            allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+            return _field_error("method", f"must be one of {', '.join(allowed)}")
+        if exc.code not in _HTTP_FIELDS:
+            return []
+        field, problem = _HTTP_FIELDS[exc.code]
+        return _field_error(field, problem.format(limit=app.config["MAX_CONTENT_LENGTH"]))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
