@@ -1,7 +1,8 @@
 """Input validation shared by the JSON API and the CLI importer.
 
 Each `parse_*` function turns untrusted JSON-like data into a frozen input object, or
-raises `ValidationError` naming every bad field. Nothing here touches the database.
+raises `ValidationError` naming every bad field. Nothing here touches the database, so
+whatever passes is safe to store on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -12,20 +13,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
 from oncal_feed.errors import FieldError, ValidationError
 
 __all__ = [
+    "EARLIEST_INSTANT",
+    "LATEST_INSTANT",
+    "MAX_PAGE_SIZE",
     "MAX_SHIFT_LENGTH",
+    "MAX_WINDOW_LENGTH",
     "ROLES",
     "ScheduleInput",
     "ShiftInput",
     "UserInput",
     "is_known_zone",
+    "parse_external_id",
     "parse_instant",
+    "parse_page",
+    "parse_public_id",
     "parse_schedule",
+    "parse_schedule_key",
     "parse_shift",
+    "parse_shift_list",
     "parse_user",
     "parse_window",
 ]
@@ -34,11 +45,31 @@ MAX_SHIFT_LENGTH = timedelta(days=31)
 MAX_WINDOW_LENGTH = timedelta(days=3 * 366)
 ROLES = ("primary", "secondary", "override", "shadow")
 MAX_NOTES_LENGTH = 4000
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+# Instants outside this range are refused: the store widens query ranges by a shift's
+# maximum length, which would overflow `datetime` near years 1 and 9999.
+EARLIEST_INSTANT = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9._:~@-]{1,255}$")
+# re.ASCII: `\d` would otherwise accept any script's digits. Patterns are used with
+# `fullmatch`, because `$` also matches before a trailing newline.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+_SPACE_FOR_PLUS = re.compile(r".*\d \d{2}:\d{2}", re.ASCII)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[A-Za-z0-9._:~@-]{1,255}", re.ASCII)
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,40}", re.ASCII)
+_PAGE_LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
+# PostgreSQL refuses NUL in text and no database can store a lone surrogate; other
+# control characters would end up inside calendar events. Notes may keep line breaks.
+_BAD_IN_LINE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_BAD_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+# Names `available_timezones()` may list that are not portable IANA zones.
+_NOT_IANA = frozenset({"localtime", "Factory", "posixrules"})
+_INSTANT_HELP = "must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T09:00:00Z"
 
 
 @dataclass(frozen=True)
@@ -73,7 +104,7 @@ class ScheduleInput:
 
 @cache
 def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - _NOT_IANA
 
 
 def is_known_zone(name: str) -> bool:
@@ -98,8 +129,9 @@ class _Errors:
 
 def _object(data: Any, allowed: set[str], required: set[str], errors: _Errors) -> Mapping:
     if not isinstance(data, Mapping):
-        errors.add("" if not errors.prefix else errors.prefix.rstrip("."), "must be an object")
-        errors.raise_if_any()
+        # The whole value is at fault: name it `body`, or `[3]` for an item of a list.
+        where = errors.prefix.removesuffix(".") or "body"
+        raise ValidationError([FieldError(where, "must be a JSON object")])
     for name in sorted(set(data) - allowed):
         errors.add(name, "unknown field")
     for name in sorted(required - set(data)):
@@ -108,15 +140,24 @@ def _object(data: Any, allowed: set[str], required: set[str], errors: _Errors) -
 
 
 def _text(
-    data: Mapping, name: str, errors: _Errors, *, max_length: int, allow_empty: bool = False
+    data: Mapping,
+    name: str,
+    errors: _Errors,
+    *,
+    max_length: int,
+    allow_empty: bool = False,
+    multiline: bool = False,
 ) -> str | None:
-    value = data.get(name)
     if name not in data:
         return None
+    value = data[name]
     if not isinstance(value, str):
         errors.add(name, "must be a string")
         return None
     value = value.strip()
+    if (_BAD_IN_TEXT if multiline else _BAD_IN_LINE).search(value):
+        errors.add(name, "must not contain control characters")
+        return None
     if not value and not allow_empty:
         errors.add(name, "must not be empty")
         return None
@@ -127,16 +168,22 @@ def _text(
 
 
 def parse_instant(value: Any, field: str) -> datetime:
-    """Parse an RFC 3339 date-time with an offset into an aware UTC datetime."""
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValidationError.single(
-            field, "must be an RFC 3339 date-time with an offset, e.g. 2026-03-01T09:00:00Z"
-        )
+    """Parse an RFC 3339 date-time with an offset into an aware UTC datetime.
+
+    Date-only values, naive date-times and anything outside the years 1900-8999 are refused.
+    """
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        hint = ""
+        if isinstance(value, str) and _SPACE_FOR_PLUS.fullmatch(value):
+            hint = " (in a URL, write the '+' of an offset as %2B)"
+        raise ValidationError.single(field, _INSTANT_HELP + hint)
     try:
-        parsed = datetime.fromisoformat(value.upper())
-    except ValueError:
+        parsed = datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationError.single(field, "is not a valid date-time") from None
-    return parsed.astimezone(UTC)
+    if not EARLIEST_INSTANT <= parsed < LATEST_INSTANT:
+        raise ValidationError.single(field, "must be between the years 1900 and 8999")
+    return parsed
 
 
 def _instant(data: Mapping, name: str, errors: _Errors) -> datetime | None:
@@ -159,24 +206,42 @@ def _zone(data: Mapping, name: str, errors: _Errors) -> str | None:
 
 def _email(data: Mapping, name: str, errors: _Errors) -> str | None:
     value = _text(data, name, errors, max_length=320)
-    if value is not None and not _EMAIL.match(value):
+    if value is not None and not _EMAIL.fullmatch(value):
         errors.add(name, "must be an email address")
         return None
     return value.lower() if value else value
 
 
+def _url(data: Mapping, name: str, errors: _Errors) -> str | None:
+    if data.get(name) is None:
+        return None  # null and absent both mean "no link"
+    value = _text(data, name, errors, max_length=2000)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+        errors.add(name, "must be an http(s) URL")
+        return None
+    return value
+
+
 def parse_shift(data: Any, prefix: str = "", external_id: str | None = None) -> ShiftInput:
-    """Validate one shift object; `external_id` comes from the URL when given there."""
+    """Validate one shift object; `external_id` comes from the URL when given there.
+
+    With an `external_id` from the URL the body may omit it, or repeat the same value (so
+    one shape serves both the single PUT and the window import).
+    """
     errors = _Errors(prefix)
-    allowed = {"user_email", "starts_at", "ends_at", "role", "notes"}
-    required = {"user_email", "starts_at", "ends_at"}
-    if external_id is None:
-        allowed.add("external_id")
-        required.add("external_id")
+    allowed = {"external_id", "user_email", "starts_at", "ends_at", "role", "notes"}
+    required = {"user_email", "starts_at", "ends_at"} | (
+        {"external_id"} if not external_id else set()
+    )
     data = _object(data, allowed, required, errors)
     if external_id is None:
         external_id = _text(data, "external_id", errors, max_length=255)
-    if external_id is not None and not _EXTERNAL_ID.match(external_id):
+    elif "external_id" in data and data["external_id"] != external_id:
+        errors.add("external_id", "must match the external id in the URL (or be left out)")
+    if external_id is not None and not _EXTERNAL_ID.fullmatch(external_id):
         errors.add("external_id", "must be 1-255 characters of letters, digits and . _ : ~ @ -")
     user_email = _email(data, "user_email", errors)
     starts_at = _instant(data, "starts_at", errors)
@@ -184,7 +249,9 @@ def parse_shift(data: Any, prefix: str = "", external_id: str | None = None) -> 
     role = _text(data, "role", errors, max_length=32) or "primary"
     if role not in ROLES:
         errors.add("role", f"must be one of {', '.join(ROLES)}")
-    notes = _text(data, "notes", errors, max_length=MAX_NOTES_LENGTH, allow_empty=True) or ""
+    notes = _text(
+        data, "notes", errors, max_length=MAX_NOTES_LENGTH, allow_empty=True, multiline=True
+    )
     if starts_at and ends_at:
         if ends_at <= starts_at:
             errors.add("ends_at", "must be after starts_at")
@@ -192,7 +259,23 @@ def parse_shift(data: Any, prefix: str = "", external_id: str | None = None) -> 
             errors.add("ends_at", "a shift may last at most 31 days")
     errors.raise_if_any()
     assert external_id and user_email and starts_at and ends_at
-    return ShiftInput(external_id, user_email, starts_at, ends_at, role, notes)
+    return ShiftInput(external_id, user_email, starts_at, ends_at, role, notes or "")
+
+
+def parse_shift_list(data: Any) -> list[ShiftInput]:
+    """Validate a JSON array of shifts, naming every bad item by index (`[3].starts_at`)."""
+    if not isinstance(data, list):
+        raise ValidationError.single("body", "must be a JSON array of shifts")
+    items: list[ShiftInput] = []
+    problems: list[FieldError] = []
+    for index, raw in enumerate(data):
+        try:
+            items.append(parse_shift(raw, prefix=f"[{index}]."))
+        except ValidationError as exc:
+            problems.extend(exc.errors)
+    if problems:
+        raise ValidationError(problems)
+    return items
 
 
 def parse_user(data: Any, *, partial: bool = False) -> UserInput:
@@ -210,26 +293,55 @@ def parse_user(data: Any, *, partial: bool = False) -> UserInput:
 
 
 def parse_schedule(data: Any) -> ScheduleInput:
-    """Validate a schedule's fields (name, IANA zone, optional http(s) URL)."""
+    """Validate a schedule's fields (name, IANA zone, optional http(s) URL or null)."""
     errors = _Errors()
     data = _object(data, {"name", "time_zone", "url"}, {"name", "time_zone"}, errors)
     name = _text(data, "name", errors, max_length=200)
     zone = _zone(data, "time_zone", errors)
-    url = _text(data, "url", errors, max_length=2000)
-    if url is not None and not url.startswith(("https://", "http://")):
-        errors.add("url", "must be an http(s) URL")
+    url = _url(data, "url", errors)
     errors.raise_if_any()
     assert name and zone
     return ScheduleInput(name, zone, url)
 
 
-def parse_schedule_key(key: str) -> str:
+def parse_schedule_key(key: Any) -> str:
     """Check a schedule key: lowercase letters, digits, - and _, at most 64."""
-    if not _KEY.match(key):
+    if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValidationError.single(
             "key", "must be 1-64 lowercase letters, digits, '-' or '_', starting with one"
         )
     return key
+
+
+def parse_external_id(external_id: Any) -> str:
+    """Check a shift's external id as given in a URL path."""
+    if not isinstance(external_id, str) or not _EXTERNAL_ID.fullmatch(external_id):
+        raise ValidationError.single(
+            "external_id", "must be 1-255 characters of letters, digits and . _ : ~ @ -"
+        )
+    return external_id
+
+
+def parse_public_id(public_id: Any) -> str:
+    """Check a user's public id as given in a URL path (e.g. `u_Xb3...`)."""
+    if not isinstance(public_id, str) or not _PUBLIC_ID.fullmatch(public_id):
+        raise ValidationError.single("id", "must be a user id such as u_3kTq0sZ1mNw8")
+    return public_id
+
+
+def parse_page(limit: str | None, after: str | None) -> tuple[int, str]:
+    """Validate paging query parameters: `limit` (1-500, default 100) and `after` (an email)."""
+    errors = _Errors()
+    size = DEFAULT_PAGE_SIZE
+    if limit is not None:
+        if _PAGE_LIMIT.fullmatch(limit) and 1 <= int(limit) <= MAX_PAGE_SIZE:
+            size = int(limit)
+        else:
+            errors.add("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    given = {} if after is None else {"after": after}
+    start = _text(given, "after", errors, max_length=320, allow_empty=True) or ""
+    errors.raise_if_any()
+    return size, start
 
 
 def parse_window(start: Any, end: Any) -> tuple[datetime, datetime]:
