@@ -30,18 +30,20 @@ def user_json(user: User) -> dict[str, Any]:
 
 
 def schedule_json(schedule: Schedule) -> dict[str, Any]:
-    """Fields of a schedule."""
+    """Fields of a schedule; `revision` rises only when its name, zone or URL changes."""
     return {
         "key": schedule.key,
         "name": schedule.name,
         "time_zone": schedule.time_zone,
         "url": schedule.url,
+        "revision": schedule.revision,
+        "created_at": instant_json(schedule.created_at),
         "updated_at": instant_json(schedule.updated_at),
     }
 
 
 def shift_json(shift: Shift, user: User) -> dict[str, Any]:
-    """Fields of a shift, with its owner's email and id."""
+    """Fields of a shift, with its owner's email and id (`user` is the shift's owner)."""
     return {
         "uid": shift.uid,
         "external_id": shift.external_id,
