@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,14 +160,25 @@ def _random_secret() -> str:
     return secrets.token_urlsafe(48)
 
 
-def _instance_secret(path: Path, make: Any) -> str:
-    """Read a generated secret kept in the instance folder, creating it on first use."""
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = make()
-    # Owner-only from the first byte: the file holds a signing or encryption key.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+def _instance_secret(path: Path, make: Callable[[], str]) -> str:
+    """Read a generated secret kept in the instance folder, creating it on first use.
+
+    Several workers may start at once. The secret is written to a temporary file and
+    hard-linked into place, so nobody reads a half-written file and the first one wins.
+    """
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp makes the file owner-only from the first byte: it holds a key.
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make() + "\n")
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another worker was first; everyone uses its secret
+        finally:
+            os.unlink(temporary)
+    value = path.read_text().strip()
+    if not value:
+        raise ConfigError(f"{path} is empty. Delete it, and a new secret is generated.")
     return value
