@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -143,13 +143,18 @@ def upsert_schedule(
     return schedule, False, result
 
 
-def _users_by_email(session: Session, items: Sequence[ShiftInput]) -> dict[str, User]:
+def _users_by_email(
+    session: Session, items: Sequence[ShiftInput], *, indexed: bool
+) -> dict[str, User]:
+    """Map each item's email to its user; `indexed` names fields `[i].user_email` (lists)."""
     emails = {item.user_email for item in items}
     users = session.scalars(select(User).where(User.email.in_(emails))).all() if emails else []
     found = {user.email: user for user in users}
     missing = [
-        FieldError(f"{prefix}user_email", "no user has this email address")
-        for prefix, item in _prefixed(items)
+        FieldError(
+            f"[{index}].user_email" if indexed else "user_email", "no user has this email address"
+        )
+        for index, item in enumerate(items)
         if item.user_email not in found
     ]
     if missing:
@@ -157,17 +162,11 @@ def _users_by_email(session: Session, items: Sequence[ShiftInput]) -> dict[str, 
     return found
 
 
-def _prefixed(items: Sequence[ShiftInput]) -> Iterable[tuple[str, ShiftInput]]:
-    if len(items) == 1:
-        return [("", items[0])]
-    return ((f"[{index}].", item) for index, item in enumerate(items))
-
-
 def upsert_shift(
     session: Session, schedule: Schedule, data: ShiftInput, now: datetime
 ) -> WriteResult:
     """Create or update one shift by (schedule, external id); revive it if tombstoned."""
-    users = _users_by_email(session, [data])
+    users = _users_by_email(session, [data], indexed=False)
     result = WriteResult()
     existing = session.scalar(
         select(Shift).where(Shift.schedule_id == schedule.id, Shift.external_id == data.external_id)
@@ -223,7 +222,7 @@ def import_window(
             problems.append(FieldError(f"[{index}].starts_at", "shift lies outside the window"))
     if problems:
         raise ValidationError(problems)
-    users = _users_by_email(session, items)
+    users = _users_by_email(session, items, indexed=True)
 
     result = WriteResult()
     existing = {

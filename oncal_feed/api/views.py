@@ -72,12 +72,7 @@ def json_body() -> Any:
 
 def _commit_and_notify(touched: set[int]) -> None:
     get_session().commit()
-    try:
-        shifts_changed(touched)
-    except Exception:
-        # The write is committed; push sync's periodic sweep will catch what a failed
-        # nudge missed, so the client must not see an error (and retry) for it.
-        log.exception("a shift listener failed; the periodic sync sweep will catch up")
+    shifts_changed(touched)
 
 
 def _schedule(key: str) -> Schedule:

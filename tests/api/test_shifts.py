@@ -364,10 +364,6 @@ def test_bad_import_names_items_and_writes_nothing(
     assert notified == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shifts._users_by_email drops the [i]. prefix when the list has one item",
-)
 def test_single_item_import_names_the_index_of_an_unknown_user(
     api: FlaskClient, app: Flask, schedule: dict[str, Any]
 ) -> None:
