@@ -152,6 +152,38 @@ def statements(app: Flask) -> Iterator[Statements]:
     event.remove(engine, "before_cursor_execute", recorder)
 
 
+class FeedClient(FlaskClient):
+    """A test client that keeps (as an artifact) and double-parses every calendar it gets.
+
+    So every feed any test here receives is checked, not only the ones it looks into.
+    """
+
+    keep: Callable[..., ParsedFeed] | None = None
+    label = ""
+    last: ParsedFeed | None = None
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """Send the request; check and keep a calendar body."""
+        response = super().open(*args, **kwargs)
+        body = response.get_data()
+        if response.status_code == 200 and response.mimetype == "text/calendar" and body:
+            if response.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            assert self.keep is not None
+            self.last = self.keep(body, self.label)
+        return response
+
+
+@pytest.fixture
+def client(app: Flask, keep_feed: Callable[..., ParsedFeed]) -> FeedClient:
+    """The test client of these tests: every feed received is kept and parsed twice."""
+    app.test_client_class = FeedClient
+    feed_client = app.test_client()
+    assert isinstance(feed_client, FeedClient)
+    feed_client.keep = keep_feed
+    return feed_client
+
+
 @dataclass
 class Fetched:
     """A 200 feed response, its decoded body, and the body parsed by both parsers."""
@@ -162,18 +194,21 @@ class Fetched:
 
 
 @pytest.fixture
-def fetch(client: FlaskClient, keep_feed: Callable[..., ParsedFeed]) -> Callable[..., Fetched]:
-    """GET a feed, expect 200, un-gzip, keep it as an artifact and parse it twice.
+def fetch(client: FeedClient) -> Callable[..., Fetched]:
+    """GET a feed, expect 200, and return it un-gzipped and parsed (and kept, by `client`).
 
     `fetch(path, label="", headers={...})`.
     """
 
     def get(path: str, label: str = "", headers: dict[str, str] | None = None) -> Fetched:
+        client.label = label
         response = client.get(path, headers=headers or {})
+        client.label = ""
         assert response.status_code == 200, response.get_data()
         body = response.get_data()
         if response.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        return Fetched(response, body, keep_feed(body, label))
+        assert client.last is not None
+        return Fetched(response, body, client.last)
 
     return get

@@ -123,12 +123,21 @@ def parse_feed(body: bytes) -> ParsedFeed:
 def keep_feed(request: pytest.FixtureRequest) -> Callable[..., ParsedFeed]:
     """Save a feed built by this test as an artifact, check it, and return it parsed.
 
-    `keep_feed(body, "label")` names the file `<module>-<test>-<label>.ics`.
+    `keep_feed(body, "label")` names the file `<module>-<test>[-<label>][-<n>].ics`; a
+    second different feed under the same name gets a number, the same bytes again are
+    parsed once.
     """
     module = request.node.module.__name__.rsplit(".", 1)[-1]
+    seen: dict[bytes, ParsedFeed] = {}
+    names: dict[str, int] = {}
 
     def keep(body: bytes, label: str = "") -> ParsedFeed:
-        save_feed("-".join(p for p in (module, request.node.name, label) if p), body)
-        return parse_feed(body)
+        if body in seen:
+            return seen[body]
+        name = "-".join(p for p in (module, request.node.name, label) if p)
+        names[name] = names.get(name, 0) + 1
+        save_feed(name if names[name] == 1 else f"{name}-{names[name]}", body)
+        seen[body] = parse_feed(body)
+        return seen[body]
 
     return keep
