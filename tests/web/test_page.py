@@ -193,7 +193,6 @@ def test_time_zones_offered_are_the_ones_the_api_accepts() -> None:
     assert "Europe/Berlin" in zones
     assert "UTC" in zones
     assert list(zones) == sorted(zones)
-    assert "localtime" not in zones
 
 
 def test_the_client_kind_is_named() -> None:
