@@ -354,9 +354,9 @@ class FeedService:
 
         Raises `FeedNotFound` (404) and `ValidationError` (400); records the fetch.
 
-        Everything runs on one connection in autocommit mode: no BEGIN and ROLLBACK around
-        a one-row read, which on PostgreSQL leaves a 304 with two round trips (the pool's
-        pre-ping and the query) instead of five.
+        Everything runs on one connection in autocommit mode: a one-row read needs no
+        BEGIN and ROLLBACK, so on PostgreSQL a 304 costs two round trips (the pool's
+        pre-ping and the query).
         """
         with database.engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
@@ -403,7 +403,7 @@ class FeedService:
         So this process dates an ETag by when it first produced it: never earlier than the
         change, so a 304 is never wrong. HTTP dates have one-second resolution: until that
         second is over a second change could share it (RFC 9110 §8.8.2.2 calls such a date
-        weak), so none is sent; ETag/If-None-Match, which every calendar app uses, is exact.
+        weak), so none is sent then; ETag with If-None-Match is exact and takes precedence.
         """
         seen = self.first_seen.get(tag, now).replace(microsecond=0)
         return seen if now.replace(microsecond=0) > seen else None
