@@ -85,10 +85,13 @@ class Database:
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     def _engine_options(self, given: dict[str, Any]) -> dict[str, Any]:
-        options: dict[str, Any] = {"pool_pre_ping": True}
+        options: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             # Wait for a concurrent writer (web + worker) instead of failing at once.
             options["connect_args"] = {"timeout": 30}
+        else:
+            # A server restart must not fail the next request; costs one ping per checkout.
+            options["pool_pre_ping"] = True
         options.update(given)
         return options
 
