@@ -59,6 +59,7 @@ from selenium.common.exceptions import (  # noqa: E402
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -197,8 +198,10 @@ def browser_without_js() -> Iterator[WebDriver]:
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 20) -> Any:
     """Wait until `condition(driver)` is truthy; fail with the page text otherwise."""
     try:
-        # A check may read the page while it is being replaced (a form's redirect).
-        ignored = (StaleElementReferenceException, NoSuchElementException)
+        # A check may read the page while it is being replaced (a form's redirect), and
+        # Chromium then answers with a stale element or "node does not belong to the
+        # document" (a plain WebDriverException): both mean "not yet".
+        ignored = (StaleElementReferenceException, NoSuchElementException, WebDriverException)
         wait = WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=ignored)
         return wait.until(condition)
     except TimeoutException:
@@ -221,6 +224,14 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20) -> Any:
 def text(driver: WebDriver, selector: str) -> str:
     """The visible text of the first element matching a CSS selector."""
     return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def body_text(driver: WebDriver) -> str:
+    """The page's visible text, or "" while a new page replaces it."""
+    try:
+        return str(driver.find_element(By.TAG_NAME, "body").text)
+    except WebDriverException:
+        return ""
 
 
 def page_says(phrase: str) -> Callable[[WebDriver], bool]:
@@ -286,7 +297,7 @@ def fetch(url: str) -> int:
 def reload_until(driver: WebDriver, phrase: str, timeout: float = 30) -> None:
     """Reload the page until it says `phrase` (the page's own polling may beat us to it)."""
     deadline = time.monotonic() + timeout
-    while phrase not in driver.find_element(By.TAG_NAME, "body").text:
+    while phrase not in body_text(driver):
         if time.monotonic() > deadline:
             pytest.fail(f"the page never said {phrase!r}:\n{text(driver, 'body')}")
         time.sleep(0.5)
