@@ -548,3 +548,7 @@ main.add_command(rotate_feed)
 from oncal_feed.connections.cli import rotate_token_key  # noqa: E402
 
 main.add_command(rotate_token_key)
+
+from oncal_feed.sync.cli import worker  # noqa: E402
+
+main.add_command(worker)

@@ -99,8 +99,12 @@ _ROW_COLUMNS = (
     "shift_id", "shift_uid", "state", "remote_id", "transaction_id", "content_hash",
     "remote_etag", "updated_at",
 )  # fmt: skip
-# Give up a sync after this many batches in a row failed entirely: the remote is down.
-_MAX_FAILED_BATCHES = 2
+# Give up a sync after this many batches in a row were lost entirely: the remote is down.
+_MAX_FAILED_BATCHES = 3
+# Batch sizes learned on flaky links, by connection id, for the connection's next run (in
+# this process only: a hint, not state). Only reduced sizes are kept.
+_BATCH_HINTS: dict[int, int] = {}
+_HINTS_LOCK = threading.Lock()
 
 ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
 ProviderSource = CalendarProvider | ProviderFactory
@@ -194,24 +198,27 @@ _jitter = random.Random()  # noqa: S311
 
 
 def describe_error(exc: ProviderError, provider: str) -> str:
-    """Say what went wrong in plain words for the settings page (never a secret)."""
+    """Say what went wrong in plain words for the settings page (never a secret).
+
+    Adapters already put the service's name, the HTTP status and the service's reason in
+    their messages (and never a token or URL), so those are quoted as they are.
+    """
     label = _LABELS.get(provider, "The calendar")
     detail = str(exc).strip().rstrip(".")
-    status = f" (HTTP {exc.status})" if exc.status else ""
+    if exc.status and str(exc.status) not in detail:
+        detail = f"{detail} (HTTP {exc.status})"
     if isinstance(exc, AuthorizationLost):
         return (
-            f"{label} access was revoked or has expired. Reconnect the calendar to resume syncing."
+            f"{label} access was revoked or has expired ({detail}). "
+            "Reconnect the calendar to resume syncing."
         )
     if isinstance(exc, RateLimited):
         return f"{label} asked us to slow down (too many requests). Syncing resumes by itself."
     if isinstance(exc, TransientError):
-        return (
-            f"{label} could not be reached or had a temporary problem{status}: {detail}. "
-            "Syncing will be retried automatically."
-        )
+        return f"Syncing with {label} failed for now: {detail}. It will be retried automatically."
     if isinstance(exc, RemoteNotFound):
-        return f"The calendar we write to in {label} no longer exists{status}: {detail}."
-    return f"{label} refused a change{status}: {detail}."
+        return f"The calendar we write to in {label} no longer exists: {detail}."
+    return f"{label} refused a change: {detail}."
 
 
 # ---------------------------------------------------------------- database plumbing
@@ -514,11 +521,15 @@ def _empty_row(shift_id: int, uid: str) -> dict[str, Any]:
 
 @dataclass
 class _Run:
-    """One pass of applying a plan; collects counts and errors."""
+    """One pass of applying a plan; collects counts and errors.
+
+    The provider is built on first use: a sync with nothing to send never decrypts a
+    token or builds an API client (that alone costs tens of milliseconds for Google).
+    """
 
     factory: sessionmaker[Session]
     connection_id: int
-    provider: CalendarProvider
+    source: Callable[[], CalendarProvider]
     calendar_id: str
     generation: int
     clock: _Clock
@@ -532,7 +543,38 @@ class _Run:
     reads: int = 0
     errors: list[ProviderError] = field(default_factory=list)
     stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
+    batch_size: int = 0  # set when the first batch goes out
     _bumped: bool = False
+    _provider: CalendarProvider | None = None
+
+    @property
+    def provider(self) -> CalendarProvider:
+        """The remote calendar's adapter (built on first use)."""
+        if self._provider is None:
+            self._provider = self.source()
+        return self._provider
+
+    def start_batch_size(self) -> None:
+        """Start at the provider's largest batch, or at what the last run learned."""
+        if not self.batch_size:
+            with _HINTS_LOCK:
+                hint = _BATCH_HINTS.get(self.connection_id, self.max_batch)
+            self.batch_size = min(self.max_batch, hint)
+
+    def remember_batch_size(self) -> None:
+        """Start this connection's next run at the batch size this one ended with."""
+        if not self.batch_size:
+            return
+        with _HINTS_LOCK:
+            if self.batch_size < self.max_batch:
+                _BATCH_HINTS[self.connection_id] = self.batch_size
+            else:
+                _BATCH_HINTS.pop(self.connection_id, None)
+
+    @property
+    def max_batch(self) -> int:
+        """The provider's largest batch."""
+        return max(1, int(self.provider.max_batch))
 
     @property
     def client_ids(self) -> bool:
@@ -624,14 +666,23 @@ class _Run:
         return []
 
     def _write(self, ops: Sequence[_Remote], depth: int = 0) -> None:
-        """Send remote writes in batches of `max_batch`; follow up 409s and vanished events."""
-        size = max(1, int(self.provider.max_batch))
+        """Send remote writes in batches; follow up 409s and vanished events.
+
+        Batches start at the provider's `max_batch`. A batch lost as a whole (a dropped
+        connection or a failed envelope takes every member with it) halves the size of
+        the next one, and a clean batch doubles it again, so a flaky link costs retries
+        of a few operations rather than of fifty.
+        """
         follow_ups: list[_Remote] = []
         failed_batches = 0
-        for offset in range(0, len(ops), size):
+        offset = 0
+        if ops:
+            self.start_batch_size()
+        while offset < len(ops):
             if self.stop is not None:
                 return
-            chunk = ops[offset : offset + size]
+            chunk = ops[offset : offset + self.batch_size]
+            offset += len(chunk)
             _renew_lease(self.factory, self.connection_id, self.owner, self.clock(), self.lease_ttl)
             self._commit_intent(chunk)
             operations = [self._operation(op) for op in chunk]
@@ -645,12 +696,16 @@ class _Run:
                 lost = TransientError("the calendar returned an incomplete batch answer")
                 results = [OperationResult(error=lost)] * len(operations)
             follow_ups.extend(self._record_results(chunk, results))
-            if all(result.error is not None for result in results):
+            lost_count = sum(isinstance(r.error, TransientError | RateLimited) for r in results)
+            if lost_count == len(results):
                 failed_batches += 1
+                self.batch_size = max(1, self.batch_size // 2)
                 if failed_batches >= _MAX_FAILED_BATCHES:
                     return
             else:
                 failed_batches = 0
+                if lost_count == 0:
+                    self.batch_size = min(self.max_batch, self.batch_size * 2)
         if follow_ups and self.stop is None and depth < 3:
             self._write(follow_ups, depth + 1)
 
@@ -796,8 +851,8 @@ def sync_connection(
             if attempt == 0:
                 check = full_check if full_check is not None else _full_check_due(connection, now)
             report.full_check = check
-            adapter = provider if hasattr(provider, "apply") else provider(connection)  # type: ignore[operator]
-            run = _Run(factory, connection_id, adapter, "", connection.id_generation, clock,
+            source = _provider_source(provider, connection)
+            run = _Run(factory, connection_id, source, "", connection.id_generation, clock,
                        owner, lease_ttl, state.rows)  # fmt: skip
             try:
                 _sync_once(run, state, check)
@@ -824,9 +879,19 @@ def sync_connection(
         raise
     _copy_counts(report, run)
     assert run is not None
+    run.remember_batch_size()
     failure = run.stop or (run.errors[0] if run.errors else None)
     _finish(factory, report, state, now, clock, owner, failure, rng)
     return report
+
+
+def _provider_source(
+    provider: ProviderSource, connection: CalendarConnection
+) -> Callable[[], CalendarProvider]:
+    if hasattr(provider, "apply"):
+        adapter: CalendarProvider = provider  # type: ignore[assignment]
+        return lambda: adapter
+    return lambda: provider(connection)  # type: ignore[operator]
 
 
 def _full_check_due(connection: CalendarConnection, now: datetime) -> bool:
@@ -835,28 +900,30 @@ def _full_check_due(connection: CalendarConnection, now: datetime) -> bool:
 
 
 def _sync_once(run: _Run, state: _State, check: bool) -> None:
-    """Make sure there is a calendar, plan against the records (and listing), apply."""
+    """Make sure there is a calendar, plan against the records (and listing), apply.
+
+    When the full check's listing fails for a passing reason, the sync carries on from
+    the records alone (the failure is reported, so the check is tried again soon).
+    """
     connection = state.connection
     kept = state.kept
     calendar_id = connection.calendar_id
+    listing: list[RemoteEvent] | None = None
     if calendar_id is None:
         calendar_id = _create_calendar(run, state)
         kept = set()
-    elif check and connection.owns_calendar and not connection.use_primary:
-        run.reads += 1
-        if not run.provider.calendar_exists(calendar_id):
-            _forget_calendar(run.factory, connection)
+    elif check:
+        try:
+            listing = _list_remote(run, connection, calendar_id)
+        except _CalendarGone:
+            if not _forget_calendar(run.factory, connection):
+                raise
             calendar_id = _create_calendar(run, state)
             kept = set()
+        except TransientError as exc:
+            run.errors.append(exc)
     run.calendar_id = calendar_id
     records = state.records
-    listing: list[RemoteEvent] | None = None
-    if check:
-        run.reads += 1
-        try:
-            listing = list(run.provider.list_events(calendar_id))
-        except RemoteNotFound:
-            raise _CalendarGone from None
     adoptable: dict[str, int] = {}
     if listing is not None:
         known = {spec.uid for spec in state.desired.values()} | {r.uid for r in records}
@@ -874,6 +941,19 @@ def _sync_once(run: _Run, state: _State, check: bool) -> None:
     )
     if actions:
         run.apply(actions)
+
+
+def _list_remote(run: _Run, connection: CalendarConnection, calendar_id: str) -> list[RemoteEvent]:
+    """List our tagged events; raise `_CalendarGone` when the calendar itself is gone."""
+    if connection.owns_calendar and not connection.use_primary:
+        run.reads += 1
+        if not run.provider.calendar_exists(calendar_id):
+            raise _CalendarGone
+    run.reads += 1
+    try:
+        return list(run.provider.list_events(calendar_id))
+    except RemoteNotFound:
+        raise _CalendarGone from None
 
 
 def _create_calendar(run: _Run, state: _State) -> str:
@@ -926,14 +1006,21 @@ def _finish(
     failure: ProviderError | None,
     rng: random.Random | None,
 ) -> None:
-    """Write the status columns and release the lease, in one transaction."""
+    """Write the status columns and release the lease, in one transaction.
+
+    The connection as read at the start of the sync is current enough: while we hold
+    the lease nobody else writes its sync columns.
+    """
     finished = clock()
     connection_id = report.connection_id
     with _transaction(factory) as session:
-        connection = session.get(CalendarConnection, connection_id)
+        connection = state.connection if state is not None else None
         if connection is None:
-            report.outcome = "missing"
-            return
+            connection = session.get(CalendarConnection, connection_id)
+            if connection is None:
+                report.outcome = "missing"
+                return
+            session.expunge(connection)
         values: dict[str, object] = {
             "last_sync_at": finished,
             "last_created": report.created,
@@ -965,13 +1052,18 @@ def _finish(
             )
             report.outcome = "ok"
         elif isinstance(failure, AuthorizationLost):
+            from oncal_feed.connections.service import mark_needs_reauth
+
+            # The connections package decides what "paused until reconnected" means; its
+            # values are written below, under the lease condition, with our wording.
+            mark_needs_reauth(connection, failure, finished)
             report.outcome = "needs_reauth"
             report.error = describe_error(failure, connection.provider)
             values.update(
-                status="needs_reauth",
+                status=connection.status,
                 last_error=report.error,
-                last_error_at=finished,
-                next_retry_at=None,
+                last_error_at=connection.last_error_at,
+                next_retry_at=connection.next_retry_at,
                 sync_due_at=None,
             )
         else:
@@ -989,9 +1081,12 @@ def _finish(
                 next_retry_at=retry_at,
                 sync_due_at=retry_at,
             )
-        session.execute(
+        result = session.execute(
             update(CalendarConnection)
             .where(CalendarConnection.id == connection_id, CalendarConnection.lease_owner == owner)
             .values(**values)
             .execution_options(synchronize_session=False)
         )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            # Our lease expired and another worker took over: its sync writes the status.
+            report.outcome = "lease_lost"

@@ -449,8 +449,8 @@ def test_transient_failure_is_recorded_and_cleared(world: World, memory) -> None
     assert connection.status == "error"
     assert connection.failure_count == 1
     assert connection.last_error == (
-        "Google Calendar could not be reached or had a temporary problem (HTTP 503): "
-        "service unavailable. Syncing will be retried automatically."
+        "Syncing with Google Calendar failed for now: service unavailable (HTTP 503). "
+        "It will be retried automatically."
     )
     assert NOW + timedelta(seconds=2) < connection.next_retry_at <= NOW + timedelta(seconds=6)
     assert connection.sync_due_at == connection.next_retry_at
@@ -499,7 +499,7 @@ def test_permanent_error_is_readable(world: World, memory) -> None:
     scripted.fail_next("insert_event", PermanentError("The event end is before its start", 400))
     world.sync(cid, scripted)
     assert world.connection(cid).last_error == (
-        "Google Calendar refused a change (HTTP 400): The event end is before its start."
+        "Google Calendar refused a change: The event end is before its start (HTTP 400)."
     )
 
 

@@ -1,0 +1,364 @@
+"""Push sync through the real Google and Graph adapters against the fake servers.
+
+The fault test is the one that matters: both fakes fail over a fifth of all calls (5xx,
+429 and 403 throttling, timeouts, connections dropped before and *after* the write
+committed), and the worker — Huey's consumer in a process of its own, as
+`oncal-feed worker` runs it — is killed with SIGKILL in the middle of its syncs, twice,
+with shifts changing in between. After recovery each remote calendar must hold exactly
+the desired events: none missing, no duplicates, no orphans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from oncal_feed import shifts
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.models import CalendarConnection, SyncRecord
+from oncal_feed.sync.engine import LEASE_TTL
+from oncal_feed.sync.service import run_sync
+from oncal_feed.sync.tasks import get_queue
+from oncal_feed.validation import ShiftInput
+from tests.fakes.google import FakeGoogle
+from tests.fakes.microsoft import GRAPH_HOST, FakeMicrosoft
+from tests.sync.remote import (
+    ALICE,
+    connect_both,
+    connection,
+    desired_events,
+    mismatch,
+    remote_events,
+    tomorrow_noon,
+)
+from tests.sync.support import World
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any], oauth_settings: dict[str, Any]) -> dict[str, Any]:
+    """The test app, pointed at the fakes, with a short timeout so slow calls time out."""
+    return {**app_config, **oauth_settings, "PROVIDER_TIMEOUT": 1}
+
+
+@pytest.fixture
+def fakes(fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft) -> dict[str, Any]:
+    """Both fakes by provider name."""
+    return {"google": fake_google, "microsoft": fake_microsoft}
+
+
+@pytest.fixture
+def world(app: Flask) -> World:
+    """Alice and Bob and the `payments` schedule."""
+    return World(app)
+
+
+def put_shifts(world: World, items: list[ShiftInput], now: datetime) -> None:
+    """Write shifts (one transaction)."""
+    with world.database.session() as session:
+        schedule = shifts.get_schedule(session, "payments")
+        for item in items:
+            shifts.upsert_shift(session, schedule, item, now)
+
+
+def shift(external_id: str, start: datetime, *, user: str = "alice", notes: str = "") -> ShiftInput:
+    """A four-hour shift."""
+    return ShiftInput(external_id, f"{user}@example.com", start, start + timedelta(hours=4),
+                      notes=notes)  # fmt: skip
+
+
+def remote_writes(fakes: dict[str, Any]) -> int:
+    """Event writes that reached the fakes' handlers."""
+    google = fakes["google"].stats.snapshot()
+    graph = fakes["microsoft"].stats.snapshot()
+    return sum(
+        stats.get(op, 0)
+        for stats in (google, graph)
+        for op in ("events.insert", "events.update", "events.patch", "events.delete",
+                   "events.create")
+    )  # fmt: skip
+
+
+def assert_exact(app: Flask, fakes: dict[str, Any], ids: dict[str, int], now: datetime) -> None:
+    """Each calendar holds exactly the desired events, and every record says so."""
+    alice = connection(app, ids["google"]).user_id
+    expected = desired_events(app, alice, now)
+    assert expected, "the test needs events"
+    for provider, connection_id in ids.items():
+        row = connection(app, connection_id)
+        problems = mismatch(expected, remote_events(fakes, row))
+        assert problems == {}, f"{provider}: {problems}"
+        with get_database(app).sessionmaker() as session:
+            states = set(
+                session.scalars(
+                    select(SyncRecord.state).where(SyncRecord.connection_id == connection_id)
+                )
+            )
+        assert states == {"synced"}, provider
+
+
+# ---------------------------------------------------------------- without faults
+
+
+def test_sync_through_real_adapters(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """Initial sync batched, a second sync writes nothing, one change is one write."""
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon() - timedelta(days=2)
+    put_shifts(world, [shift(f"s{n}", start + timedelta(hours=6 * n)) for n in range(60)], utcnow())
+    for fake in fakes.values():
+        fake.reset_stats()
+    now = utcnow()
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, now=now)
+        assert (report.outcome, report.created) == ("ok", 60), report
+    google, graph = fakes["google"].stats.snapshot(), fakes["microsoft"].stats.snapshot()
+    assert google["batch"] == 2  # 60 inserts in batches of 50
+    assert graph["batch"] == 3  # and of 20
+    assert_exact(app, fakes, ids, now)
+
+    for fake in fakes.values():
+        fake.reset_stats()
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, now=now, full_check=False)
+        assert (report.outcome, report.writes) == ("ok", 0)
+    assert fakes["google"].stats.snapshot().get("http", 0) == 0
+    assert fakes["microsoft"].stats.snapshot().get("http", 0) == 0
+
+    put_shifts(world, [shift("s3", start + timedelta(hours=18), notes="swap with Bob")], utcnow())
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, now=now, full_check=False)
+        assert (report.outcome, report.updated, report.writes) == ("ok", 1, 1)
+    assert remote_writes(fakes) == 2
+
+
+def test_sync_now_endpoint(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """POST /api/calendar/sync runs both connections and answers the counts."""
+    connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    put_shifts(world, [shift("a", start), shift("far", start + timedelta(days=40))], utcnow())
+    response = client.post("/api/calendar/sync?days=30")
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["created"], body["failed"]) == (2, 0)  # one event in each calendar
+    assert [c["provider"] for c in body["connections"]] == ["google", "microsoft"]
+    listing = client.get("/api/calendar/connections").get_json()["connections"]
+    assert {c["last_counts"]["created"] for c in listing} == {1}
+    assert all(c["last_sync_at"] and c["last_error"] is None for c in listing)
+
+
+def test_revoked_grant_needs_reauth(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """invalid_grant at refresh → needs_reauth, a plain message, no retry scheduled."""
+    ids = connect_both(app, client, fakes)
+    put_shifts(world, [shift("a", tomorrow_noon())], utcnow())
+    fakes["google"].revoke_grants(ALICE)
+    fakes["google"].expire_access_tokens(ALICE)
+    report = run_sync(app, ids["google"], now=utcnow() + timedelta(hours=2))
+    row = connection(app, ids["google"])
+    assert (report.outcome, row.status) == ("needs_reauth", "needs_reauth")
+    assert row.last_error.startswith("Google Calendar access was revoked or has expired")
+    assert row.next_retry_at is None
+    assert run_sync(app, ids["microsoft"]).outcome == "ok"
+
+
+def test_throttling_is_honoured(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """A 429 with Retry-After (and Google's 403 rateLimitExceeded) sets the retry time."""
+    ids = connect_both(app, client, fakes)
+    put_shifts(world, [shift("a", tomorrow_noon())], utcnow())
+    fakes["microsoft"].fail_next(1, 429, retry_after=90)
+    fakes["google"].fail_next(1, kind="quota")
+    now = utcnow()
+    for provider, connection_id in ids.items():
+        report = run_sync(app, connection_id, now=now, full_check=False)
+        row = connection(app, connection_id)
+        assert report.outcome == "failed", provider
+        assert "slow down" in row.last_error
+        if provider == "microsoft":
+            assert row.next_retry_at >= now + timedelta(seconds=90)
+    for connection_id in ids.values():
+        assert run_sync(app, connection_id, now=now, full_check=False).outcome == "ok"
+
+
+# ---------------------------------------------------------------- faults and a killed worker
+
+
+FAULT_RATES = {
+    "error_rate": 0.08,
+    "rate_limit_rate": 0.02,
+    "quota_rate": 0.02,
+    "drop_rate": 0.04,
+    "drop_after_commit_rate": 0.06,
+    "slow_rate": 0.02,
+}
+
+
+def inject_faults(fakes: dict[str, Any], seed: int, drop_mode: str) -> None:
+    """Make each fake fail 24% of its calendar calls (batch members included)."""
+    assert sum(FAULT_RATES.values()) >= 0.2
+    for offset, fake in enumerate(fakes.values()):
+        fake.faults.seed(seed + offset)
+        for name, rate in FAULT_RATES.items():
+            setattr(fake.faults, name, rate)
+        fake.faults.retry_after = 1
+        fake.faults.slow_seconds = 1.5  # longer than PROVIDER_TIMEOUT: a timeout
+        fake.faults.drop_mode = drop_mode
+
+
+class Worker:
+    """`oncal-feed worker`'s consumer in a child process, to be killed with SIGKILL."""
+
+    def __init__(self, app_config: dict[str, Any], fakes: dict[str, Any], tmp: Path) -> None:
+        config = {k: v for k, v in app_config.items() if k != "MSAL_CLIENT_OPTIONS"}
+        microsoft = fakes["microsoft"]
+        config["MSAL_REWRITES"] = {
+            microsoft.authority_host: microsoft.url,
+            GRAPH_HOST: microsoft.url,
+        }
+        self.config_path = tmp / "worker.json"
+        self.config_path.write_text(json.dumps(config))
+        self.log_path = tmp / "worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the child (it reports ready on its log)."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.sync.worker_process", str(self.config_path)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while b"worker ready" not in self.log_path.read_bytes():
+            assert self.process.poll() is None, self.log_path.read_text()
+            assert time.monotonic() < deadline, "worker did not start"
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, leases stay held, answers in flight are lost."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+@pytest.fixture
+def worker(app_config: dict[str, Any], fakes: dict[str, Any], tmp_path: Path) -> Iterator[Worker]:
+    """A worker process, killed at the end whatever happens."""
+    child = Worker(app_config, fakes, tmp_path)
+    yield child
+    if child.process is not None:
+        child.kill()
+
+
+def leases_held(app: Flask) -> int:
+    """Connections whose lease a (dead) worker holds."""
+    with get_database(app).sessionmaker() as session:
+        return len(
+            session.scalars(
+                select(CalendarConnection.id).where(CalendarConnection.lease_owner.is_not(None))
+            ).all()
+        )
+
+
+def run_and_kill(
+    app: Flask, worker: Worker, fakes: dict[str, Any], ids: dict[str, int], rng: random.Random
+) -> None:
+    """Start the worker, nudge both connections, and kill it once writes are under way."""
+    worker.start()
+    before = sum(fake.stats.snapshot().get("batch_members", 0) for fake in fakes.values())
+    threshold = before + rng.randrange(5, 40)
+    queue = get_queue(app)
+    for connection_id in ids.values():
+        queue.nudge(connection_id, force=True)
+    deadline = time.monotonic() + 60
+    while sum(fake.stats.snapshot().get("batch_members", 0) for fake in fakes.values()) < threshold:
+        assert time.monotonic() < deadline, worker.log_path.read_text()
+        time.sleep(0.002)
+    worker.kill()
+    assert leases_held(app) >= 1, "the worker was meant to die in the middle of a sync"
+
+
+def recover(app: Flask, ids: dict[str, int], now: datetime, rounds: int = 60) -> None:
+    """Sync (with full checks) until each connection has had one run without a failure."""
+    pending = dict(ids)
+    for _ in range(rounds):
+        for provider, connection_id in list(pending.items()):
+            report = run_sync(app, connection_id, now=now, full_check=True)
+            assert report.outcome in ("ok", "failed"), report
+            if report.outcome == "ok":
+                del pending[provider]
+        if not pending:
+            return
+    pytest.fail(f"no clean sync after {rounds} rounds: {pending}")
+
+
+def test_exactly_the_desired_events_after_faults_and_a_killed_worker(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any], worker: Worker
+) -> None:
+    """≥20% injected failures, SIGKILL mid-sync twice, churn between: exact after recovery."""
+    rng = random.Random(2024)
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon() - timedelta(days=5)
+    at = [start + timedelta(hours=7 * n) for n in range(80)]
+    put_shifts(world, [shift(f"s{n}", at[n]) for n in range(80)], utcnow())
+
+    # Round 1: the initial sync under faults, killed part way. httplib2 replays a request
+    # whose connection closed after the write ("close"): Google sees a 409 for its own insert.
+    inject_faults(fakes, seed=1, drop_mode="close")
+    run_and_kill(app, worker, fakes, ids, rng)
+
+    # Changes while no worker runs: edits, deletions, reassignments, new shifts.
+    now = utcnow()
+    numbers = rng.sample(range(80), 40)
+    edits = [shift(f"s{n}", at[n] + timedelta(hours=1), notes="moved") for n in numbers[:15]]
+    gone = [shift(f"s{n}", at[n], user="bob") for n in numbers[15:25]]
+    fresh = [shift(f"new{n}", at[n] + timedelta(hours=5)) for n in range(10)]
+    put_shifts(world, edits + gone + fresh, now)
+    for n in numbers[25:35]:
+        world.delete_shift(f"s{n}", now=now)
+
+    # Round 2: a fresh worker picks up the pieces (the dead one's leases must expire
+    # first: it is nudged again), and is killed too. Connections now reset rather than close.
+    inject_faults(fakes, seed=2, drop_mode="reset")
+    with get_database(app).session() as session:
+        for row in session.scalars(select(CalendarConnection)):
+            row.lease_expires_at = utcnow() - timedelta(seconds=1)  # as if TTL had passed
+    run_and_kill(app, worker, fakes, ids, rng)
+    injected = sum(sum(fake.faults.injected.values()) for fake in fakes.values())
+    assert injected > 0
+
+    # Recovery, faults still on, as later syncs would run it (after the leases expired).
+    later = utcnow() + LEASE_TTL + timedelta(seconds=5)
+    recover(app, ids, later)
+    assert_exact(app, fakes, ids, later)
+
+    # And with the faults gone, a full check finds nothing to do.
+    for fake in fakes.values():
+        fake.faults.reset()
+        fake.reset_stats()
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, now=later, full_check=True)
+        assert (report.outcome, report.writes) == ("ok", 0)
+    assert remote_writes(fakes) == 0
