@@ -72,6 +72,7 @@ __all__ = [
     "backoff_delay",
     "describe_error",
     "next_window_move",
+    "reset_batch_hints",
     "sync_connection",
     "sync_window",
 ]
@@ -157,6 +158,12 @@ def _iso(value: datetime | None) -> str | None:
 
 def _day_start(instant: datetime) -> datetime:
     return instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def reset_batch_hints() -> None:
+    """Forget the batch sizes learned on flaky links (tests start from a clean slate)."""
+    with _HINTS_LOCK:
+        _BATCH_HINTS.clear()
 
 
 def sync_window(now: datetime, window_days: int) -> tuple[datetime, datetime]:

@@ -646,3 +646,48 @@ def test_converges_exactly_through_random_faults(world: World, kind: str) -> Non
     counting = CountingProvider(provider)
     assert world.sync(cid, counting, now=now, full_check=True).outcome == "ok"
     assert counting.writes == 0
+
+
+class EnvelopeFailures(CountingProvider):
+    """Loses whole batches (the connection drops before any answer) `fail` times."""
+
+    def __init__(self, inner, fail: int) -> None:
+        super().__init__(inner)
+        self.fail = fail
+        self.sizes: list[int] = []
+
+    def apply(self, calendar_id, operations):
+        """Fail the batch as a whole, or delegate."""
+        self.sizes.append(len(operations))
+        if self.fail:
+            self.fail -= 1
+            raise TransientError("connection reset", None)
+        return super().apply(calendar_id, operations)
+
+
+def test_lost_batches_shrink_the_batch_size_until_clean_ones_grow_it(world: World, memory) -> None:
+    """50 → 25 → 12 lost, give up (next size 6); the retry starts at 6 and doubles back."""
+    for n in range(120):
+        world.put_shift(f"s{n}", n / 2, hours=2)
+    cid = world.connect(memory)
+    flaky = EnvelopeFailures(memory, fail=3)
+    assert world.sync(cid, flaky, full_check=False).outcome == "failed"
+    assert flaky.sizes == [50, 25, 12]
+    again = EnvelopeFailures(memory, fail=0)
+    report = world.sync(cid, again, now=LATER, full_check=False)
+    assert (report.outcome, report.created) == ("ok", 120)
+    assert again.sizes == [6, 12, 24, 48, 30]
+    assert len(live_uids(memory, calendar(world, cid))) == 120
+
+
+def test_full_check_keeps_an_aged_out_event_whose_record_was_lost(world: World, memory) -> None:
+    """After a database restore lost records, past events are adopted, not pruned."""
+    world.put_shift("past", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.execute(SyncRecord.__table__.delete())
+    later = NOW + timedelta(days=30)
+    report = world.sync(cid, memory, now=later, full_check=True)
+    assert (report.outcome, report.deleted, report.writes) == ("ok", 0, 0)
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("past")]
+    assert [r.state for r in world.records(cid)] == ["synced"]

@@ -362,3 +362,20 @@ def test_exactly_the_desired_events_after_faults_and_a_killed_worker(
         report = run_sync(app, connection_id, now=later, full_check=True)
         assert (report.outcome, report.writes) == ("ok", 0)
     assert remote_writes(fakes) == 0
+
+
+def test_a_token_refreshed_during_a_sync_is_kept(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """The services revoke the access token mid-life: the adapters refresh, we keep it."""
+    ids = connect_both(app, client, fakes)
+    put_shifts(world, [shift("a", tomorrow_noon())], utcnow())
+    before = {p: connection(app, cid).token_ciphertext for p, cid in ids.items()}
+    for fake in fakes.values():
+        assert fake.expire_access_tokens(ALICE) >= 1
+    for provider, connection_id in ids.items():
+        report = run_sync(app, connection_id)
+        assert report.outcome == "ok", (provider, report)
+        assert connection(app, connection_id).token_ciphertext != before[provider], provider
+    for provider, connection_id in ids.items():
+        assert run_sync(app, connection_id, full_check=True).outcome == "ok", provider
