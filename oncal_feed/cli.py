@@ -523,7 +523,7 @@ def demo(host: str, port: int, no_serve: bool) -> None:
             f"{total.updated} updated, {total.unchanged} unchanged, {total.deleted} deleted"
         )
         click.echo("")
-        click.echo(f"Sign in at {base_url}/settings (the settings page comes in a later version)")
+        click.echo(f"Sign in at {base_url}/login")
         click.echo(f"  email:    {user.email}")
         click.echo(f"  password: {password}")
         click.echo("")

@@ -71,3 +71,7 @@ def configure_logging(app: Flask) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # The development server logs each request line, feed token and OAuth code included.
+    werkzeug_logger = logging.getLogger("werkzeug")
+    if not any(isinstance(f, RedactingFilter) for f in werkzeug_logger.filters):
+        werkzeug_logger.addFilter(RedactingFilter())

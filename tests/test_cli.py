@@ -447,7 +447,7 @@ def test_demo_no_serve_seeds_once_and_prints_how_to_sign_in(
     assert second.exit_code == 0, second.output
     password = (Path(app_config["INSTANCE_PATH"]) / "demo_password").read_text().strip()
     for result in (first, second):
-        assert "Sign in at http://127.0.0.1:8000/settings" in result.stdout
+        assert "Sign in at http://127.0.0.1:8000/login" in result.stdout
         assert "  email:    demo@oncal.example\n" in result.stdout
         assert f"  password: {password}\n" in result.stdout
     assert "8 users (8 new), 3 schedules (3 new)" in first.stdout

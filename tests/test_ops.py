@@ -64,3 +64,16 @@ def test_redact_removes_feed_tokens_and_credentials() -> None:
     cleaned = redact(line)
     for secret in ("abc.DEF-123", "xyz", "s1", "ocf_secret"):
         assert secret not in cleaned
+
+
+def test_development_server_request_log_is_redacted(app, caplog) -> None:
+    """Werkzeug's request lines (the dev server's access log) lose feed tokens."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        logging.getLogger("werkzeug").info(
+            '%s - - "%s" %s', "127.0.0.1", "GET /feeds/SECRETtok.ics?code=abc HTTP/1.1", 200
+        )
+    assert "SECRETtok" not in caplog.text
+    assert "abc" not in caplog.text
+    assert "/feeds/[redacted]" in caplog.text
