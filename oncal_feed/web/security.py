@@ -91,6 +91,16 @@ def email_key() -> str:
 limiter = Limiter(key_func=remote_key, key_prefix="oncal")
 
 
+@limiter.request_filter
+def _not_rate_limited() -> bool:
+    """Skip the limiter entirely outside the pages: only sign-in is limited.
+
+    A request filter is checked before the limiter resolves any limit, which keeps the
+    feed's 304 path (most of the traffic) short.
+    """
+    return request.blueprint in ("feeds", "ops", "api_v1")
+
+
 def parse_proxies(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Parse `TRUSTED_AUTH_PROXIES`: comma-separated IP addresses or CIDR networks."""
     if not value:
