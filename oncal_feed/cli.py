@@ -535,9 +535,16 @@ def demo(host: str, port: int, no_serve: bool) -> None:
         click.echo("")
         click.echo("To serve it: oncal-feed demo (seeding again changes nothing).")
         return
+    from oncal_feed.sync.tasks import start_embedded_worker
+
     click.echo("")
-    click.echo(f"Serving on {base_url}/ - press Ctrl+C to stop.")
-    _run(app, host, port)
+    click.echo(f"Serving on {base_url}/ with a push-sync worker inside - press Ctrl+C to stop.")
+    # One process for a first try: connected calendars sync without `oncal-feed worker`.
+    stop_worker = start_embedded_worker(app)
+    try:
+        _run(app, host, port)
+    finally:
+        stop_worker()
 
 
 from oncal_feed.feeds.cli import feed_url, rotate_feed  # noqa: E402
