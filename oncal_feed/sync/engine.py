@@ -224,7 +224,10 @@ def describe_error(exc: ProviderError, provider: str) -> str:
     if isinstance(exc, TransientError):
         return f"Syncing with {label} failed for now: {detail}. It will be retried automatically."
     if isinstance(exc, RemoteNotFound):
-        return f"The calendar we write to in {label} no longer exists: {detail}."
+        return (
+            f"The calendar we write to in {label} no longer exists. "
+            "Reconnect the calendar to choose where shifts go."
+        )
     return f"{label} refused a change: {detail}."
 
 
@@ -866,7 +869,7 @@ def sync_connection(
                 break
             except _CalendarGone:
                 if attempt or not _forget_calendar(factory, connection):
-                    raise RemoteNotFound("the calendar is gone", 404) from None
+                    raise RemoteNotFound("the calendar was deleted", 404) from None
                 # A new calendar is made on the second attempt; list it to be sure.
                 check = True
     except _LeaseLost:
