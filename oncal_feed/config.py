@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "BASE_URL": "http://127.0.0.1:8000",
     # default: sqlite:///<instance>/queue.sqlite; redis://host:6379/0 for several machines
     "QUEUE_URL": None,
+    # Name of the task queue; deployments sharing one Redis keep theirs apart with it.
+    "QUEUE_NAME": "oncal-feed",
     "TOKEN_ENCRYPTION_KEYS": None,  # comma-separated Fernet keys, newest first
     "GOOGLE_CLIENT_ID": None,
     "GOOGLE_CLIENT_SECRET": None,

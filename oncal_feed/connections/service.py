@@ -548,6 +548,8 @@ def connection_summary(connection: CalendarConnection) -> dict[str, Any]:
         "last_success_at": _instant(connection.last_success_at),
         "last_error": connection.last_error,
         "last_error_at": _instant(connection.last_error_at),
+        # When a failed sync will be tried again (None when nothing is waiting).
+        "next_retry_at": _instant(connection.next_retry_at),
         "last_counts": {
             "created": connection.last_created,
             "updated": connection.last_updated,

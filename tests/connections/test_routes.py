@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -159,11 +160,27 @@ def test_connections_listing_never_contains_token_material(
             "last_error_at",
             "last_success_at",
             "last_sync_at",
+            "next_retry_at",
             "provider",
             "status",
             "use_primary",
         )
     }
+
+
+def test_listing_says_when_a_failed_sync_is_retried(
+    app: Flask, db_session: Session, signed_in: FlaskClient, fake_google: FakeGoogle
+) -> None:
+    """A connection waiting to retry shows the time of the next attempt and the error."""
+    assert connect(signed_in, fake_google, "google").status_code == 200
+    row = connection_row(db_session, "google")
+    assert row is not None
+    row.last_error = "Google Calendar is not answering; will try again."
+    row.next_retry_at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    db_session.commit()
+    listed = signed_in.get("/api/calendar/connections").get_json()["connections"]
+    assert listed[0]["next_retry_at"] == "2030-01-02T03:04:05Z"
+    assert listed[0]["last_error"] == "Google Calendar is not answering; will try again."
 
 
 def test_connections_are_the_signed_in_users_only(
