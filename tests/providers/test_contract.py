@@ -9,8 +9,8 @@ the remote APIs legitimately differ, the difference is a named attribute of `Rem
 - `delete_keeps_id`: Google (and memory) keep a deleted event as `cancelled` under its id,
   and an update restores it; Graph deletes for good, so the update is `RemoteNotFound`.
 
-Fault tests (rate limits, 5xx, dropped connections, revoked grants) need a server and
-are skipped for the memory provider.
+Fault tests (rate limits, 5xx, dropped connections, revoked grants) need a server: they
+take the `served` fixture, which runs them against the Google and Graph adapters only.
 """
 
 from __future__ import annotations
@@ -88,9 +88,8 @@ class Remote:
     token: str | None = None
 
     def fail_next(self, status: int, **kwargs: Any) -> None:
-        """Make the server's next API call fail (skips the test for memory)."""
-        if self.server is None:
-            pytest.skip("the memory provider has no network to fail")
+        """Make the server's next API call fail."""
+        assert self.server is not None, "fault tests take the `served` fixture"
         self.server.fail_next(1, status, **kwargs)
 
 
@@ -199,16 +198,27 @@ def memory_remote() -> Remote:
     )
 
 
+def _served_remote(request: pytest.FixtureRequest, name: str) -> Remote:
+    if name == "google":
+        return google_remote(request.getfixturevalue("fake_google"))
+    return graph_remote(request.getfixturevalue("fake_microsoft"))
+
+
 @pytest.fixture(params=["memory", "google", "graph"])
 def remote(request: pytest.FixtureRequest) -> Iterator[Remote]:
     """Each contract test runs against every provider."""
     if request.param == "memory":
         yield memory_remote()
         return
-    if request.param == "google":
-        made = google_remote(request.getfixturevalue("fake_google"))
-    else:
-        made = graph_remote(request.getfixturevalue("fake_microsoft"))
+    made = _served_remote(request, request.param)
+    yield made
+    made.provider.close()
+
+
+@pytest.fixture(params=["google", "graph"])
+def served(request: pytest.FixtureRequest) -> Iterator[Remote]:
+    """The providers behind a real server, for tests of network faults and grants."""
+    made = _served_remote(request, request.param)
     yield made
     made.provider.close()
 
@@ -345,10 +355,10 @@ class TestProviderContract:
         if remote.server is not None:
             assert remote.server.stats["batch"] == 2
 
-    def test_apply_reads_a_throttled_member_behind_an_ok_envelope(self, remote: Remote) -> None:
-        remote.fail_next(429, retry_after=7)
-        results = remote.provider.apply(
-            remote.calendar_id,
+    def test_apply_reads_a_throttled_member_behind_an_ok_envelope(self, served: Remote) -> None:
+        served.fail_next(429, retry_after=7)
+        results = served.provider.apply(
+            served.calendar_id,
             [
                 Operation("insert", spec(1), event_key=key(1)),
                 Operation("insert", spec(2), event_key=key(2)),
@@ -357,58 +367,56 @@ class TestProviderContract:
         assert isinstance(results[0].error, RateLimited)
         assert results[0].error.retry_after == 7
         assert results[1].error is None
-        assert uids(remote) == ["shift-2@oncal-feed"]
+        assert uids(served) == ["shift-2@oncal-feed"]
 
-    def test_rate_limit_is_rate_limited_with_retry_after(self, remote: Remote) -> None:
-        remote.fail_next(429, retry_after=7)
+    def test_rate_limit_is_rate_limited_with_retry_after(self, served: Remote) -> None:
+        served.fail_next(429, retry_after=7)
         with pytest.raises(RateLimited) as limited:
-            remote.provider.find_event(remote.calendar_id, "shift-1@oncal-feed")
+            served.provider.find_event(served.calendar_id, "shift-1@oncal-feed")
         assert (limited.value.status, limited.value.retry_after) == (429, 7)
 
-    def test_quota_403_is_rate_limited(self, remote: Remote) -> None:
-        remote.fail_next(403, kind="quota")
+    def test_quota_403_is_rate_limited(self, served: Remote) -> None:
+        served.fail_next(403, kind="quota")
         with pytest.raises(RateLimited) as limited:
-            remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
+            served.provider.insert_event(served.calendar_id, spec(1), key(1))
         assert limited.value.status == 403
 
-    def test_server_error_is_transient(self, remote: Remote) -> None:
-        remote.fail_next(503)
+    def test_server_error_is_transient(self, served: Remote) -> None:
+        served.fail_next(503)
         with pytest.raises(TransientError) as failed:
-            remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
+            served.provider.insert_event(served.calendar_id, spec(1), key(1))
         assert failed.value.status == 503
         # Nothing was written; the retry with the same key succeeds once.
-        remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
-        assert uids(remote) == ["shift-1@oncal-feed"]
+        served.provider.insert_event(served.calendar_id, spec(1), key(1))
+        assert uids(served) == ["shift-1@oncal-feed"]
 
-    def test_timeout_is_transient(self, remote: Remote) -> None:
-        remote.fail_next(200, kind="slow", delay=TIMEOUT + 0.5)
+    def test_timeout_is_transient(self, served: Remote) -> None:
+        served.fail_next(200, kind="slow", delay=TIMEOUT + 0.5)
         with pytest.raises(TransientError):
-            remote.provider.find_event(remote.calendar_id, "shift-1@oncal-feed")
+            served.provider.find_event(served.calendar_id, "shift-1@oncal-feed")
 
-    def test_dropped_insert_is_safe_to_retry(self, remote: Remote) -> None:
+    def test_dropped_insert_is_safe_to_retry(self, served: Remote) -> None:
         """Committed, then the connection dropped: no duplicate, whatever the library does.
 
         httplib2 (Google) silently re-sends and gets 409 from the replay; requests
         (Graph) reports the drop, and the retry's transactionId finds the first event.
         """
-        remote.fail_next(200, kind="drop_after_commit")
-        if remote.duplicate_key_conflicts:
+        served.fail_next(200, kind="drop_after_commit")
+        if served.duplicate_key_conflicts:
             with pytest.raises(RemoteConflict):
-                remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
+                served.provider.insert_event(served.calendar_id, spec(1), key(1))
         else:
             with pytest.raises(TransientError):
-                remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
-            remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
-        assert uids(remote) == ["shift-1@oncal-feed"]
+                served.provider.insert_event(served.calendar_id, spec(1), key(1))
+            served.provider.insert_event(served.calendar_id, spec(1), key(1))
+        assert uids(served) == ["shift-1@oncal-feed"]
 
-    def test_revoked_grant_is_authorization_lost(self, remote: Remote) -> None:
-        if remote.server is None:
-            pytest.skip("the memory provider has no grant")
-        remote.server.revoke_grants(ALICE)
+    def test_revoked_grant_is_authorization_lost(self, served: Remote) -> None:
+        served.server.revoke_grants(ALICE)
         with pytest.raises(AuthorizationLost) as lost:
-            remote.provider.find_event(remote.calendar_id, "shift-1@oncal-feed")
-        assert remote.token
-        assert remote.token not in str(lost.value)
+            served.provider.find_event(served.calendar_id, "shift-1@oncal-feed")
+        assert served.token
+        assert served.token not in str(lost.value)
 
     def test_calendar_lifecycle(self, remote: Remote) -> None:
         calendar_id = remote.provider.create_calendar("Second", "UTC")
