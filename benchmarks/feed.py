@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -41,14 +40,13 @@ from typing import Any
 import icalendar
 from cryptography.fernet import Fernet
 from flask import Flask
-from sqlalchemy import Connection, create_engine, event, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, event, insert, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from oncal_feed import create_app  # noqa: E402
-from oncal_feed.db import Database, get_database, normalise_url, utcnow  # noqa: E402
+from oncal_feed.db import Database, fresh_database, get_database, utcnow  # noqa: E402
 from oncal_feed.feeds.tokens import feed_links  # noqa: E402
 from oncal_feed.feeds.views import feed_service  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
@@ -71,17 +69,8 @@ def scratch_database(server_url: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="oncal-feed-bench-") as folder:
             yield f"sqlite:///{Path(folder) / 'bench.sqlite'}"
         return
-    url = make_url(normalise_url(server_url))
-    name = f"oncal_feed_bench_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(server_url, "oncal_feed_bench") as url:
+        yield url
 
 
 def build_app(url: str, folder: Path) -> Flask:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -29,14 +28,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from oncal_feed import create_app  # noqa: E402
-from oncal_feed.db import Database, normalise_url  # noqa: E402
+from oncal_feed.db import Database, fresh_database  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
 from oncal_feed.models import Schedule, Shift, User  # noqa: E402
 
@@ -48,22 +46,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def fresh_database(server_url: str) -> tuple[str, callable]:
-    """Create a uniquely named database; return its URL and a function that drops it."""
-    url = make_url(normalise_url(server_url))
-    name = f"oncal_load_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 def seed(database_url: str, users: int) -> None:
@@ -246,7 +228,12 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
 
-    database_url, drop = fresh_database(args.server_url)
+    with fresh_database(args.server_url, "oncal_load") as database_url:
+        run(args, database_url)
+
+
+def run(args: argparse.Namespace, database_url: str) -> None:
+    """Seed, serve, load and print, on the given (fresh) database."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="oncal-load-"))
@@ -290,7 +277,6 @@ def main() -> None:
             static.terminate()
             static.wait(timeout=60)
     finally:
-        drop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"feeds: {len(paths)} users, median body {sorted(sizes)[len(sizes) // 2]} bytes")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import statistics
 import sys
 import tempfile
@@ -30,13 +29,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, insert, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from oncal_feed.db import Database, normalise_url  # noqa: E402
+from oncal_feed.db import Database, fresh_database  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
 from oncal_feed.models import Schedule, Shift, User  # noqa: E402
 from oncal_feed.shifts import shifts_for_user  # noqa: E402
@@ -62,19 +60,12 @@ def scratch_database(server_url: str | None) -> Iterator[Database]:
             finally:
                 database.dispose()
         return
-    server = make_url(normalise_url(server_url))
-    name = f"oncal_bench_{secrets.token_hex(4)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(server.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(server_url, "oncal_bench") as url:
+        database = Database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def user_rows(count: int) -> Iterator[dict[str, Any]]:

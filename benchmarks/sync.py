@@ -36,15 +36,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import selectinload
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from oncal_feed import accounts, create_app, shifts  # noqa: E402
-from oncal_feed.db import get_database, normalise_url, utcnow  # noqa: E402
+from oncal_feed.db import fresh_database, get_database, utcnow  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
 from oncal_feed.models import CalendarConnection, Shift, SyncRecord, User  # noqa: E402
 from oncal_feed.providers.memory import MemoryProvider  # noqa: E402
@@ -70,17 +69,8 @@ def scratch_database(server_url: str | None) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="oncal-sync-bench-") as folder:
             yield f"sqlite:///{Path(folder) / 'bench.sqlite'}"
         return
-    url = make_url(normalise_url(server_url))
-    name = f"oncal_sync_bench_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(server_url, "oncal_sync_bench") as url:
+        yield url
 
 
 def settings(google: FakeGoogle, microsoft: FakeMicrosoft) -> dict[str, Any]:

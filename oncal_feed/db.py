@@ -6,18 +6,27 @@ use the same sessions with or without a Flask app around them.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "Database", "UTCDateTime", "get_database", "get_session", "utcnow"]
+__all__ = [
+    "Base",
+    "Database",
+    "UTCDateTime",
+    "fresh_database",
+    "get_database",
+    "get_session",
+    "utcnow",
+]
 
 # Stable constraint names, so Alembic migrations can refer to them on every database.
 NAMING_CONVENTION = {
@@ -109,6 +118,27 @@ class Database:
     def dispose(self) -> None:
         """Close all pooled connections."""
         self.engine.dispose()
+
+
+@contextmanager
+def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+    """Create a uniquely named database on a PostgreSQL server; yield its URL; drop it after.
+
+    For test runs and benchmarks, which must never share or keep a database.
+    """
+    server = make_url(normalise_url(server_url))
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, create_app
-from oncal_feed.db import Base, Database, get_database, normalise_url, utcnow
+from oncal_feed.db import Base, Database, fresh_database, get_database, utcnow
 from oncal_feed.migrate import upgrade
 
 pytest_plugins: list[str] = ["tests.fakes.fixtures"]
@@ -104,36 +103,19 @@ def no_outside_connections() -> Iterator[None]:
 # ---------------------------------------------------------------- database
 
 
-def _fresh_postgres(server_url: str) -> Iterator[str]:
-    url = make_url(normalise_url(server_url))
-    name = f"oncal_test_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database for the whole run: PostgreSQL when configured, else SQLite."""
     server_url = os.environ.get("ONCAL_TEST_DATABASE_URL")
-    if server_url and not server_url.startswith("sqlite"):
-        urls = _fresh_postgres(server_url)
-        url = next(urls)
-    else:
-        urls = None
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
-    database = Database(url)
-    upgrade(database)
-    database.dispose()
-    yield url
-    if urls is not None:
-        next(urls, None)
+    with ExitStack() as stack:
+        if server_url and not server_url.startswith("sqlite"):
+            url = stack.enter_context(fresh_database(server_url, f"oncal_test_{os.getpid()}"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+        database = Database(url)
+        upgrade(database)
+        database.dispose()
+        yield url
 
 
 def _empty_tables(database: Database) -> None:

@@ -7,7 +7,6 @@ SQLite file, or a fresh database on the ONCAL_TEST_DATABASE_URL PostgreSQL serve
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, inspect
 
 from oncal_feed import models  # noqa: F401  (registers every table on Base.metadata)
 from oncal_feed.cli import main
-from oncal_feed.db import Base, Database, normalise_url
+from oncal_feed.db import Base, Database, fresh_database
 from oncal_feed.migrate import alembic_config, current_revision, head_revision, upgrade
 
 
@@ -35,19 +33,12 @@ def empty_database(tmp_path: Path) -> Iterator[Database]:
         yield database
         database.dispose()
         return
-    server = make_url(normalise_url(server_url))
-    name = f"oncal_migrations_{secrets.token_hex(6)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database = Database(server.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield database
-    finally:
-        database.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(server_url, "oncal_migrations") as url:
+        database = Database(url)
+        try:
+            yield database
+        finally:
+            database.dispose()
 
 
 def schema_differences(database: Database) -> list[Any]:
