@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User
@@ -440,9 +440,11 @@ def shifts_for_user(
     that instant are included too. The range on `starts_at` (the window widened by the
     longest possible shift) keeps this an index range scan on (user_id, starts_at).
     """
+    # One join both loads each shift's schedule and, when asked, filters on its key.
     query = (
         select(Shift)
-        .options(joinedload(Shift.schedule))
+        .join(Schedule, Schedule.id == Shift.schedule_id)
+        .options(contains_eager(Shift.schedule))
         .where(
             Shift.user_id == user_id,
             Shift.starts_at >= window_start - MAX_SHIFT_LENGTH,
@@ -456,9 +458,7 @@ def shifts_for_user(
     else:
         query = query.where((Shift.deleted_at.is_(None)) | (Shift.deleted_at >= deleted_since))
     if schedule_keys:
-        query = query.join(Schedule, Schedule.id == Shift.schedule_id).where(
-            Schedule.key.in_(schedule_keys)
-        )
+        query = query.where(Schedule.key.in_(schedule_keys))
     return list(session.scalars(query))
 
 
