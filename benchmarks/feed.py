@@ -249,7 +249,7 @@ def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any
     app = build_app(url, folder)
     database = get_database(app)
     counter = Counter()
-    event.listen(database.engine, "before_cursor_execute", counter)
+    event.listen(database.autocommit_engine, "before_cursor_execute", counter)
     service = feed_service(app)
     with database.session() as session:
         user = session.get(User, user_id)
@@ -321,7 +321,7 @@ def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any
         figures["query"] = (time.perf_counter() - started) * 1000 / 20
     figures["ratio"] = figures["scratch"] / figures["warm"]
     figures["plan"] = explain(database, counter.shift_query)
-    event.remove(database.engine, "before_cursor_execute", counter)
+    event.remove(database.autocommit_engine, "before_cursor_execute", counter)
     database.dispose()
     return figures
 

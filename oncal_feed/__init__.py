@@ -21,9 +21,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.connections.views import connections_blueprint
     from oncal_feed.db import Database
     from oncal_feed.errors_http import register_error_handlers
-    from oncal_feed.feeds.views import feeds_blueprint
+    from oncal_feed.feeds.views import init_feeds
     from oncal_feed.logs import configure_logging
-    from oncal_feed.metrics import init_metrics
     from oncal_feed.ops import ops_blueprint
     from oncal_feed.sync.tasks import init_app as init_sync
     from oncal_feed.web import init_web
@@ -44,11 +43,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Database(app.config["DATABASE_URL"]).init_app(app)
     register_error_handlers(app)
     app.register_blueprint(api_blueprint)
-    app.register_blueprint(feeds_blueprint)
     app.register_blueprint(ops_blueprint)
     app.register_blueprint(connections_blueprint)
     # After the other blueprints: CSRF protection exempts some of them by name.
     init_web(app)
-    init_metrics(app)
     init_sync(app)
+    # Last: the feed endpoint wraps everything else, ProxyFix included (see feeds.views).
+    init_feeds(app)
     return app

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from oncal_feed.errors import Conflict, NotFound, Unauthorized, ValidationError
 
-__all__ = ["error_response", "register_error_handlers"]
+__all__ = ["error_body", "error_response", "register_error_handlers"]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,18 @@ _HTTP_FIELDS = {
 }
 
 
+def error_body(
+    code: str, message: str, errors: list[dict[str, object]] | None = None
+) -> dict[str, object]:
+    """Return the error document every endpoint answers with (`errors` is always a list)."""
+    return {"error": code, "message": message, "errors": errors or []}
+
+
 def error_response(
     status: int, code: str, message: str, errors: list[dict[str, object]] | None = None
 ) -> Response:
-    """Build the JSON error body every endpoint uses (`errors` is always a list)."""
-    response = jsonify({"error": code, "message": message, "errors": errors or []})
+    """Build the JSON error response every Flask view uses (see `error_body`)."""
+    response = jsonify(error_body(code, message, errors))
     response.status_code = status
     return response
 

@@ -1,19 +1,42 @@
-"""The feed endpoint: `GET`/`HEAD /feeds/<token>.ics`. Logic lives in `feeds.service`."""
+"""The feed endpoint, `GET`/`HEAD /feeds/<token>.ics`, served in front of Flask.
+
+Feeds are most of the traffic, and conditional requests most of the feeds. Flask's request
+cycle (app and request contexts, the session cookie, CSRF, the rate limiter, the page
+hooks) exists for the pages and costs more than a whole 304. Nothing under `/feeds/`
+needs any of it: no cookie, no form, no limit. So `FeedEndpoint` wraps `app.wsgi_app`,
+answers the feed path itself with werkzeug's request and response objects, and passes
+every other request on to Flask untouched. The logic lives in `feeds.service`.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, request
-from flask.blueprints import BlueprintSetupState
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from oncal_feed.db import get_database
+from flask import Flask, current_app
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
+
+from oncal_feed.db import Database, get_database
 from oncal_feed.errors import ValidationError
-from oncal_feed.errors_http import error_response
-from oncal_feed.feeds.service import FeedNotFound, FeedQuery, FeedService
+from oncal_feed.errors_http import error_body
+from oncal_feed.feeds.service import FeedAnswer, FeedNotFound, FeedQuery, FeedService
 from oncal_feed.feeds.tokens import FEED_PATH
+from oncal_feed.metrics import FEED_RENDER_SECONDS, FEED_REQUESTS
+from oncal_feed.web.security import security_headers
 
-__all__ = ["feed_service", "feeds_blueprint"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-feeds_blueprint = Blueprint("feeds", __name__)
+__all__ = ["FeedEndpoint", "feed_service", "init_feeds"]
+
+log = logging.getLogger(__name__)
+
+PREFIX, SUFFIX = FEED_PATH.split("{token}")
+ALLOWED_METHODS = "GET, HEAD"
 
 # One message for every dead link, so a 404 tells nothing about why (forged or revoked).
 NOT_FOUND_MESSAGE = (
@@ -22,9 +45,20 @@ NOT_FOUND_MESSAGE = (
 )
 
 
-@feeds_blueprint.record_once
-def _install_service(state: BlueprintSetupState) -> None:
-    state.app.extensions["oncal_feeds"] = FeedService.from_config(state.app.config)
+def init_feeds(app: Flask) -> None:
+    """Build the app's feed service and put the feed endpoint in front of the app.
+
+    Call it after `Database(...).init_app(app)`.
+    """
+    service = FeedService.from_config(app.config)
+    app.extensions["oncal_feeds"] = service
+    app.wsgi_app = FeedEndpoint(  # type: ignore[method-assign]
+        app.wsgi_app,
+        service,
+        get_database(app),
+        extra_headers=security_headers(app.config["BASE_URL"]),
+        log_tracebacks=app.debug or app.testing,
+    )
 
 
 def feed_service(app: Flask | None = None) -> FeedService:
@@ -32,20 +66,81 @@ def feed_service(app: Flask | None = None) -> FeedService:
     return (app or current_app).extensions["oncal_feeds"]
 
 
-@feeds_blueprint.route(
-    FEED_PATH.format(token="<token>"),  # noqa: S106 (a URL rule, not a password)
-    methods=["GET", "HEAD"],
-)
-def feed(token: str) -> Response:
-    """Serve a user's calendar: conditional (ETag, Last-Modified), gzip when accepted."""
-    answer = feed_service().answer(get_database(), _query(token))
-    return Response(answer.body, status=answer.status, headers=answer.headers)
+class FeedEndpoint:
+    """WSGI middleware: answers feed URLs, hands every other request to `next_app`."""
+
+    def __init__(
+        self,
+        next_app: WSGIApplication,
+        service: FeedService,
+        database: Database,
+        *,
+        extra_headers: list[tuple[str, str]],
+        log_tracebacks: bool = False,
+    ) -> None:
+        self.next_app = next_app
+        self.service = service
+        self.database = database
+        self.extra_headers = extra_headers
+        self.log_tracebacks = log_tracebacks
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve `/feeds/<token>.ics`; pass anything else on."""
+        token = _token(environ.get("PATH_INFO", ""))
+        if token is None:
+            return self.next_app(environ, start_response)
+        started = time.perf_counter()
+        answer = self.respond(Request(environ), token)
+        status = answer.status
+        FEED_REQUESTS.labels(str(status)).inc()
+        if status == 200:
+            FEED_RENDER_SECONDS.observe(time.perf_counter() - started)
+        # Straight to start_response: a werkzeug Response would copy these headers three
+        # times over, which costs a fifth of a 304.
+        headers = [*answer.headers.items(), *self.extra_headers]
+        if status != 304:
+            headers.append(("Content-Length", str(len(answer.body))))
+        start_response(f"{status} {HTTP_STATUS_CODES[status]}", headers)
+        if status == 304 or environ["REQUEST_METHOD"] == "HEAD":
+            return []
+        return [answer.body]
+
+    def respond(self, request: Request, token: str) -> FeedAnswer:
+        """Answer one request for the feed at `token`, errors included."""
+        if request.method not in ("GET", "HEAD"):
+            answer = _error(405, "method_not_allowed", "Feeds are read-only.", "method",
+                            f"must be one of {ALLOWED_METHODS}")  # fmt: skip
+            answer.headers["Allow"] = ALLOWED_METHODS
+            return answer
+        try:
+            return self.service.answer(self.database, _query(request, token))
+        except FeedNotFound:
+            return _error(404, "not_found", NOT_FOUND_MESSAGE)
+        except ValidationError as exc:
+            return _error(
+                400,
+                "bad_request",
+                "The feed address has invalid query parameters.",
+                errors=[e.as_dict() for e in exc.errors],
+            )
+        except Exception as exc:  # a database outage must still get a JSON answer
+            # The type only: messages of library exceptions may quote the token.
+            log.error("feed failed: %s", type(exc).__name__, exc_info=self.log_tracebacks)
+            return _error(500, "internal_error", "Something went wrong on our side.")
 
 
-def _query(token: str) -> FeedQuery:
-    tags = request.if_none_match
+def _token(path: str) -> str | None:
+    """Return the token of a feed path, or None for any other path."""
+    if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        return None
+    token = path[len(PREFIX) : -len(SUFFIX)]
+    return token if token and "/" not in token else None
+
+
+def _query(request: Request, token: str) -> FeedQuery:
     listed = None
-    if "If-None-Match" in request.headers:
+    if "HTTP_IF_NONE_MATCH" in request.environ:
+        tags = request.if_none_match
         listed = frozenset({"*"} if tags.star_tag else tags.as_set(include_weak=True))
     return FeedQuery(
         token=token,
@@ -53,20 +148,19 @@ def _query(token: str) -> FeedQuery:
         if_none_match=listed,
         if_modified_since=request.if_modified_since,
         accepts_gzip=request.accept_encodings["gzip"] > 0,
-        user_agent=request.user_agent.string,
+        user_agent=request.environ.get("HTTP_USER_AGENT", ""),
     )
 
 
-@feeds_blueprint.errorhandler(FeedNotFound)
-def _not_found(_exc: FeedNotFound) -> Response:
-    return error_response(404, "not_found", NOT_FOUND_MESSAGE)
-
-
-@feeds_blueprint.errorhandler(ValidationError)
-def _bad_query(exc: ValidationError) -> Response:
-    return error_response(
-        400,
-        "bad_request",
-        "The feed address has invalid query parameters.",
-        [e.as_dict() for e in exc.errors],
-    )
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    problem: str = "",
+    errors: list[dict[str, Any]] | None = None,
+) -> FeedAnswer:
+    if field is not None:
+        errors = [{"field": field, "problem": problem}]
+    body = json.dumps(error_body(code, message, errors), separators=(",", ":")) + "\n"
+    return FeedAnswer(status, body.encode(), {"Content-Type": "application/json"})

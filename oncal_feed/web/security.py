@@ -5,11 +5,12 @@ Decisions, and why:
 
 * **CSRF** is Flask-WTF's synchronizer token, bound to the session. Every POST, PUT,
   PATCH and DELETE needs it (a form field or the `X-CSRFToken` header), except for the
-  bearer-key API (`api_v1`: no cookies, so nothing to forge), the feeds (read-only) and
-  the ops probes. Flask-WTF's HTTPS Referer check is off: the pages send
-  `Referrer-Policy: no-referrer`, so browsers send no Referer (and `Origin: null`) with
-  our own forms; the token plus `SameSite=Lax` cookies carry the protection. Tokens live
-  as long as the session, so a settings tab left open over lunch still works.
+  bearer-key API (`api_v1`: no cookies, so nothing to forge) and the ops probes (the
+  feeds never reach Flask: see `feeds.views`). Flask-WTF's HTTPS Referer check is off:
+  the pages send `Referrer-Policy: no-referrer`, so browsers send no Referer (and
+  `Origin: null`) with our own forms; the token plus `SameSite=Lax` cookies carry the
+  protection. Tokens live as long as the session, so a settings tab left open over lunch
+  still works.
 * **Sign-in rate limit**: Flask-Limiter, per client address and per email address
   (hashed, so the limiter's storage holds no addresses), counting every attempt: a
   password check costs ~50 ms of scrypt, and counting only failures would let a burst
@@ -46,6 +47,7 @@ __all__ = [
     "peer_address",
     "remote_key",
     "safe_next",
+    "security_headers",
     "trusted_peer",
 ]
 
@@ -68,7 +70,7 @@ CSP = "; ".join(
 )
 HSTS = "max-age=31536000"
 # Blueprints without cookie-authenticated writes (see the module docstring).
-CSRF_EXEMPT_BLUEPRINTS = ("api_v1", "feeds", "ops")
+CSRF_EXEMPT_BLUEPRINTS = ("api_v1", "ops")
 
 csrf = CSRFProtect()
 
@@ -95,10 +97,10 @@ limiter = Limiter(key_func=remote_key, key_prefix="oncal")
 def _not_rate_limited() -> bool:
     """Skip the limiter entirely outside the pages: only sign-in is limited.
 
-    A request filter is checked before the limiter resolves any limit, which keeps the
-    feed's 304 path (most of the traffic) short.
+    A request filter is checked before the limiter resolves any limit, which keeps
+    probes and API calls short.
     """
-    return request.blueprint in ("feeds", "ops", "api_v1")
+    return request.blueprint in ("ops", "api_v1")
 
 
 def parse_proxies(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -162,16 +164,24 @@ def safe_next(value: str | None, default: str = "/settings") -> str:
     return value
 
 
+def security_headers(base_url: str) -> list[tuple[str, str]]:
+    """Return the headers every response carries (HSTS only when served over https)."""
+    headers = [
+        ("Content-Security-Policy", CSP),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),  # frame-ancestors for old browsers
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    if base_url.startswith("https://"):
+        headers.append(("Strict-Transport-Security", HSTS))
+    return headers
+
+
 def _security_headers(response: Response) -> Response:
-    """Headers for every response; the HTML pages add `Cache-Control: no-store` themselves."""
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors for old browsers
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if current_app.config["BASE_URL"].startswith("https://"):
-        headers.setdefault("Strict-Transport-Security", HSTS)
+    """Add `security_headers`; the HTML pages add `Cache-Control: no-store` themselves."""
+    for name, value in current_app.extensions["oncal_security_headers"]:
+        response.headers.setdefault(name, value)
     return response
 
 
@@ -186,6 +196,7 @@ def init_security(app: Flask) -> None:
             "unset TRUSTED_AUTH_HEADER."
         )
     app.extensions["oncal_trusted_auth_proxies"] = proxies
+    app.extensions["oncal_security_headers"] = security_headers(app.config["BASE_URL"])
 
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)

@@ -144,12 +144,15 @@ class Statements:
 
 @pytest.fixture
 def statements(app: Flask) -> Iterator[Statements]:
-    """Count SQL with a `before_cursor_execute` listener on the app's engine."""
-    engine = get_database(app).engine
+    """Count SQL with a `before_cursor_execute` listener on both of the app's engines."""
+    database = get_database(app)
+    engines = (database.engine, database.autocommit_engine)
     recorder = Statements()
-    event.listen(engine, "before_cursor_execute", recorder)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", recorder)
     yield recorder
-    event.remove(engine, "before_cursor_execute", recorder)
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", recorder)
 
 
 class FeedClient(FlaskClient):

@@ -14,10 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from freezegun.api import FrozenDateTimeFactory
 from itsdangerous import URLSafeSerializer
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
 from oncal_feed import accounts
+from oncal_feed.db import get_database
 from oncal_feed.feeds.service import FeedUser, record_fetch
 from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
 from oncal_feed.feeds.views import feed_service
@@ -557,3 +559,28 @@ def test_no_token_in_logs(
         client.get(path + "?busy=x")
         client.get(path[:-8] + ".ics")
     assert token[:16] not in caplog.text
+
+
+def test_a_connection_the_database_dropped_costs_no_request(
+    world: World, alice: User, app: Flask, client: FlaskClient
+) -> None:
+    """The feed pool skips the ping before each checkout, so it retries on a dead connection.
+
+    On PostgreSQL the server ends the pooled connection's backend (as a restart or an
+    idle timeout does); on SQLite the pooled connection is closed under the pool's feet.
+    """
+    path = world.path(ALICE)
+    assert client.get(path).status_code == 200
+    engine = get_database(app).autocommit_engine
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        else:
+            pooled = connection.connection.dbapi_connection
+    if engine.dialect.name == "postgresql":
+        with get_database(app).engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    else:
+        pooled.close()  # type: ignore[union-attr]
+    assert client.get(path).status_code == 200
+    assert engine.pool.checkedin() == 1  # the dead connection was replaced, not kept

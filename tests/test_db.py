@@ -1,0 +1,60 @@
+"""`oncal_feed.db`: the autocommit pool and retrying on a connection the server dropped."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from oncal_feed.db import get_database, with_reconnect
+
+
+class _Dropped(Exception):
+    """Stands in for the driver's exception."""
+
+
+def _dbapi_error(invalidated: bool) -> DBAPIError:
+    return DBAPIError(
+        "SELECT 1", {}, _Dropped("server closed the connection"), connection_invalidated=invalidated
+    )
+
+
+def test_a_dropped_connection_is_retried_once() -> None:
+    """The first failure on a dead connection is retried; the second is not hidden."""
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _dbapi_error(invalidated=True)
+        return "ok"
+
+    with pytest.raises(DBAPIError):
+        with_reconnect(flaky)
+    assert len(calls) == 2
+
+
+def test_other_database_errors_are_not_retried() -> None:
+    """A failing statement on a live connection is an answer, not a reason to repeat it."""
+    calls = []
+
+    def failing() -> None:
+        calls.append(1)
+        raise _dbapi_error(invalidated=False)
+
+    with pytest.raises(DBAPIError):
+        with_reconnect(failing)
+    assert len(calls) == 1
+
+
+def test_autocommit_engine_commits_each_statement(app: Flask) -> None:
+    """A write on it is visible to other connections without a commit call."""
+    database = get_database(app)
+    with database.autocommit_engine.connect() as connection:
+        connection.execute(text("UPDATE users SET display_name = 'x' WHERE id = -1"))
+        connection.execute(text("CREATE TABLE autocommit_probe (n INTEGER)"))
+    with database.engine.connect() as other:
+        assert other.execute(text("SELECT count(*) FROM autocommit_probe")).scalar() == 0
+        other.execute(text("DROP TABLE autocommit_probe"))
+        other.commit()
