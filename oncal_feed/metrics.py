@@ -2,33 +2,54 @@
 
 Set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does) and every worker writes its samples
 to files there; `/metrics` merges them. Without it, metrics live in this process only.
+
+Sync counters are written by whichever process runs the sync: a web worker for "sync
+now", `oncal-feed worker` for the queue. `/metrics` includes the worker's counts only when
+the worker runs on the same machine with the same PROMETHEUS_MULTIPROC_DIR.
+
+Label values come from small closed sets (below), never from ids, addresses or messages:
+they cost a time series each, and an error message may carry what must not leave.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from oncal_feed.providers.base import (
+    AuthorizationLost,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RemoteConflict,
+    RemoteNotFound,
+    TransientError,
 )
 
 __all__ = [
     "FEED_RENDER_SECONDS",
     "FEED_REQUESTS",
-    "QUEUE_LAG_SECONDS",
+    "QUEUE_LAG",
     "SYNC_ACTIONS",
     "SYNC_ERRORS",
     "SYNC_RUNS",
     "init_metrics",
     "metrics_response",
+    "record_error",
+    "record_run",
+    "record_write",
 ]
 
 FEED_REQUESTS = Counter(
@@ -40,29 +61,100 @@ FEED_RENDER_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 SYNC_RUNS = Counter(
-    "oncal_sync_runs_total", "Sync runs by provider and outcome.", ["provider", "outcome"]
+    "oncal_sync_runs_total",
+    "Sync runs by provider and outcome: ok, failed, needs_reauth, busy (another worker holds "
+    "the lease), inactive, missing, lease_lost, crashed (an internal error).",
+    ["provider", "outcome"],
 )
 SYNC_ACTIONS = Counter(
-    "oncal_sync_actions_total", "Remote writes by provider and kind.", ["provider", "kind"]
+    "oncal_sync_actions_total",
+    "Remote writes the calendar confirmed, by provider and kind: create, update, delete, "
+    "calendar (our own calendar created).",
+    ["provider", "kind"],
 )
 SYNC_ERRORS = Counter(
-    "oncal_sync_errors_total", "Remote call failures by provider and kind.", ["provider", "kind"]
+    "oncal_sync_errors_total",
+    "Failed remote operations by provider and kind: auth, throttled, transient, not_found, "
+    "conflict, permanent, other. A batch lost as a whole counts each of its operations; "
+    "not_found and conflict are often handled (a delete of a gone event, a replayed insert).",
+    ["provider", "kind"],
 )
-QUEUE_LAG_SECONDS = Gauge(
-    "oncal_queue_lag_seconds",
-    "Age of the oldest connection waiting to be synced.",
-    multiprocess_mode="max",
+QUEUE_LAG = "oncal_queue_lag_seconds"
+_QUEUE_LAG_HELP = (
+    "Age of the oldest connection waiting to be synced: seconds since the earliest due time "
+    "that has passed without a sync starting; 0 when none waits. Measured from the database "
+    "at each scrape; no sample when the database did not answer."
+)
+
+# connections.service.PROVIDERS; a run that failed before reading its connection is
+# `unknown`, and any other name `other`.
+_PROVIDERS = frozenset({"google", "microsoft"})
+_OUTCOMES = frozenset(
+    {"ok", "failed", "needs_reauth", "busy", "inactive", "missing", "lease_lost", "crashed"}
+)
+_WRITE_KINDS = frozenset({"create", "update", "delete", "calendar"})
+_ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (AuthorizationLost, "auth"),
+    (RateLimited, "throttled"),
+    (TransientError, "transient"),
+    (RemoteNotFound, "not_found"),
+    (RemoteConflict, "conflict"),
+    (PermanentError, "permanent"),
 )
 
 
-def metrics_response() -> Response:
-    """Render all metrics in the Prometheus text format (merged across workers)."""
+def _provider(name: str | None) -> str:
+    if name is None:
+        return "unknown"
+    return name if name in _PROVIDERS else "other"
+
+
+def record_run(provider: str | None, outcome: str) -> None:
+    """Count one sync run of a `provider` connection that ended with `outcome`."""
+    SYNC_RUNS.labels(_provider(provider), outcome if outcome in _OUTCOMES else "other").inc()
+
+
+def record_write(provider: str | None, kind: str) -> None:
+    """Count one remote write the calendar confirmed: create, update, delete or calendar."""
+    SYNC_ACTIONS.labels(_provider(provider), kind if kind in _WRITE_KINDS else "other").inc()
+
+
+def record_error(provider: str | None, error: ProviderError) -> None:
+    """Count one failed remote operation by the class of its error (never its message)."""
+    kind = next((name for cls, name in _ERROR_KINDS if isinstance(error, cls)), "other")
+    SYNC_ERRORS.labels(_provider(provider), kind).inc()
+
+
+class _QueueLag:
+    """The queue lag measured for this scrape, as a collector of one gauge family.
+
+    Not a `Gauge`: in multiprocess mode each process's last value would stay in its file,
+    and every merge mode (max, mostrecent...) could then report a figure from an earlier
+    scrape as if it were current.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the family, with a sample only when the lag was measured."""
+        yield GaugeMetricFamily(QUEUE_LAG, _QUEUE_LAG_HELP, value=self.seconds)
+
+
+def metrics_response(queue_lag: float | None = None) -> Response:
+    """Render all metrics in the Prometheus text format (merged across workers).
+
+    `queue_lag` is the caller's measurement for this scrape (see `ops.queue_lag`). None —
+    the database did not answer — leaves `oncal_queue_lag_seconds` without a sample, so an
+    `absent()` alert notices, rather than a made-up value that looks healthy.
+    """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         body = generate_latest(registry)
     else:
         body = generate_latest()
+    body += generate_latest(_QueueLag(queue_lag))
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from freezegun import freeze_time
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text, update
 
 from oncal_feed import create_app
 from oncal_feed.db import get_database
 from oncal_feed.logs import redact
+from oncal_feed.models import CalendarConnection
+from oncal_feed.providers.memory import MemoryProvider
+from tests.sync.support import NOW, World
 
 
 def test_healthz_answers_ok(client: FlaskClient) -> None:
@@ -56,6 +62,72 @@ def test_metrics_exposes_feed_and_sync_families(client: FlaskClient) -> None:
     body = client.get("/metrics").get_data(as_text=True)
     for name in ("oncal_feed_requests_total", "oncal_sync_runs_total", "oncal_queue_lag_seconds"):
         assert name in body
+
+
+def queue_lag(client: FlaskClient) -> float | None:
+    """The `oncal_queue_lag_seconds` sample in /metrics, or None when it has none."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        if family.name == "oncal_queue_lag_seconds":
+            assert family.type == "gauge"
+            return family.samples[0].value if family.samples else None
+    raise AssertionError("no oncal_queue_lag_seconds family in /metrics")
+
+
+def due(world: World, connection_id: int, **values: Any) -> None:
+    """Set one connection's columns (due time, dirty mark, status)."""
+    world.execute(
+        update(CalendarConnection).where(CalendarConnection.id == connection_id).values(**values)
+    )
+
+
+def test_queue_lag_is_zero_when_nothing_waits(app: Flask, client: FlaskClient) -> None:
+    """No connection, one still in its debounce, one paused for reauthorisation: no lag."""
+    with freeze_time(NOW):
+        assert queue_lag(client) == 0
+        world = World(app)
+        memory = MemoryProvider()
+        debouncing = world.connect(memory, user="alice")
+        due(world, debouncing, dirty_since=NOW, sync_due_at=NOW + timedelta(seconds=2))
+        paused = world.connect(memory, user="bob")
+        due(world, paused, status="needs_reauth", sync_due_at=NOW - timedelta(hours=1))
+        assert queue_lag(client) == 0
+
+
+def test_queue_lag_is_the_age_of_the_oldest_waiting_connection(
+    app: Flask, client: FlaskClient
+) -> None:
+    """Seconds since the earliest due time that passed without a sync taking the lease."""
+    world = World(app)
+    memory = MemoryProvider()
+    with freeze_time(NOW):
+        alice = world.connect(memory, user="alice")
+        bob = world.connect(memory, user="bob")
+        due(world, alice, sync_due_at=NOW - timedelta(seconds=90))
+        due(world, bob, sync_due_at=NOW - timedelta(seconds=30), status="error")
+        assert queue_lag(client) == 90
+        # No due time at all (the sweep takes it as overdue): waiting since its dirty mark.
+        undated = world.connect(memory, user="alice", kind="microsoft")
+        due(world, undated, sync_due_at=None, dirty_since=NOW - timedelta(seconds=200))
+        assert queue_lag(client) == 200
+        due(world, undated, status="disconnected")
+        assert queue_lag(client) == 90
+        # A sync moves the connection's due time ahead: it no longer waits.
+        assert world.sync(alice, memory).outcome == "ok"
+        assert queue_lag(client) == 30
+
+
+def test_metrics_answers_when_the_database_is_down(app_config: dict[str, Any], caplog) -> None:
+    """Without a database the lag has no sample (not a made-up one); the rest is served."""
+    down = create_app({**app_config, "DATABASE_URL": "postgresql://oncal@127.0.0.1:9/down"})
+    client = down.test_client()
+    body = client.get("/metrics").get_data(as_text=True)
+    assert "oncal_sync_runs_total" in body
+    assert queue_lag(client) is None
+    assert "queue lag not measured: OperationalError" in caplog.text
+    assert "127.0.0.1:9" not in caplog.text  # the exception's type, never its message
+    get_database(down).dispose()
 
 
 def test_redact_removes_feed_tokens_and_credentials() -> None:

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from oncal_feed.db import Database
+from oncal_feed.metrics import record_error, record_run, record_write
 from oncal_feed.models import CalendarConnection, Shift, SyncRecord, User
 from oncal_feed.providers.base import (
     AuthorizationLost,
@@ -121,7 +122,8 @@ class SyncReport:
     `busy` (another worker holds the lease), `inactive` (paused or disconnected),
     `missing` (no such connection) and `lease_lost` (the lease expired mid-sync), which
     leave the status columns alone. `writes` counts remote write operations sent,
-    `reads` remote lookups and listings.
+    `reads` remote lookups and listings. `provider` is the connection's provider, once
+    the connection was read.
     """
 
     connection_id: int
@@ -134,6 +136,7 @@ class SyncReport:
     full_check: bool = False
     error: str | None = None
     next_retry_at: datetime | None = None
+    provider: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         """Return the report as JSON-ready values."""
@@ -323,14 +326,19 @@ def _renew_lease(
             raise _LeaseLost
 
 
-def _why_not_acquired(factory: sessionmaker[Session], connection_id: int) -> Outcome:
+def _why_not_acquired(
+    factory: sessionmaker[Session], connection_id: int
+) -> tuple[Outcome, str | None]:
+    """Say why the lease was not ours, and the connection's provider (None when missing)."""
     with factory() as session:
-        status = session.scalar(
-            select(CalendarConnection.status).where(CalendarConnection.id == connection_id)
-        )
-    if status is None:
-        return "missing"
-    return "busy" if status in ACTIVE_STATUSES else "inactive"
+        row = session.execute(
+            select(CalendarConnection.status, CalendarConnection.provider).where(
+                CalendarConnection.id == connection_id
+            )
+        ).one_or_none()
+    if row is None:
+        return "missing", None
+    return ("busy" if row.status in ACTIVE_STATUSES else "inactive"), row.provider
 
 
 # ---------------------------------------------------------------- what should be shown
@@ -554,6 +562,7 @@ class _Run:
     errors: list[ProviderError] = field(default_factory=list)
     stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
     batch_size: int = 0  # set when the first batch goes out
+    provider_name: str | None = None  # the connection's provider, for metrics labels
     _bumped: bool = False
     _provider: CalendarProvider | None = None
 
@@ -561,8 +570,20 @@ class _Run:
     def provider(self) -> CalendarProvider:
         """The remote calendar's adapter (built on first use)."""
         if self._provider is None:
-            self._provider = self.source()
+            try:
+                self._provider = self.source()
+            except ProviderError as exc:  # e.g. a token refresh answered invalid_grant
+                self.count_error(exc)
+                raise
         return self._provider
+
+    def count_error(self, exc: ProviderError) -> None:
+        """Count a failed remote operation in the metrics."""
+        record_error(self.provider_name, exc)
+
+    def count_write(self, kind: str) -> None:
+        """Count a remote write the calendar confirmed in the metrics."""
+        record_write(self.provider_name, kind)
 
     def start_batch_size(self) -> None:
         """Start at the provider's largest batch, or at what the last run learned."""
@@ -648,10 +669,12 @@ class _Run:
         """
         if action.spec is not None and self.client_ids:
             return [Create(action.shift_id, action.spec, action.event_key)]
+        provider = self.provider  # built (and a failed build counted) outside the try
         try:
             self.reads += 1
-            found = self.provider.find_event(self.calendar_id, action.uid)
+            found = provider.find_event(self.calendar_id, action.uid)
         except ProviderError as exc:
+            self.count_error(exc)
             self._fail(exc)
             return []
         if found is None:
@@ -753,11 +776,15 @@ class _Run:
         with self.store() as store:
             for op, result in zip(chunk, results, strict=True):
                 error = result.error
+                if error is not None:
+                    self.count_error(error)
                 if isinstance(op, Delete | Prune):
                     if error is None or isinstance(error, RemoteNotFound):
                         if isinstance(op, Delete):
                             store.drop(op.shift_id)
-                        self.deleted += error is None
+                        if error is None:
+                            self.deleted += 1
+                            self.count_write("delete")
                     else:
                         self._fail(error)
                     continue
@@ -795,10 +822,13 @@ class _Run:
             transaction_id=None, content_hash=op.spec.content_hash,
             remote_etag=event.etag if event is not None else None,
         )  # fmt: skip
+        # A restore after a 409 brings back the event our lost insert made: a create.
         if isinstance(op, Update):
             self.updated += 1
+            self.count_write("update")
         else:
             self.created += 1
+            self.count_write("create")
 
     def _conflict(self, op: Create) -> list[_Remote]:
         """A 409 on insert: the key is taken, by our own earlier (or replayed) insert."""
@@ -845,25 +875,57 @@ def sync_connection(
     lists the remote calendar when the last listing is a day old (or never happened);
     True or False forces it. `window_days` overrides the connection's window for this
     run only. `base_url` is where event links point.
+
+    Every run is counted in `oncal_sync_runs_total` by its outcome, or as `crashed` when
+    an internal error escapes.
     """
-    factory = _factory(database)
-    owner = lease_owner or _default_owner()
+    report = SyncReport(connection_id, "ok")
+    try:
+        _sync_connection(
+            report, _factory(database), provider, now, base_url=base_url,
+            full_check=full_check, window_days=window_days,
+            owner=lease_owner or _default_owner(), lease_ttl=lease_ttl, rng=rng,
+        )  # fmt: skip
+    except Exception:
+        record_run(report.provider, "crashed")
+        raise
+    record_run(report.provider, report.outcome)
+    return report
+
+
+def _sync_connection(
+    report: SyncReport,
+    factory: sessionmaker[Session],
+    provider: ProviderSource,
+    now: datetime,
+    *,
+    base_url: str,
+    full_check: bool | None,
+    window_days: int | None,
+    owner: str,
+    lease_ttl: timedelta,
+    rng: random.Random | None,
+) -> None:
+    """Run `sync_connection()`, filling in `report`."""
+    connection_id = report.connection_id
     clock = _Clock(now)
     if not _acquire_lease(factory, connection_id, owner, now, lease_ttl):
-        return SyncReport(connection_id, _why_not_acquired(factory, connection_id))
-    report = SyncReport(connection_id, "ok")
+        report.outcome, report.provider = _why_not_acquired(factory, connection_id)
+        return
     state: _State | None = None
     run: _Run | None = None
     try:
         for attempt in range(2):
             state = _load_state(factory, connection_id, now, base_url, window_days)
             connection = state.connection
+            report.provider = connection.provider
             if attempt == 0:
                 check = full_check if full_check is not None else _full_check_due(connection, now)
             report.full_check = check
             source = _provider_source(provider, connection)
             run = _Run(factory, connection_id, source, "", connection.id_generation, clock,
-                       owner, lease_ttl, state.rows)  # fmt: skip
+                       owner, lease_ttl, state.rows,
+                       provider_name=connection.provider)  # fmt: skip
             try:
                 _sync_once(run, state, check)
                 break
@@ -876,11 +938,11 @@ def sync_connection(
         log.warning("lease of connection %s was lost mid-sync", connection_id)
         _copy_counts(report, run)
         report.outcome = "lease_lost"
-        return report
+        return
     except ProviderError as exc:
         _copy_counts(report, run)
         _finish(factory, report, state, now, clock, owner, exc, rng)
-        return report
+        return
     except Exception:
         log.exception("push sync of connection %s failed", connection_id)
         _copy_counts(report, run)
@@ -892,7 +954,6 @@ def sync_connection(
     run.remember_batch_size()
     failure = run.stop or (run.errors[0] if run.errors else None)
     _finish(factory, report, state, now, clock, owner, failure, rng)
-    return report
 
 
 def _provider_source(
@@ -955,22 +1016,37 @@ def _sync_once(run: _Run, state: _State, check: bool) -> None:
 
 def _list_remote(run: _Run, connection: CalendarConnection, calendar_id: str) -> list[RemoteEvent]:
     """List our tagged events; raise `_CalendarGone` when the calendar itself is gone."""
+    provider = run.provider  # built (and a failed build counted) outside the try
     if connection.owns_calendar and not connection.use_primary:
         run.reads += 1
-        if not run.provider.calendar_exists(calendar_id):
+        try:
+            exists = provider.calendar_exists(calendar_id)
+        except ProviderError as exc:
+            run.count_error(exc)
+            raise
+        if not exists:
             raise _CalendarGone
     run.reads += 1
     try:
-        return list(run.provider.list_events(calendar_id))
-    except RemoteNotFound:
-        raise _CalendarGone from None
+        return list(provider.list_events(calendar_id))
+    except ProviderError as exc:
+        run.count_error(exc)
+        if isinstance(exc, RemoteNotFound):
+            raise _CalendarGone from None
+        raise
 
 
 def _create_calendar(run: _Run, state: _State) -> str:
     """Create the app's own calendar and remember it before writing anything into it."""
     name = state.connection.calendar_name or CALENDAR_NAME
-    calendar_id = run.provider.create_calendar(name, state.user.time_zone)
+    provider = run.provider  # built (and a failed build counted) outside the try
+    try:
+        calendar_id = provider.create_calendar(name, state.user.time_zone)
+    except ProviderError as exc:
+        run.count_error(exc)
+        raise
     run.writes += 1
+    run.count_write("calendar")
     with _transaction(run.factory) as session:
         session.execute(
             update(CalendarConnection)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from oncal_feed.models import CalendarConnection, SyncRecord, User
@@ -17,6 +18,7 @@ from oncal_feed.providers.base import (
     Operation,
     OperationResult,
     PermanentError,
+    ProviderError,
     RateLimited,
     RemoteNotFound,
     TransientError,
@@ -691,3 +693,197 @@ def test_full_check_keeps_an_aged_out_event_whose_record_was_lost(world: World, 
     assert (report.outcome, report.deleted, report.writes) == ("ok", 0, 0)
     assert live_uids(memory, calendar(world, cid)) == [world.uid("past")]
     assert [r.state for r in world.records(cid)] == ["synced"]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class SyncMetrics:
+    """The sync counters' samples, as changes since this object was made.
+
+    Counters are global to the test process, so each test compares before and after.
+    """
+
+    def __init__(self) -> None:
+        self.before = self._read()
+
+    @staticmethod
+    def _read() -> dict[str, float]:
+        samples: dict[str, float] = {}
+        for family in REGISTRY.collect():
+            for sample in family.samples:
+                if sample.name.startswith("oncal_sync_") and sample.name.endswith("_total"):
+                    labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                    samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
+
+    def changes(self) -> dict[str, float]:
+        """Every sample that moved, by how much (e.g. `..._total{kind="create",...}: 2`)."""
+        after = self._read()
+        moved = {key: value - self.before.get(key, 0.0) for key, value in after.items()}
+        return {key: delta for key, delta in moved.items() if delta}
+
+
+def runs(outcome: str, provider: str = "google") -> str:
+    """The key of a `oncal_sync_runs_total` sample."""
+    return f'oncal_sync_runs_total{{outcome="{outcome}",provider="{provider}"}}'
+
+
+def writes(kind: str, provider: str = "google") -> str:
+    """The key of a `oncal_sync_actions_total` sample."""
+    return f'oncal_sync_actions_total{{kind="{kind}",provider="{provider}"}}'
+
+
+def errors(kind: str, provider: str = "google") -> str:
+    """The key of a `oncal_sync_errors_total` sample."""
+    return f'oncal_sync_errors_total{{kind="{kind}",provider="{provider}"}}'
+
+
+def test_metrics_count_each_run_and_each_confirmed_write(world: World, memory) -> None:
+    """Creates, updates and deletes are counted once each; a sync with nothing to do is a run."""
+    for name in "abc":
+        world.put_shift(name, 1 + "abc".index(name))
+    cid = world.connect(memory)
+    metrics = SyncMetrics()
+    world.sync(cid, memory)
+    assert metrics.changes() == {runs("ok"): 1, writes("create"): 3}
+
+    world.put_shift("b", 2, notes="moved")
+    world.delete_shift("c")
+    metrics = SyncMetrics()
+    report = world.sync(cid, memory, full_check=True)
+    assert (report.updated, report.deleted) == (1, 1)
+    assert metrics.changes() == {runs("ok"): 1, writes("update"): 1, writes("delete"): 1}
+
+    metrics = SyncMetrics()
+    world.sync(cid, memory, full_check=True)
+    assert metrics.changes() == {runs("ok"): 1}
+
+
+def test_metrics_count_a_calendar_we_create(world: World, memory) -> None:
+    """Making our own calendar is a remote write of its own kind."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.execute(update(CalendarConnection).values(calendar_id=None))
+    metrics = SyncMetrics()
+    world.sync(cid, memory)
+    assert metrics.changes() == {runs("ok"): 1, writes("calendar"): 1, writes("create"): 1}
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "outcome"),
+    [
+        (TransientError("service unavailable", 503), "transient", "failed"),
+        (RateLimited("rate limited", 429, retry_after=30), "throttled", "failed"),
+        (PermanentError("The event end is before its start", 400), "permanent", "failed"),
+        (AuthorizationLost("invalid_grant", 400), "auth", "needs_reauth"),
+    ],
+)
+def test_metrics_count_a_failed_write_by_its_kind(
+    world: World, memory, error: ProviderError, kind: str, outcome: str
+) -> None:
+    """A refused insert is an error of its class, the run has its outcome, nothing is written."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("insert_event", error)
+    metrics = SyncMetrics()
+    assert world.sync(cid, scripted).outcome == outcome
+    assert metrics.changes() == {runs(outcome): 1, errors(kind): 1}
+
+
+def test_metrics_count_a_failed_listing(world: World, memory) -> None:
+    """A failed read counts; the sync carries on from its records and still writes."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("list_events", TransientError("timed out", None))
+    metrics = SyncMetrics()
+    assert world.sync(cid, scripted, full_check=True).outcome == "failed"
+    assert metrics.changes() == {runs("failed"): 1, errors("transient"): 1, writes("create"): 1}
+
+
+@pytest.mark.parametrize("first_call", ["listing", "write", "calendar"])
+def test_metrics_count_a_refused_grant_once(world: World, memory, first_call: str) -> None:
+    """A token refresh refused while building the client is one error, whatever came first."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    if first_call == "calendar":
+        world.execute(update(CalendarConnection).values(calendar_id=None))
+
+    def refused(connection):
+        raise AuthorizationLost("invalid_grant", 400)
+
+    metrics = SyncMetrics()
+    assert world.sync(cid, refused, full_check=first_call == "listing").outcome == "needs_reauth"
+    assert metrics.changes() == {runs("needs_reauth"): 1, errors("auth"): 1}
+
+
+def test_metrics_count_every_operation_of_a_batch_lost_whole(world: World, memory) -> None:
+    """A dropped batch of three is three failed operations."""
+    for n in range(3):
+        world.put_shift(f"s{n}", n)
+    cid = world.connect(memory)
+    metrics = SyncMetrics()
+    world.sync(cid, EnvelopeFailures(memory, fail=1), full_check=False)
+    assert metrics.changes() == {runs("failed"): 1, errors("transient"): 3}
+
+
+def test_metrics_count_handled_answers_but_not_as_writes(world: World, memory) -> None:
+    """A 409 on a replayed insert, and a delete of an event already gone (404), are counted
+    as errors of their kind; only writes the calendar confirmed count as writes.
+    """
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.execute(SyncRecord.__table__.delete())
+    world.put_shift("a", 1, notes="changed")
+    metrics = SyncMetrics()
+    assert world.sync(cid, memory, full_check=False).outcome == "ok"
+    # The insert meets our own event (409), and the update that follows restores it.
+    assert metrics.changes() == {runs("ok"): 1, errors("conflict"): 1, writes("create"): 1}
+
+    graph = GraphLikeProvider()
+    gid = world.connect(graph, user="bob", kind="microsoft")
+    world.put_shift("b", 2, user="bob")
+    world.sync(gid, graph)
+    graph.delete_by_user(calendar(world, gid), world.uid("b"))
+    world.delete_shift("b")
+    metrics = SyncMetrics()
+    assert world.sync(gid, graph, full_check=False).outcome == "ok"
+    assert metrics.changes() == {runs("ok", "microsoft"): 1, errors("not_found", "microsoft"): 1}
+
+
+def test_metrics_count_runs_that_did_not_sync(world: World, memory) -> None:
+    """busy, inactive and missing are runs too; a connection not found has no provider."""
+    cid = world.connect(memory)
+    world.execute(update(CalendarConnection).values(lease_owner="other", lease_expires_at=LATER))
+    metrics = SyncMetrics()
+    assert world.sync(cid, memory).outcome == "busy"
+    world.execute(
+        update(CalendarConnection).values(
+            status="disconnected", lease_owner=None, lease_expires_at=None
+        )
+    )
+    assert world.sync(cid, memory).outcome == "inactive"
+    assert world.sync(cid + 1000, memory).outcome == "missing"
+    assert metrics.changes() == {
+        runs("busy"): 1,
+        runs("inactive"): 1,
+        runs("missing", "unknown"): 1,
+    }
+
+
+def test_metrics_count_a_crash_and_it_still_raises(world: World, memory) -> None:
+    """An internal error is a `crashed` run, not a remote error."""
+
+    class Broken(CountingProvider):
+        def apply(self, calendar_id, operations):
+            raise RuntimeError("a bug in an adapter")
+
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    metrics = SyncMetrics()
+    with pytest.raises(RuntimeError):
+        world.sync(cid, Broken(memory))
+    assert metrics.changes() == {runs("crashed"): 1}
