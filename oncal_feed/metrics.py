@@ -14,10 +14,9 @@ they cost a time series each, and an error message may carry what must not leave
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 
-from flask import Flask, Response, g, request
+from flask import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -45,7 +44,6 @@ __all__ = [
     "SYNC_ACTIONS",
     "SYNC_ERRORS",
     "SYNC_RUNS",
-    "init_metrics",
     "metrics_response",
     "record_error",
     "record_run",
@@ -156,21 +154,3 @@ def metrics_response(queue_lag: float | None = None) -> Response:
         body = generate_latest()
     body += generate_latest(_QueueLag(queue_lag))
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
-
-
-def init_metrics(app: Flask) -> None:
-    """Count feed responses by status and time the ones that carried a body."""
-
-    @app.before_request
-    def start_timer() -> None:
-        if request.endpoint and request.endpoint.startswith("feeds."):
-            g.metrics_started = time.perf_counter()
-
-    @app.after_request
-    def record_feed(response: Response) -> Response:
-        started = g.pop("metrics_started", None)
-        if started is not None:
-            FEED_REQUESTS.labels(str(response.status_code)).inc()
-            if response.status_code == 200:
-                FEED_RENDER_SECONDS.observe(time.perf_counter() - started)
-        return response
