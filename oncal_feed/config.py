@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     # Per worker process: rendered events by content hash, and whole feed bodies by ETag.
     "FEED_EVENT_CACHE_BYTES": 32 * 1024 * 1024,
     "FEED_BODY_CACHE_BYTES": 32 * 1024 * 1024,
+    # Redis where web processes share rendered feed bodies; unset: each keeps its own.
+    "FEED_CACHE_URL": None,
 }
 
 INTEGER_SETTINGS = (

@@ -7,7 +7,8 @@ response. The order of work is what makes feeds cheap:
    user's `calendar_version` rises with every write that changes their calendar;
 2. a matching `If-None-Match` (or `If-Modified-Since`) is answered with 304 right there,
    before any shift is read;
-3. a whole body is served from a cache keyed by that ETag;
+3. a whole body is served from this process's cache keyed by that ETag, or else from
+   the cache all processes share in Redis (`FEED_CACHE_URL`), when there is one;
 4. only on a miss are shifts read (one range scan of `(user_id, starts_at)`) and joined
    from per-event bytes cached by content hash; icalendar renders only new events.
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
+from importlib.metadata import version as package_version
 from typing import Any
 
 import icalendar
@@ -30,7 +32,7 @@ from werkzeug.http import http_date
 
 from oncal_feed.db import Database, utcnow, with_reconnect
 from oncal_feed.errors import FieldError, NotFound, ValidationError
-from oncal_feed.feeds.cache import ByteLRU, FirstSeen
+from oncal_feed.feeds.cache import ByteLRU, FirstSeen, SharedBodies
 from oncal_feed.feeds.tokens import read_feed_token
 from oncal_feed.models import Schedule, User
 from oncal_feed.rendering import RenderOptions, shift_event
@@ -309,7 +311,8 @@ class FeedService:
     """Answers feed requests for one app; holds that process's caches.
 
     `event_cache` maps `EventSpec.cache_key` to VEVENT bytes; `body_cache` maps an ETag
-    (plus encoding) to a whole body; `first_seen` dates each ETag for Last-Modified.
+    (plus encoding) to a whole body, and `shared` (optional) an ETag to a gzip body for
+    every process; `first_seen` dates each ETag for Last-Modified.
     """
 
     def __init__(
@@ -321,6 +324,7 @@ class FeedService:
         body_cache_bytes: int,
         validator_entries: int = 100_000,
         token_entries: int = 20_000,
+        shared: SharedBodies | None = None,
     ) -> None:
         self.secret_key = secret_key
         self.base_url = base_url
@@ -330,15 +334,23 @@ class FeedService:
         self.event_cache = ByteLRU(event_cache_bytes)
         self.body_cache = ByteLRU(body_cache_bytes)
         self.first_seen = FirstSeen(validator_entries)
+        self.shared = shared
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FeedService:
         """Build the service from app settings."""
+        shared = None
+        if config.get("FEED_CACHE_URL"):
+            # The package version keeps deployments of different code apart while they
+            # overlap (the ETag already names the rendering code's version).
+            namespace = f"oncal-feed:{package_version('oncal-feed')}:feed:"
+            shared = SharedBodies(config["FEED_CACHE_URL"], namespace)
         return cls(
             config["SECRET_KEY"],
             config["BASE_URL"],
             event_cache_bytes=config["FEED_EVENT_CACHE_BYTES"],
             body_cache_bytes=config["FEED_BODY_CACHE_BYTES"],
+            shared=shared,
         )
 
     def find_user(self, connection: Connection, token: str) -> FeedUser:
@@ -426,19 +438,36 @@ class FeedService:
     ) -> bytes:
         key = f"{tag}:{encoding}"
         body = self.body_cache.get(key)
-        if body is not None:
-            return body
-        raw = self.body_cache.get(f"{tag}:identity") if encoding != "identity" else None
-        if raw is None:
-            with Session(bind=connection) as session:
-                raw = self.render(session, user, options, window)
-            self.body_cache.put(f"{tag}:identity", raw)
-        if encoding == "identity":
-            return raw
-        # mtime=0 and no file name: the same feed compresses to the same bytes every time.
-        body = gzip.compress(raw, compresslevel=6, mtime=0)
-        self.body_cache.put(key, body)
+        if body is None:
+            body = self._uncached_body(connection, user, options, window, tag, encoding)
+            self.body_cache.put(key, body)
         return body
+
+    def _uncached_body(
+        self,
+        connection: Connection,
+        user: FeedUser,
+        options: FeedOptions,
+        window: FeedWindow,
+        tag: str,
+        encoding: str,
+    ) -> bytes:
+        """A body this process has not cached in `encoding`: from the other encoding, the
+        shared cache (which holds gzip only), or rendered — and then shared."""
+        other = self.body_cache.get(f"{tag}:{'identity' if encoding == 'gzip' else 'gzip'}")
+        if other is not None:
+            return _gzip(other) if encoding == "gzip" else gzip.decompress(other)
+        zipped = self.shared.get(tag) if self.shared is not None else None
+        if zipped is not None:
+            return zipped if encoding == "gzip" else gzip.decompress(zipped)
+        with Session(bind=connection) as session:
+            raw = self.render(session, user, options, window)
+        if encoding == "identity" and self.shared is None:
+            return raw
+        zipped = _gzip(raw)
+        if self.shared is not None:
+            self.shared.put(tag, zipped)
+        return zipped if encoding == "gzip" else raw
 
     def render(
         self, session: Session, user: FeedUser, options: FeedOptions, window: FeedWindow
@@ -470,6 +499,11 @@ class FeedService:
             events.append(data)
         name, description = _calendar_name(user, options)
         return calendar_bytes(name, description, events)
+
+
+def _gzip(raw: bytes) -> bytes:
+    # mtime=0 and no file name: the same feed compresses to the same bytes every time.
+    return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
 def _not_modified(

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PREFIX, SUFFIX = FEED_PATH.split("{token}")
 ALLOWED_METHODS = "GET, HEAD"
+NOT_MODIFIED = f"304 {HTTP_STATUS_CODES[304]}"
 
 # One message for every dead link, so a 404 tells nothing about why (forged or revoked).
 NOT_FOUND_MESSAGE = (
@@ -97,13 +98,16 @@ class FeedEndpoint:
             FEED_RENDER_SECONDS.observe(time.perf_counter() - started)
         # Straight to start_response: a werkzeug Response would copy these headers three
         # times over, which costs a fifth of a 304.
-        headers = [*answer.headers.items(), *self.extra_headers]
-        if status != 304:
-            headers.append(("Content-Length", str(len(answer.body))))
-        start_response(f"{status} {HTTP_STATUS_CODES[status]}", headers)
-        if status == 304 or environ["REQUEST_METHOD"] == "HEAD":
+        headers = list(answer.headers.items())
+        if status == 304:
+            # Only validators and caching headers (RFC 9110 §15.4.5): the client keeps
+            # the rest from the 200 it stored, and every header costs the server.
+            start_response(NOT_MODIFIED, headers)
             return []
-        return [answer.body]
+        headers += self.extra_headers
+        headers.append(("Content-Length", str(len(answer.body))))
+        start_response(f"{status} {HTTP_STATUS_CODES[status]}", headers)
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [answer.body]
 
     def respond(self, request: Request, token: str) -> FeedAnswer:
         """Answer one request for the feed at `token`, errors included."""
