@@ -106,6 +106,9 @@ class Database:
         else:
             # A server restart must not fail the next request; costs one ping per checkout.
             options["pool_pre_ping"] = True
+            # An unreachable host must fail fast (and /readyz say so within a probe's
+            # timeout), not hang for the operating system's TCP timeout of minutes.
+            options["connect_args"] = {"connect_timeout": 5}
         options.update(given)
         return options
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 from flask import Flask
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from oncal_feed.db import get_database, with_reconnect
+from oncal_feed.db import Database, get_database, with_reconnect
 
 
 class _Dropped(Exception):
@@ -58,3 +61,27 @@ def test_autocommit_engine_commits_each_statement(app: Flask) -> None:
         assert other.execute(text("SELECT count(*) FROM autocommit_probe")).scalar() == 0
         other.execute(text("DROP TABLE autocommit_probe"))
         other.commit()
+
+
+def test_an_unresponsive_postgresql_host_fails_fast() -> None:
+    """A server that accepts the TCP connection but never answers fails within seconds."""
+    outcome: list[BaseException] = []
+
+    def connect(database: Database) -> None:
+        try:
+            database.engine.connect()
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        database = Database(f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none")
+        # A thread, so that without a timeout this test fails instead of hanging.
+        attempt = threading.Thread(target=connect, args=(database,), daemon=True)
+        attempt.start()
+        attempt.join(timeout=15)
+        assert not attempt.is_alive(), "still connecting after 15 s"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], OperationalError)
+    database.dispose()
