@@ -1,21 +1,30 @@
-"""Shared fixtures: an app on a migrated test database, clients, and the loopback guard.
+"""Shared fixtures: an app on a migrated test database, clients, Redis, and the loopback guard.
 
 Set ONCAL_TEST_DATABASE_URL to a PostgreSQL URL to run the suite on PostgreSQL: a fresh
 database is created on that server for the run and dropped afterwards. Without it, the
 suite runs on a SQLite file in a temporary folder.
+
+Tests of the Redis queue use the Redis on 127.0.0.1:6379, or else start a private
+`redis-server` for the run; with neither they fail when `CI` is set, and are skipped
+(saying what to install) elsewhere.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
+import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
@@ -24,6 +33,7 @@ from sqlalchemy.orm import Session
 from oncal_feed import accounts, create_app
 from oncal_feed.db import Base, Database, fresh_database, get_database, utcnow
 from oncal_feed.migrate import upgrade
+from tests.processes import free_port, stop_process
 
 pytest_plugins: list[str] = ["tests.fakes.fixtures"]
 
@@ -180,3 +190,82 @@ def api(app: Flask, api_key: str) -> FlaskClient:
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {api_key}"
     return client
+
+
+# ---------------------------------------------------------------- Redis
+
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+NO_REDIS = (
+    "these tests need Redis: nothing answers on 127.0.0.1:6379 and redis-server is not "
+    "installed (Debian: apt-get install redis-server)"
+)
+
+
+def _redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis URL for the run: the machine's on 127.0.0.1:6379, else a private redis-server.
+
+    The private server keeps nothing on disk and is stopped at the end of the run. With
+    neither, CI fails (a skipped queue test there would hide a broken setup); elsewhere
+    the tests that need Redis are skipped with a message saying what to install.
+    """
+    if _redis_answers(LOCAL_REDIS_URL):
+        yield LOCAL_REDIS_URL
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if _in_ci():
+            pytest.fail(NO_REDIS, pytrace=False)
+        pytest.skip(NO_REDIS)
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log_path = folder / "redis.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+             "--appendonly", "no", "--dir", str(folder)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 30
+        while not _redis_answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server on port {port} did not start:\n{log_path.read_text()}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture
+def redis_queue(redis_url: str) -> Iterator[dict[str, str]]:
+    """`QUEUE_URL` and `QUEUE_NAME` settings for a queue of this test's own on Redis.
+
+    A fresh name per test keeps runs (and tests) that share one Redis apart; the
+    queue's keys are deleted afterwards. The name is what Huey would keep of it
+    (letters, digits and `_`), so the keys can be found by it.
+    """
+    name = f"oncal_test_{uuid.uuid4().hex}"
+    yield {"QUEUE_URL": redis_url, "QUEUE_NAME": name}
+    client = redis.Redis.from_url(redis_url)
+    try:
+        leftovers = list(client.scan_iter(f"huey.*{name}*"))
+        if leftovers:
+            client.delete(*leftovers)
+    finally:
+        client.close()

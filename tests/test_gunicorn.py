@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,19 +14,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.processes import free_port, start_gunicorn, wait_until_serving
 
 
 @pytest.fixture
 def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `gunicorn wsgi:app` with gunicorn.conf.py on 127.0.0.1; yield its URL and process."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BIND": f"127.0.0.1:{port}",
@@ -38,28 +31,9 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subproces
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "ONCAL_MODE": "production",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_gunicorn(env, subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    # Generous: each worker imports the whole app, and CI machines may be busy.
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=5):
-                break
-        except OSError:  # refused, reset or timed out while workers boot
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited: {process.stdout.read()}")  # type: ignore[union-attr]
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"gunicorn did not answer: {process.communicate()[0]}")
+    wait_until_serving(url, process, lambda: process.communicate(timeout=30)[0])
     yield url, process
     if process.poll() is None:
         process.terminate()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from sqlalchemy import select, update
 
@@ -31,8 +29,6 @@ from oncal_feed.sync.tasks import (
 )
 from oncal_feed.validation import ShiftInput
 from tests.sync.support import NOW, CountingProvider, ScriptedErrors, World, live_uids
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 class Clock:
@@ -348,21 +344,11 @@ def test_embedded_worker_on_sqlite(app: Flask, api, world: World, memory: Memory
 
 
 @pytest.fixture
-def redis_app(app_config: dict[str, Any]) -> Iterator[Flask]:
-    """An app whose queue is on the machine's Redis, under a queue name of its own."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    name = f"oncal-test-{uuid.uuid4().hex[:12]}"
-    application = create_app({**app_config, "QUEUE_URL": REDIS_URL, "QUEUE_NAME": name})
+def redis_app(app_config: dict[str, Any], redis_queue: dict[str, str]) -> Iterator[Flask]:
+    """An app whose queue is on the test Redis, under a queue name of its own."""
+    application = create_app({**app_config, **redis_queue})
     yield application
     get_queue(application).huey.flush()
-    leftovers = list(client.scan_iter(f"huey.*{name}*"))
-    if leftovers:
-        client.delete(*leftovers)
-    client.close()
     database = get_database(application)
     from tests.conftest import _empty_tables
 
@@ -393,7 +379,8 @@ def test_two_apps_share_one_redis_queue(
     world.put_shift("a", (utcnow() - NOW).total_seconds() / 86400 + 1)
     cid = world.connect(memory)
     queue_name = redis_app.config["QUEUE_NAME"]
-    worker_app = create_app({**app_config, "QUEUE_URL": REDIS_URL, "QUEUE_NAME": queue_name})
+    queue_url = redis_app.config["QUEUE_URL"]
+    worker_app = create_app({**app_config, "QUEUE_URL": queue_url, "QUEUE_NAME": queue_name})
     use_providers(worker_app, lambda c: memory)
     stop = start_embedded_worker(worker_app, workers=1)
     try:
