@@ -105,16 +105,30 @@ def mark_dirty(
 
     Every call pushes the due time `debounce` further out (trailing debounce), but not
     once the first change is `MAX_DEBOUNCE` old, so a steady stream of writes still
-    syncs. Two statements whatever the number of connections.
+    syncs. Three statements whatever the number of connections.
     """
     ids = sorted(set(user_ids))
     if not ids:
         return []
-    mine = (
-        CalendarConnection.user_id.in_(ids),
-        CalendarConnection.status.in_(ACTIVE_STATUSES),
-    )
     with get_database(app).session() as session:
+        # Lock the rows first, in id order. Each UPDATE below locks its own subset of them
+        # as it finds them, so two overlapping calls (an edit of Alice's shift and a
+        # hand-over from Alice to Bob) could lock them in opposite orders, and PostgreSQL
+        # would abort one as a deadlock, losing its marks. (SQLite locks the whole file.)
+        locked = list(
+            session.scalars(
+                select(CalendarConnection.id)
+                .where(
+                    CalendarConnection.user_id.in_(ids),
+                    CalendarConnection.status.in_(ACTIVE_STATUSES),
+                )
+                .order_by(CalendarConnection.id)
+                .with_for_update()
+            )
+        )
+        if not locked:
+            return []
+        mine = (CalendarConnection.id.in_(locked),)
         newly_dirty = list(
             session.scalars(
                 update(CalendarConnection)
@@ -141,38 +155,48 @@ def mark_dirty(
 def sweep_due(app: Flask, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
     """Claim the overdue connections and return their ids (no remote calls).
 
-    One query on the indexed `sync_due_at` and `dirty_since`; the claim moves each
-    connection's due time `SWEEP_CLAIM` ahead (and clears its dirty mark) so the next
-    sweep doesn't pick it again while its nudge waits in the queue.
+    One query on the indexed `sync_due_at` and `dirty_since`, locking what it finds
+    (see below); the claim moves each connection's due time `SWEEP_CLAIM` ahead (and
+    clears its dirty mark) so the next sweep doesn't pick it again while its nudge waits
+    in the queue.
     """
     overdue = now - SWEEP_GRACE
+    is_overdue = (
+        CalendarConnection.status.in_(ACTIVE_STATUSES),
+        or_(
+            CalendarConnection.sync_due_at.is_(None),
+            CalendarConnection.sync_due_at <= overdue,
+            CalendarConnection.dirty_since <= overdue,
+        ),
+    )
+    claimed: list[int] = []
     with get_database(app).session() as session:
-        ids = list(
+        found = list(
             session.scalars(
                 select(CalendarConnection.id)
-                .where(
-                    CalendarConnection.status.in_(ACTIVE_STATUSES),
-                    or_(
-                        CalendarConnection.sync_due_at.is_(None),
-                        CalendarConnection.sync_due_at <= overdue,
-                        CalendarConnection.dirty_since <= overdue,
-                    ),
-                )
+                .where(*is_overdue)
                 # No ORDER BY: sorting would trade the index scans for a table scan.
                 .limit(limit)
+                # PostgreSQL: rows locked by a write marking them dirty, or by another
+                # sweep, are left for the next sweep. Never waiting for a lock, a sweep
+                # can't be part of a deadlock.
+                .with_for_update(skip_locked=True)
             )
         )
-        ids.sort()
-        for offset in range(0, len(ids), 500):
-            session.execute(
+        found.sort()
+        for offset in range(0, len(found), 500):
+            # Overdue is checked again: SQLite locks nothing when reading, so a sweep
+            # that ran meanwhile may have claimed some of these; each is claimed once.
+            claimed += session.scalars(
                 update(CalendarConnection)
-                .where(CalendarConnection.id.in_(ids[offset : offset + 500]))
+                .where(CalendarConnection.id.in_(found[offset : offset + 500]), *is_overdue)
                 # The forced nudge syncs whatever made it due (a dirty mark included);
                 # should it be lost, the claim's due time brings the connection back.
                 .values(sync_due_at=now + SWEEP_CLAIM, dirty_since=None)
+                .returning(CalendarConnection.id)
                 .execution_options(synchronize_session=False)
             )
-    return ids
+    return sorted(claimed)
 
 
 # ---------------------------------------------------------------- the queue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,7 @@ from oncal_feed.sync.tasks import (
     MAX_DEBOUNCE,
     SyncQueue,
     get_queue,
+    mark_dirty,
     request_sync,
     start_embedded_worker,
     sweep_due,
@@ -210,6 +213,50 @@ def test_request_sync_nudges_a_connection(
 # ---------------------------------------------------------------- the sweep
 
 
+def test_concurrent_dirty_marks_never_deadlock(
+    app: Flask, world: World, memory: MemoryProvider
+) -> None:
+    """Overlapping writes mark connections at once (an edit of Alice's shift, a hand-over
+    from Alice to Bob) while syncs take leases: none of them may fail.
+
+    On PostgreSQL, row locks taken in different orders by two transactions make one of
+    them fail as a deadlock, and its dirty marks would be lost.
+    """
+    alice, bob = world.user_id("alice"), world.user_id("bob")
+    ids = [world.connect(memory, kind=k) for k in ("google", "microsoft")]
+    ids.append(world.connect(memory, user="bob"))
+    errors: list[str] = []
+
+    def mark(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(120):
+            try:
+                mark_dirty(app, rng.choice([[alice], [alice, bob], [bob, alice]]), utcnow())
+            except Exception as exc:  # collected: a thread's exception would vanish
+                errors.append(type(getattr(exc, "orig", exc)).__name__)
+
+    def start_syncs() -> None:
+        rng = random.Random(99)
+        for _ in range(120):
+            try:
+                with world.database.session() as session:
+                    session.execute(
+                        update(CalendarConnection)
+                        .where(CalendarConnection.id == rng.choice(ids))
+                        .values(dirty_since=None)
+                    )
+            except Exception as exc:
+                errors.append(type(getattr(exc, "orig", exc)).__name__)
+
+    threads = [threading.Thread(target=mark, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=start_syncs))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
 def test_sweep_finds_exactly_the_overdue_connections(
     world: World, queue: SyncQueue, providers: Providers, memory: MemoryProvider, app: Flask
 ) -> None:
@@ -245,6 +292,28 @@ def test_sweep_finds_exactly_the_overdue_connections(
     # Ten minutes on, the claimed ones (their nudges lost?) come back, with "not-yet".
     later = sweep_due(app, NOW + timedelta(minutes=11))
     assert later == sorted(expected | {made["not-yet"]})
+
+
+def test_concurrent_sweeps_claim_each_connection_once(
+    app: Flask, world: World, memory: MemoryProvider
+) -> None:
+    """Every worker runs the sweep: at the same moment they must split the work, not repeat it."""
+    made = {world.connect(memory, user="bob", kind=f"p{n}") for n in range(60)}
+    start = threading.Barrier(4)
+    claims: list[list[int]] = []
+
+    def sweep() -> None:
+        start.wait()
+        claims.append(sweep_due(app, NOW))
+
+    threads = [threading.Thread(target=sweep) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    claimed = [cid for claim in claims for cid in claim]
+    assert len(claims) == 4
+    assert sorted(claimed) == sorted(made)  # all of them, none twice
 
 
 def test_sweep_task_nudges_and_syncs(
