@@ -1,10 +1,16 @@
-"""The feed caches: size-bounded LRU of bytes, and first-seen dates of ETags."""
+"""The feed caches: size-bounded LRU of bytes, first-seen dates of ETags, and Redis."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from oncal_feed.feeds.cache import _ENTRY_OVERHEAD, ByteLRU, FirstSeen
+import pytest
+
+from oncal_feed.feeds.cache import _ENTRY_OVERHEAD, ByteLRU, FirstSeen, SharedBodies
+from tests.processes import free_port
 
 T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
@@ -68,3 +74,54 @@ def test_first_seen_keeps_the_first_date_and_forgets_the_oldest() -> None:
     seen.get("c", T0)
     assert seen.get("b", T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)  # forgotten
     assert seen.get("a", T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)
+
+
+# ---------------------------------------------------------------- shared through Redis
+
+
+@pytest.fixture
+def shared(redis_url: str) -> Iterator[SharedBodies]:
+    """A shared cache under a namespace of this test's own, emptied afterwards."""
+    cache = SharedBodies(redis_url, f"oncal-test:{uuid.uuid4().hex}:")
+    yield cache
+    leftovers = list(cache.client.scan_iter(cache.namespace + "*"))
+    if leftovers:
+        cache.client.delete(*leftovers)
+    cache.close()
+
+
+def test_shared_bodies_round_trip_under_their_namespace(
+    shared: SharedBodies, redis_url: str
+) -> None:
+    """What one process stores another reads; other namespaces (deployments) don't."""
+    shared.put("tag1", b"\x1f\x8b body")
+    other_process = SharedBodies(redis_url, shared.namespace)
+    other_deployment = SharedBodies(redis_url, shared.namespace + "v2:")
+    try:
+        assert other_process.get("tag1") == b"\x1f\x8b body"
+        assert other_process.get("tag2") is None
+        assert other_deployment.get("tag1") is None
+        assert 0 < shared.client.ttl(shared.namespace + "tag1") <= 2 * 24 * 3600
+    finally:
+        other_process.close()
+        other_deployment.close()
+
+
+def test_an_unreachable_redis_is_skipped_for_a_while(caplog: pytest.LogCaptureFixture) -> None:
+    """A failure logs once and pauses the cache; after the pause it is tried again."""
+    now = [1000.0]
+    cache = SharedBodies(
+        f"redis://127.0.0.1:{free_port()}/0", "oncal-test:", pause=30, clock=lambda: now[0]
+    )
+    with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.cache"):
+        assert cache.get("tag") is None
+        cache.put("tag", b"body")
+        assert cache.get("tag") is None
+        now[0] += 31
+        assert cache.get("tag") is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert (
+        warnings
+        == ["shared feed cache unavailable (ConnectionError); rendering locally for 30 s"] * 2
+    )
+    cache.close()

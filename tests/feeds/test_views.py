@@ -6,19 +6,22 @@ import gzip
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from freezegun.api import FrozenDateTimeFactory
 from itsdangerous import URLSafeSerializer
-from sqlalchemy import text
+from prometheus_client import REGISTRY
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
-from oncal_feed import accounts
+from oncal_feed import accounts, create_app
 from oncal_feed.db import get_database
 from oncal_feed.feeds.service import FeedUser, record_fetch
 from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
@@ -26,6 +29,7 @@ from oncal_feed.feeds.views import feed_service
 from oncal_feed.models import User
 from oncal_feed.validation import UserInput
 from tests.feeds.conftest import NOW, TODAY, Fetched, Statements, World
+from tests.processes import free_port
 
 Fetch = Callable[..., Fetched]
 ALICE = "alice@example.com"
@@ -338,6 +342,47 @@ def test_if_none_match_gives_304(
     assert head.status_code == 304
 
 
+def test_answers_are_counted_by_status_and_bodies_timed(
+    world: World, week: dict[str, str], client: FlaskClient
+) -> None:
+    """Prometheus: feed answers by status (the 304 share) and the time of those with a body."""
+
+    def counts() -> dict[str, float]:
+        return {
+            status: REGISTRY.get_sample_value("oncal_feed_requests_total", {"status": status})
+            or 0.0
+            for status in ("200", "304", "400", "404")
+        } | {"timed": REGISTRY.get_sample_value("oncal_feed_render_seconds_count") or 0.0}
+
+    path = world.path(ALICE)
+    before = counts()
+    tag = client.get(path).headers["ETag"]
+    for _ in range(2):
+        client.get(path, headers={"If-None-Match": tag})
+    client.get("/feeds/garbage.ics")
+    client.get(path + "?busy=x")
+    after = counts()
+    assert {k: after[k] - before[k] for k in after} == {
+        "200": 1, "304": 2, "400": 1, "404": 1, "timed": 1,
+    }  # fmt: skip
+
+
+def test_security_headers_on_answers_with_a_body_only(
+    world: World, week: dict[str, str], client: FlaskClient, clock: FrozenDateTimeFactory
+) -> None:
+    """200s (and errors) carry the site's security headers; 304s only what RFC 9110 asks."""
+    path = world.path(ALICE)
+    full = client.get(path)
+    assert full.headers["X-Content-Type-Options"] == "nosniff"
+    assert full.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert full.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert int(full.headers["Content-Length"]) == len(full.get_data())
+    clock.tick(1)
+    empty = client.get(path, headers={"If-None-Match": full.headers["ETag"]})
+    assert empty.status_code == 304
+    assert set(empty.headers.keys()) == {"ETag", "Cache-Control", "Vary", "Last-Modified"}
+
+
 def test_if_none_match_mismatch_gives_200(
     world: World, week: dict[str, str], client: FlaskClient
 ) -> None:
@@ -461,6 +506,63 @@ def test_conditional_and_warm_requests_read_no_shifts(
     statements.record()
     assert client.get(path + "?past_days=1").status_code == 200  # a new body is rendered
     assert len(statements.mentioning("FROM shifts")) == 1
+
+
+@pytest.fixture
+def sharing_apps(app_config: dict[str, Any], redis_url: str) -> Iterator[list[Flask]]:
+    """Two apps (two web processes) sharing rendered bodies through one Redis namespace."""
+    namespace = f"oncal-test:{uuid.uuid4().hex}:"
+    apps = [create_app({**app_config, "FEED_CACHE_URL": redis_url}) for _ in range(2)]
+    for each in apps:
+        feed_service(each).shared.namespace = namespace  # type: ignore[union-attr]
+    yield apps
+    shared = feed_service(apps[0]).shared
+    assert shared is not None
+    leftovers = list(shared.client.scan_iter(namespace + "*"))
+    if leftovers:
+        shared.client.delete(*leftovers)
+    for each in apps:
+        feed_service(each).shared.close()  # type: ignore[union-attr]
+        get_database(each).dispose()
+
+
+def test_web_processes_share_rendered_bodies_through_redis(
+    world: World, week: dict[str, str], sharing_apps: list[Flask]
+) -> None:
+    """A body rendered by one process is served by another without reading a shift."""
+    first, second = (each.test_client() for each in sharing_apps)
+    path = world.path(ALICE)
+    for headers in ({}, {"Accept-Encoding": "gzip"}):
+        rendered = first.get(path, headers=headers)
+        statements = Statements().record()
+        engine = get_database(sharing_apps[1]).autocommit_engine
+        event.listen(engine, "before_cursor_execute", statements)
+        try:
+            served = second.get(path, headers=headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", statements)
+        assert served.status_code == rendered.status_code == 200
+        assert served.get_data() == rendered.get_data()
+        assert served.headers["ETag"] == rendered.headers["ETag"]
+        assert statements.sql
+        assert statements.mentioning("shifts") == []
+    assert b"BEGIN:VCALENDAR" in gzip.decompress(served.get_data())
+
+
+def test_feeds_are_served_while_the_shared_cache_is_down(
+    world: World, week: dict[str, str], app_config: dict[str, Any]
+) -> None:
+    """Redis gone: feeds are rendered locally, with the same bytes as without a cache."""
+    plain = create_app(app_config)
+    broken = create_app({**app_config, "FEED_CACHE_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    path = world.path(ALICE)
+    for headers in ({}, {"Accept-Encoding": "gzip"}):
+        expected = plain.test_client().get(path, headers=headers)
+        answer = broken.test_client().get(path, headers=headers)
+        assert answer.status_code == 200
+        assert answer.get_data() == expected.get_data()
+    for each in (plain, broken):
+        get_database(each).dispose()
 
 
 def test_only_changed_events_are_rendered_again(
