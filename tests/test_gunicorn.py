@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,10 @@ import pytest
 from tests.processes import free_port, start_gunicorn, wait_until_serving
 
 
-@pytest.fixture
-def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+@contextmanager
+def serving(
+    database_url: str, tmp_path: Path, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run `gunicorn wsgi:app` with gunicorn.conf.py on 127.0.0.1; yield its URL and process."""
     port = free_port()
     env = {
@@ -30,28 +34,63 @@ def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subproces
         "QUEUE_URL": f"sqlite:///{tmp_path / 'queue.sqlite'}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "ONCAL_MODE": "production",
+        **settings,
     }
     process = start_gunicorn(env, subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    wait_until_serving(url, process, lambda: process.communicate(timeout=30)[0])
-    yield url, process
-    if process.poll() is None:
-        process.terminate()
-    process.communicate(timeout=30)
+    try:
+        wait_until_serving(url, process, lambda: process.communicate(timeout=30)[0])
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.communicate(timeout=30)
 
 
-def test_access_log_never_contains_a_feed_token(gunicorn) -> None:
-    """Requests for feed URLs are logged with the token replaced."""
-    url, process = gunicorn
+@pytest.fixture
+def gunicorn(database_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """gunicorn as production runs it (see `serving`)."""
+    with serving(database_url, tmp_path) as running:
+        yield running
+
+
+# Every atom that can carry the URL: request line, path, query, referrer, a request
+# header and the environ.
+URL_ATOMS_FORMAT = '"%(r)s" %(U)s %(q)s "%(f)s" %({x-original-url}i)s %({raw_uri}e)s'
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"GUNICORN_CMD_ARGS": f"--access-logformat '{URL_ATOMS_FORMAT}'"}, {"LOG_FORMAT": "json"}],
+    ids=["default", "every-url-atom", "json"],
+)
+def test_access_log_never_contains_a_feed_token(
+    database_url: str, tmp_path: Path, settings: dict[str, str]
+) -> None:
+    """Requests for feed URLs are logged with the token replaced, in every log format."""
     token = "SECRETtoken123.abcDEF"
-    with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(f"{url}/feeds/{token}.ics", timeout=5)
-    assert caught.value.code == 404
-    caught.value.close()
-    process.terminate()
-    output, _ = process.communicate(timeout=30)
-    assert "/feeds/[redacted]" in output
-    assert token not in output
+    with serving(database_url, tmp_path, **settings) as (url, process):
+        request = urllib.request.Request(
+            f"{url}/feeds/{token}.ics?code=SECRETcode",
+            headers={
+                "Referer": f"{url}/feeds/{token}.ics",
+                "X-Original-URL": f"/feeds/{token}.ics",
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 404
+        caught.value.close()
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    lines = [line for line in output.splitlines() if "feeds/" in line]
+    assert len(lines) == 1, output
+    assert "/feeds/[redacted]" in lines[0]
+    assert "SECRET" not in output
+    if settings.get("LOG_FORMAT") == "json":
+        assert json.loads(lines[0])["path"] == "/feeds/[redacted]"
+    if "GUNICORN_CMD_ARGS" in settings:
+        assert lines[0].count("/feeds/[redacted]") == 5  # r, U, f, the header, raw_uri
 
 
 def test_sigterm_drains_a_request_in_flight(gunicorn, app, api_key: str) -> None:
