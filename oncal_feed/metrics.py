@@ -14,16 +14,18 @@ they cost a time series each, and an error message may carry what must not leave
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from flask import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
@@ -48,6 +50,7 @@ __all__ = [
     "record_error",
     "record_run",
     "record_write",
+    "serve_metrics",
 ]
 
 FEED_REQUESTS = Counter(
@@ -146,11 +149,31 @@ def metrics_response(queue_lag: float | None = None) -> Response:
     the database did not answer — leaves `oncal_queue_lag_seconds` without a sample, so an
     `absent()` alert notices, rather than a made-up value that looks healthy.
     """
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
+    body = generate_latest(_registry())
     body += generate_latest(_QueueLag(queue_lag))
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
+
+
+def serve_metrics(host: str, port: int) -> Callable[[], None]:
+    """Serve this process's metrics over HTTP in a background thread; return a stopper.
+
+    For `oncal-feed worker`, which has no web server of its own: its sync counters would
+    otherwise reach Prometheus only through a gunicorn on the same machine.
+    """
+    server, thread = start_http_server(port, addr=host, registry=_registry())
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    return stop
+
+
+def _registry() -> CollectorRegistry:
+    """The registry to expose: merged from every process's files in multiprocess mode."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry

@@ -139,11 +139,13 @@ class WorkerProcess:
         self.threads = threads
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30) -> None:
-        """Start it and wait until it has built the app and checked the schema."""
+    def start(self, *options: str, timeout: float = 30) -> None:
+        """Start it (with more command-line `options`) and wait until it has built the app
+        and checked the schema."""
         assert self.process is None or self.process.poll() is not None, "already running"
         already = self.log_path.read_bytes().count(self.READY) if self.log_path.exists() else 0
         command = [_console_script("oncal-feed"), "worker", "--workers", str(self.threads)]
+        command += options
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT

@@ -8,6 +8,7 @@ it goes in through click's `obj`, the CLI's documented config-override seam.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -464,3 +465,14 @@ def test_demo_no_serve_seeds_once_and_prints_how_to_sign_in(
     with session_of(app) as session:
         user = accounts.get_user_by_email(session, "demo@oncal.example")
         assert accounts.check_password(user, password)
+
+
+def test_worker_says_when_its_metrics_port_is_taken(run: Run) -> None:
+    """A port in use is a clear message and exit status 1, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("worker", "--metrics-port", str(port))
+    assert result.exit_code == 1
+    assert f"Can't serve metrics on 127.0.0.1:{port}: Address already in use." in result.output

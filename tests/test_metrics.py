@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from oncal_feed.connections.service import PROVIDERS
-from oncal_feed.metrics import record_error, record_run, record_write
+from oncal_feed.metrics import record_error, record_run, record_write, serve_metrics
 from oncal_feed.providers.base import (
     AuthorizationLost,
     PermanentError,
@@ -27,6 +29,7 @@ from oncal_feed.providers.base import (
     TransientError,
 )
 from oncal_feed.providers.memory import MemoryProvider
+from tests.processes import free_port
 from tests.sync.support import ScriptedErrors, World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,3 +152,22 @@ def test_multiprocess_metrics_merge_a_worker_process_sync_counts(
     # Measured by this scrape, once: the connection was just synced, so nothing waits.
     assert body.count("# TYPE oncal_queue_lag_seconds gauge") == 1
     assert found[("oncal_queue_lag_seconds", frozenset())] == 0
+
+
+def test_a_worker_serves_its_own_metrics() -> None:
+    """`serve_metrics` (behind `oncal-feed worker --metrics-port`) answers Prometheus."""
+    port = free_port()
+    stop = serve_metrics("127.0.0.1", port)
+    try:
+        record_run("google", "ok")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+    finally:
+        stop()
+    families = {family.name: family for family in text_string_to_metric_families(body)}
+    runs = {tuple(sorted(s.labels.items())): s.value for s in families["oncal_sync_runs"].samples}
+    assert runs[(("outcome", "ok"), ("provider", "google"))] == sample(
+        "oncal_sync_runs_total", provider="google", outcome="ok"
+    )
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):  # stopped
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)

@@ -40,6 +40,7 @@ import pytest
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
 from oncal_feed.config import DEFAULTS
@@ -386,10 +387,23 @@ def test_exact_calendars_after_faults_and_killed_workers_behind_gunicorn(
     assert left_to_recover(app, fakes, ids), "the kills were meant to leave work undone"
     since = utcnow()
     make_overdue(app)
-    stack.worker.start()
+    metrics_port = free_port()
+    stack.worker.start("--metrics-port", str(metrics_port))
     queue.sweep()
     wait_until_settled(app, ids, since, stack.worker)
     assert_exact(app, fakes, ids, utcnow())
+
+    # The worker serves its own Prometheus metrics: the syncs it just ran are counted.
+    status, scraped = http_request("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    runs = {
+        sample.labels["provider"]: sample.value
+        for family in text_string_to_metric_families(scraped.decode())
+        for sample in family.samples
+        if sample.name == "oncal_sync_runs_total" and sample.labels["outcome"] == "ok"
+    }
+    assert runs.get("google", 0) >= 1
+    assert runs.get("microsoft", 0) >= 1
 
     # The worker really went through Microsoft's sign-in (the fake behind the proxy), and
     # tried to reach nothing else over https.

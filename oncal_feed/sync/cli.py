@@ -10,6 +10,7 @@ from flask import Flask
 
 from oncal_feed.cli import require_schema, with_app
 from oncal_feed.db import get_database
+from oncal_feed.metrics import serve_metrics
 from oncal_feed.sync.tasks import get_queue
 
 __all__ = ["worker"]
@@ -33,8 +34,22 @@ def _default_workers() -> int:
     is_flag=True,
     help="Don't run the periodic sweep here (when another worker machine runs it).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics (sync runs, writes, errors) on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --metrics-port; 0.0.0.0 to let another machine scrape it.",
+)
 @with_app
-def worker(app: Flask, workers: int, no_sweep: bool) -> None:
+def worker(
+    app: Flask, workers: int, no_sweep: bool, metrics_port: int | None, metrics_host: str
+) -> None:
     """Run the push-sync worker: syncs nudged connections, and sweeps every minute.
 
     Uses the queue in QUEUE_URL: the default SQLite file for one machine, or Redis
@@ -52,9 +67,23 @@ def worker(app: Flask, workers: int, no_sweep: bool) -> None:
             huey_logger.addHandler(handler)
     huey_logger.propagate = False
     queue = get_queue(app)
+    stop_metrics = None
+    if metrics_port is not None:
+        try:
+            stop_metrics = serve_metrics(metrics_host, metrics_port)
+        except OSError as exc:
+            raise click.ClickException(
+                f"Can't serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}."
+            ) from None
     click.echo(
         f"Push-sync worker: {workers} thread(s), queue {type(queue.huey).__name__}, "
-        f"sweep {'off' if no_sweep else 'every minute'}.",
+        f"sweep {'off' if no_sweep else 'every minute'}"
+        + (f", metrics on http://{metrics_host}:{metrics_port}/metrics" if stop_metrics else "")
+        + ".",
         err=True,
     )
-    queue.consumer(workers, periodic=not no_sweep).run()
+    try:
+        queue.consumer(workers, periodic=not no_sweep).run()
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
