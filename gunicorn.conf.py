@@ -20,12 +20,15 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
-max_requests = 10_000
-max_requests_jitter = 1_000
+# A safety net against slow memory growth, not a routine: replacing a worker costs about
+# a second of CPU (importing the app) and its warm caches, so at a few thousand requests
+# a second a limit of 10,000 replaced a worker every few seconds.
+max_requests = 100_000
+max_requests_jitter = 10_000
 accesslog = "-"
 errorlog = "-"
 logger_class = "oncal_feed.gunicorn_logging.RedactingAccessLogger"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 
 # Prometheus multiprocess mode: each worker writes samples here and /metrics merges them.
 # Set before workers import prometheus_client.

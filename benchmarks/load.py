@@ -1,7 +1,7 @@
 """Load benchmark: gunicorn (production config) on PostgreSQL, driven by wrk on 127.0.0.1.
 
     python benchmarks/load.py [--server-url postgresql://postgres@127.0.0.1:5432/test]
-                              [--users 1000] [--duration 15] [--connections 32]
+                              [--users 1000] [--duration 15] [--connections 32] [--repeat 2]
                               [--feed-cache-url redis://127.0.0.1:6379/2]
 
 Creates a fresh database on the server, seeds users with realistic feeds (three weekly
@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -226,6 +227,11 @@ def run_wrk(port: int, paths: list[str], etags: list[str], conditional: bool, ar
     }
 
 
+def best_of(runs: int, measure: Callable[[], dict]) -> dict:
+    """The run with the most requests/s: other load on a shared machine only ever slows."""
+    return max((measure() for _ in range(runs)), key=lambda result: result["rps"])
+
+
 def main() -> None:
     """Seed, serve, load, print."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -234,6 +240,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each, the best counts")
     parser.add_argument(
         "--feed-cache-url",
         default="redis://127.0.0.1:6379/2",
@@ -280,8 +287,8 @@ def run(args: argparse.Namespace, database_url: str) -> None:
             with urllib.request.urlopen(base_url + paths[0], timeout=10) as response:
                 body_file.write_bytes(response.read())
             run_wrk(port, paths, etags, False, argparse.Namespace(duration=3, connections=8))
-            full = run_wrk(port, paths, etags, False, args)
-            not_modified = run_wrk(port, paths, etags, True, args)
+            full = best_of(args.repeat, lambda: run_wrk(port, paths, etags, False, args))
+            not_modified = best_of(args.repeat, lambda: run_wrk(port, paths, etags, True, args))
             rss = worker_rss_mib(server)
         finally:
             server.terminate()
@@ -291,8 +298,10 @@ def run(args: argparse.Namespace, database_url: str) -> None:
             "benchmarks.static_app:app", {**env, "STATIC_BODY_FILE": str(body_file)}, port
         )
         try:
-            static_full = run_wrk(port, paths, etags, False, args)
-            static_304 = run_wrk(port, paths, ['"static"'] * len(etags), True, args)
+            static_full = best_of(args.repeat, lambda: run_wrk(port, paths, etags, False, args))
+            static_304 = best_of(
+                args.repeat, lambda: run_wrk(port, paths, ['"static"'] * len(etags), True, args)
+            )
         finally:
             static.terminate()
             static.wait(timeout=60)
