@@ -6,10 +6,14 @@ import click
 from flask import Flask
 
 from oncal_feed.cli import require_schema, with_app
+from oncal_feed.connections.service import mark_needs_reauth
 from oncal_feed.connections.vault import get_vault, rotate_all
 from oncal_feed.db import get_database
+from oncal_feed.providers.base import AuthorizationLost
 
 __all__ = ["rotate_token_key"]
+
+LOST_KEY_MESSAGE = "The stored sign-in was lost with an encryption key; reconnect the calendar."
 
 
 @click.command("rotate-token-key")
@@ -24,11 +28,16 @@ def rotate_token_key(app: Flask) -> None:
     require_schema(get_database(app))
     with get_database(app).session() as session:
         result = rotate_all(session, get_vault(app))
+        # Syncs only retry on secrets they can't read (the process might lack a key);
+        # here the operator has run with every key there is, so these are lost.
+        for connection in result.lost_connections:
+            mark_needs_reauth(connection, AuthorizationLost(LOST_KEY_MESSAGE))
     click.echo(f"Re-encrypted {result.rotated} stored secret(s) with the newest key.")
     if result.unreadable:
         click.echo(
             f"Warning: {result.unreadable} stored secret(s) could not be decrypted with any "
-            "configured key; those connections will ask their users to reconnect.",
+            f"configured key; {len(result.lost_connections)} connection(s) now ask their "
+            "users to reconnect.",
             err=True,
         )
     if len(keys) > 1 and not result.unreadable:

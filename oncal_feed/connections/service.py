@@ -37,6 +37,7 @@ from oncal_feed.providers.base import (
     CalendarProvider,
     Operation,
     ProviderError,
+    TransientError,
 )
 from oncal_feed.providers.google import GoogleCalendarProvider
 from oncal_feed.providers.graph import GraphCalendarProvider
@@ -314,8 +315,8 @@ def provider_for(
     context manager: use `with provider_for(c) as remote:` so its HTTP connections close.
 
     Raises `AuthorizationLost` when the grant is gone (revoked, expired, `invalid_grant`,
-    disconnected, or the stored secrets can't be decrypted): call `mark_needs_reauth`
-    then. Raises `TransientError` when the token service can't be reached.
+    disconnected): call `mark_needs_reauth` then. Raises `TransientError` when the token
+    service can't be reached, or this process's keys can't decrypt the stored secrets.
     """
     app = _app(app)
     now = now or utcnow()
@@ -325,9 +326,18 @@ def provider_for(
     try:
         document = vault.decrypt(connection.token_ciphertext)
     except VaultError:
-        raise AuthorizationLost(
-            "the stored credentials can't be read with the current encryption keys; "
-            "reconnect the calendar"
+        # This process lacks the key the tokens were written with: a deployment mistake
+        # (a machine that missed a key rotation), not the user's doing. Retrying keeps
+        # every connection intact until the keys are fixed; asking each user to reconnect
+        # could not be undone. Keys that are truly lost: `rotate-token-key` says so.
+        log.error(
+            "connection %s: stored credentials can't be decrypted with TOKEN_ENCRYPTION_KEYS; "
+            "every process needs every key in use",
+            connection.id,
+        )
+        raise TransientError(
+            "oncal-feed can't read this calendar's stored credentials at the moment; "
+            "it will try again"
         ) from None
 
     def save(new_document: dict[str, Any], expires_at: datetime | None) -> None:

@@ -82,15 +82,18 @@ class RotationResult:
 
     rotated: int
     unreadable: int
+    # Connections whose tokens no configured key could read: lost with a key.
+    lost_connections: tuple[CalendarConnection, ...] = ()
 
 
 def rotate_all(session: Session, vault: TokenVault) -> RotationResult:
     """Re-encrypt every stored token set and pending flow under the vault's newest key.
 
-    Rows no key can read are left as they are and counted (their connections will ask
-    the user to reconnect); the caller commits.
+    Rows no key can read are left as they are and counted, and their connections listed
+    (see `RotationResult`); the caller commits.
     """
     rotated = unreadable = 0
+    lost = []
     connections = session.scalars(
         select(CalendarConnection)
         .where(CalendarConnection.token_ciphertext.is_not(None))
@@ -104,6 +107,7 @@ def rotate_all(session: Session, vault: TokenVault) -> RotationResult:
             rotated += 1
         except VaultError:
             unreadable += 1
+            lost.append(connection)
     for flow in session.scalars(select(OAuthFlow).order_by(OAuthFlow.id).with_for_update()):
         try:
             flow.secret_ciphertext = vault.rotate(flow.secret_ciphertext)
@@ -113,4 +117,4 @@ def rotate_all(session: Session, vault: TokenVault) -> RotationResult:
             session.delete(flow)
             unreadable += 1
     session.flush()
-    return RotationResult(rotated, unreadable)
+    return RotationResult(rotated, unreadable, tuple(lost))
