@@ -31,8 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from oncal_feed.feeds.views import feed_service  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
 from oncal_feed.models import Schedule, Shift, User  # noqa: E402
 from oncal_feed.rendering import EventSpec, RenderOptions, shift_event  # noqa: E402
+from oncal_feed.rendering.ics import PRODID, vevent  # noqa: E402
 from oncal_feed.shifts import shift_facts, shifts_for_user  # noqa: E402
 
 BASE_URL = "https://oncal.example.test"
@@ -60,17 +60,6 @@ BIG_USERS = 10_000
 BIG_SHIFTS = 1_000_000
 SCHEDULES = [("payments", "Payments", "Europe/Berlin"), ("search", "Search", "America/New_York")]
 INDEX = "ix_shifts_user_id_starts_at"
-
-
-@contextmanager
-def scratch_database(server_url: str | None) -> Iterator[str]:
-    """Yield the URL of a new empty database; drop it (or its folder) afterwards."""
-    if not server_url:
-        with tempfile.TemporaryDirectory(prefix="oncal-feed-bench-") as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.sqlite'}"
-        return
-    with fresh_database(server_url, "oncal_feed_bench") as url:
-        yield url
 
 
 def build_app(url: str, folder: Path) -> Flask:
@@ -207,26 +196,13 @@ def timed(call: Callable[[], Any], samples: int) -> list[float]:
 
 
 def scratch_icalendar(specs: list[EventSpec]) -> bytes:
-    """The same feed the obvious way: a Calendar of Events, serialized whole."""
+    """The same feed the obvious way: one Calendar of Events, serialized whole."""
     calendar = icalendar.Calendar()
     calendar.add("version", "2.0")
-    calendar.add("prodid", "-//oncal-feed//oncal-feed//EN")
+    calendar.add("prodid", PRODID)
     calendar.add("x-wr-calname", "On-call — Bench Marker")
     for spec in specs:
-        event = icalendar.Event()
-        event.add("uid", spec.uid)
-        event.add("dtstamp", spec.last_modified)
-        event.add("dtstart", spec.starts_at)
-        event.add("dtend", spec.ends_at)
-        event.add("sequence", spec.sequence)
-        event.add("created", spec.created)
-        event.add("last-modified", spec.last_modified)
-        event.add("summary", spec.summary)
-        event.add("description", spec.description)
-        event.add("url", spec.url)
-        event.add("status", spec.status.upper())
-        event.add("transp", "TRANSPARENT")
-        calendar.add_component(event)
+        calendar.add_component(vevent(spec))
     return calendar.to_ical()
 
 
@@ -388,7 +364,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="requests per median (300)")
     args = parser.parse_args()
 
-    with scratch_database(args.database_url) as url, tempfile.TemporaryDirectory() as folder:
+    with (
+        fresh_database(args.database_url, "oncal_bench") as url,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         database = Database(url)
         upgrade(database)
         print(f"database: {database.engine.dialect.name}, {sys.version.split()[0]}, "

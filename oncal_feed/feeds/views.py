@@ -4,8 +4,8 @@ Feeds are most of the traffic, and conditional requests most of the feeds. Flask
 cycle (app and request contexts, the session cookie, CSRF, the rate limiter, the page
 hooks) exists for the pages and costs more than a whole 304. Nothing under `/feeds/`
 needs any of it: no cookie, no form, no limit. So `FeedEndpoint` wraps `app.wsgi_app`,
-answers the feed path itself with werkzeug's request and response objects, and passes
-every other request on to Flask untouched. The logic lives in `feeds.service`.
+answers the feed path itself (werkzeug's request object in, `start_response` out), and
+passes every other request on to Flask untouched. The logic lives in `feeds.service`.
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ class FeedEndpoint:
     def respond(self, request: Request, token: str) -> FeedAnswer:
         """Answer one request for the feed at `token`, errors included."""
         if request.method not in ("GET", "HEAD"):
-            answer = _error(405, "method_not_allowed", "Feeds are read-only.", "method",
-                            f"must be one of {ALLOWED_METHODS}")  # fmt: skip
+            problem = f"must be one of {ALLOWED_METHODS}"
+            answer = _error(405, "method_not_allowed", "Feeds are read-only.",
+                            [{"field": "method", "problem": problem}])  # fmt: skip
             answer.headers["Allow"] = ALLOWED_METHODS
             return answer
         try:
@@ -125,7 +126,7 @@ class FeedEndpoint:
                 400,
                 "bad_request",
                 "The feed address has invalid query parameters.",
-                errors=[e.as_dict() for e in exc.errors],
+                [e.as_dict() for e in exc.errors],
             )
         except Exception as exc:  # a database outage must still get a JSON answer
             # The type only: messages of library exceptions may quote the token.
@@ -157,14 +158,7 @@ def _query(request: Request, token: str) -> FeedQuery:
 
 
 def _error(
-    status: int,
-    code: str,
-    message: str,
-    field: str | None = None,
-    problem: str = "",
-    errors: list[dict[str, Any]] | None = None,
+    status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None
 ) -> FeedAnswer:
-    if field is not None:
-        errors = [{"field": field, "problem": problem}]
     body = json.dumps(error_body(code, message, errors), separators=(",", ":")) + "\n"
     return FeedAnswer(status, body.encode(), {"Content-Type": "application/json"})

@@ -9,7 +9,7 @@ from icalendar import Calendar, Event, vDuration, vText
 
 from oncal_feed.rendering.event import EventSpec, clean_line, clean_text
 
-__all__ = ["PRODID", "calendar_bytes", "calendar_frame", "vevent_bytes"]
+__all__ = ["PRODID", "calendar_bytes", "calendar_frame", "vevent", "vevent_bytes"]
 
 PRODID = "-//oncal-feed//oncal-feed//EN"
 REFRESH_INTERVAL = timedelta(hours=1)
@@ -22,6 +22,11 @@ def vevent_bytes(spec: EventSpec) -> bytes:
     Every value comes from `spec` (UID and DTSTAMP included), so the same spec always
     renders to the same bytes.
     """
+    return vevent(spec).to_ical()
+
+
+def vevent(spec: EventSpec) -> Event:
+    """Build the icalendar `VEVENT` component of one event."""
     event = Event()
     event.add("uid", spec.uid)
     event.add("dtstamp", spec.last_modified)
@@ -35,7 +40,7 @@ def vevent_bytes(spec: EventSpec) -> bytes:
     event.add("url", spec.url)
     event.add("status", spec.status.upper())
     event.add("transp", "TRANSPARENT" if spec.transparent else "OPAQUE")
-    return event.to_ical()
+    return event
 
 
 def calendar_frame(name: str, description: str) -> tuple[bytes, bytes]:
