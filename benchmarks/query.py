@@ -20,7 +20,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,14 +51,6 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)
 @contextmanager
 def scratch_database(server_url: str | None) -> Iterator[Database]:
     """A new empty database: a temporary SQLite file, or a fresh one on a PostgreSQL server."""
-    if not server_url:
-        with tempfile.TemporaryDirectory(prefix="oncal-bench-") as folder:
-            database = Database(f"sqlite:///{Path(folder) / 'bench.sqlite'}")
-            try:
-                yield database
-            finally:
-                database.dispose()
-        return
     with fresh_database(server_url, "oncal_bench") as url:
         database = Database(url)
         try:

@@ -30,8 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -60,17 +58,6 @@ from tests.fakes.microsoft import FakeMicrosoft  # noqa: E402
 BASE_URL = "https://oncal.example.test"
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 ALICE = "alice@example.com"
-
-
-@contextmanager
-def scratch_database(server_url: str | None) -> Iterator[str]:
-    """Yield the URL of a new empty database; drop it (or its folder) afterwards."""
-    if not server_url:
-        with tempfile.TemporaryDirectory(prefix="oncal-sync-bench-") as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.sqlite'}"
-        return
-    with fresh_database(server_url, "oncal_sync_bench") as url:
-        yield url
 
 
 def settings(google: FakeGoogle, microsoft: FakeMicrosoft) -> dict[str, Any]:
@@ -312,7 +299,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000)
     args = parser.parse_args()
     with (
-        scratch_database(args.database_url) as url,
+        fresh_database(args.database_url, "oncal_bench") as url,
         tempfile.TemporaryDirectory() as folder,
         FakeGoogle() as google,
         FakeMicrosoft() as microsoft,

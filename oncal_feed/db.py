@@ -7,10 +7,12 @@ use the same sessions with or without a Flask app around them.
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Flask, g
@@ -160,11 +162,17 @@ def with_reconnect(call: Callable[[], T]) -> T:
 
 
 @contextmanager
-def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
-    """Create a uniquely named database on a PostgreSQL server; yield its URL; drop it after.
+def fresh_database(server_url: str | None, prefix: str) -> Iterator[str]:
+    """Yield the URL of a new, empty database, and remove it afterwards.
 
-    For test runs and benchmarks, which must never share or keep a database.
+    On the PostgreSQL server at `server_url` (a uniquely named database), or, when that is
+    None or a SQLite URL, a SQLite file in a temporary folder. For test runs and
+    benchmarks, which must never share or keep a database.
     """
+    if not server_url or server_url.startswith("sqlite"):
+        with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as folder:
+            yield f"sqlite:///{Path(folder) / f'{prefix}.sqlite'}"
+        return
     server = make_url(normalise_url(server_url))
     name = f"{prefix}_{secrets.token_hex(4)}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")

@@ -19,7 +19,6 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +113,10 @@ def no_outside_connections() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     """A migrated database for the whole run: PostgreSQL when configured, else SQLite."""
     server_url = os.environ.get("ONCAL_TEST_DATABASE_URL")
-    with ExitStack() as stack:
-        if server_url and not server_url.startswith("sqlite"):
-            url = stack.enter_context(fresh_database(server_url, f"oncal_test_{os.getpid()}"))
-        else:
-            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite'}"
+    with fresh_database(server_url, f"oncal_test_{os.getpid()}") as url:
         database = Database(url)
         upgrade(database)
         database.dispose()

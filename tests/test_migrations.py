@@ -25,15 +25,9 @@ from oncal_feed.migrate import alembic_config, current_revision, head_revision, 
 
 
 @pytest.fixture
-def empty_database(tmp_path: Path) -> Iterator[Database]:
+def empty_database() -> Iterator[Database]:
     """An empty database of the kind the suite runs on, dropped afterwards."""
-    server_url = os.environ.get("ONCAL_TEST_DATABASE_URL")
-    if not server_url or server_url.startswith("sqlite"):
-        database = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
-        yield database
-        database.dispose()
-        return
-    with fresh_database(server_url, "oncal_migrations") as url:
+    with fresh_database(os.environ.get("ONCAL_TEST_DATABASE_URL"), "oncal_migrations") as url:
         database = Database(url)
         try:
             yield database
