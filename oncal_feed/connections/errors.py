@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from oncal_feed.errors import OncalError
 
-__all__ = ["ConnectionNotFound", "OAuthError", "ProviderNotConfigured", "UpstreamError"]
+__all__ = ["OAuthError", "ProviderNotConfigured", "UpstreamError"]
 
 
 class OAuthError(OncalError):
@@ -36,15 +36,6 @@ class ProviderNotConfigured(OAuthError):
             f"{label} is not set up on this server; ask the administrator to configure it.",
         )
         self.provider = provider
-
-
-class ConnectionNotFound(OAuthError):
-    """The user has no connection to this provider."""
-
-    status = 404
-
-    def __init__(self, provider: str) -> None:
-        super().__init__("not_connected", f"No {provider} calendar is connected.")
 
 
 class UpstreamError(OAuthError):

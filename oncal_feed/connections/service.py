@@ -21,6 +21,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from oncal_feed.api.serialize import instant_json
 from oncal_feed.connections import google, microsoft
 from oncal_feed.connections.errors import (
     OAuthError,
@@ -41,6 +42,7 @@ from oncal_feed.providers.base import (
 )
 from oncal_feed.providers.google import GoogleCalendarProvider
 from oncal_feed.providers.graph import GraphCalendarProvider
+from oncal_feed.sync.engine import CALENDAR_NAME
 
 # What `provider_for` returns: a `CalendarProvider` that is also a context manager.
 ManagedProvider = GoogleCalendarProvider | GraphCalendarProvider
@@ -63,13 +65,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("google", "microsoft")
-CALENDAR_NAME = "On-call shifts"
 PRIMARY_CALENDAR_NAME = "Primary calendar"
 # Refresh this long before the access token expires, so a sync never starts with a
 # token that dies halfway through.
 REFRESH_MARGIN = timedelta(minutes=5)
-# Statuses in which a connection holds a grant that sync may use.
-LIVE_STATUSES = ("active", "error")
 
 
 def _app(app: Flask | None) -> Flask:
@@ -371,7 +370,6 @@ def _build_provider(
     `expires_at` (the connection's `token_expires_at` column) wins over the expiry in
     the document, so an operator or the sync engine can force a refresh by moving it.
     """
-    timeout = float(app.config.get("PROVIDER_TIMEOUT") or 30)
     if provider == "google":
         settings = google.GoogleSettings.from_config(app.config)
         tokens = google.GoogleTokens.from_dict(document)
@@ -387,7 +385,7 @@ def _build_provider(
             credentials,
             api_endpoint=settings.api_endpoint,
             batch_uri=settings.batch_uri,
-            timeout=timeout,
+            timeout=settings.timeout,
         )
     if provider == "microsoft":
         ms = _microsoft_settings(app)
@@ -396,7 +394,7 @@ def _build_provider(
             # msal refreshes when fewer than five minutes are left, like REFRESH_MARGIN.
             source.access_token(now=now)
         return GraphCalendarProvider(
-            source.access_token, graph_endpoint=ms.graph_endpoint, timeout=timeout
+            source.access_token, graph_endpoint=ms.graph_endpoint, timeout=ms.timeout
         )
     raise AuthorizationLost(f"unknown calendar provider {provider!r}")
 
@@ -542,10 +540,6 @@ def list_connections(session: Session, user: User) -> list[CalendarConnection]:
     return list(rows)
 
 
-def _instant(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def connection_summary(connection: CalendarConnection) -> dict[str, Any]:
     """The JSON shape of a connection for its owner: status and sync facts, never a secret."""
     return {
@@ -554,16 +548,16 @@ def connection_summary(connection: CalendarConnection) -> dict[str, Any]:
         "account_email": connection.account_email,
         "calendar_name": connection.calendar_name,
         "use_primary": connection.use_primary,
-        "last_sync_at": _instant(connection.last_sync_at),
-        "last_success_at": _instant(connection.last_success_at),
+        "last_sync_at": instant_json(connection.last_sync_at),
+        "last_success_at": instant_json(connection.last_success_at),
         "last_error": connection.last_error,
-        "last_error_at": _instant(connection.last_error_at),
+        "last_error_at": instant_json(connection.last_error_at),
         # When a failed sync will be tried again (None when nothing is waiting).
-        "next_retry_at": _instant(connection.next_retry_at),
+        "next_retry_at": instant_json(connection.next_retry_at),
         "last_counts": {
             "created": connection.last_created,
             "updated": connection.last_updated,
             "deleted": connection.last_deleted,
         },
-        "connected_at": _instant(connection.created_at),
+        "connected_at": instant_json(connection.created_at),
     }

@@ -7,9 +7,7 @@ failed); nothing here ever answers with a token.
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -21,6 +19,7 @@ from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_response
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.base import ProviderError
+from oncal_feed.sync import request_sync, sync_user_now
 from oncal_feed.web.oauth import finish_on_page, started_from_page
 
 __all__ = ["connections_blueprint"]
@@ -52,20 +51,10 @@ def _provider_error(exc: ProviderError) -> Response:
     return error_response(502, "provider_error", f"The calendar service failed: {exc}")
 
 
-def _sync_entry(name: str) -> Any:
-    """A function of the sync package, or None while it doesn't offer one.
-
-    Looked up at call time so this blueprint works with or without push sync installed.
-    """
-    return getattr(importlib.import_module("oncal_feed.sync"), name, None)
-
-
 def _sync_soon(connection_id: int) -> None:
     # The connection is marked dirty already, so the sweep would find it anyway; the
     # nudge makes the first sync (or the catch-up after a reconnect) start at once.
-    request_sync = _sync_entry("request_sync")
-    if request_sync is not None:
-        request_sync(current_app._get_current_object(), [connection_id])  # type: ignore[attr-defined]
+    request_sync(current_app._get_current_object(), [connection_id])  # type: ignore[attr-defined]
 
 
 def _user() -> User:
@@ -132,16 +121,11 @@ def callback(provider: str) -> Response:
 
 @connections_blueprint.post("/sync")
 @login_required
-def sync_now() -> Response | tuple[Response, int]:
+def sync_now() -> Response:
     """Push the user's shifts for the next `days` days now; answers the counts."""
     days = request.args.get("days", type=int)
     if "days" in request.args and (days is None or not 1 <= days <= MAX_SYNC_DAYS):
         raise ValidationError.single("days", f"must be a whole number from 1 to {MAX_SYNC_DAYS}")
-    sync_user_now = _sync_entry("sync_user_now")
-    if sync_user_now is None:
-        return error_response(
-            503, "sync_unavailable", "Push sync is not available on this server yet."
-        )
     return jsonify(sync_user_now(_user(), days))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
 from oncal_feed.errors import OncalError
@@ -26,6 +28,7 @@ __all__ = [
     "RemoteNotFound",
     "TransientError",
     "apply_one_by_one",
+    "parse_retry_after",
 ]
 
 
@@ -159,3 +162,18 @@ def apply_one_by_one(
         except ProviderError as exc:
             results.append(OperationResult(error=exc))
     return results
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read a Retry-After header: seconds, or an HTTP date (turned into seconds from now)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None

@@ -27,7 +27,6 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import google.auth.exceptions
@@ -49,6 +48,7 @@ from oncal_feed.providers.base import (
     RemoteEvent,
     RemoteNotFound,
     TransientError,
+    parse_retry_after,
 )
 from oncal_feed.rendering.event import EventSpec
 from oncal_feed.rendering.google import UID_PROPERTY, google_event
@@ -57,7 +57,6 @@ __all__ = [
     "GoogleCalendarProvider",
     "InsufficientPermissions",
     "map_google_error",
-    "parse_retry_after",
 ]
 
 _T = TypeVar("_T")
@@ -73,23 +72,6 @@ class InsufficientPermissions(PermanentError):
     With `calendar.app.created`, Google answers this (not 404) for a calendar the app
     didn't create *or that no longer exists*: scope checks come before existence.
     """
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Read a Retry-After header: seconds, or an HTTP date (turned into seconds from now)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from datetime import UTC, datetime
-
-        when = parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_detail(exc: HttpError) -> tuple[str, str]:

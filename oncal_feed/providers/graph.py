@@ -38,8 +38,8 @@ from oncal_feed.providers.base import (
     RemoteEvent,
     RemoteNotFound,
     TransientError,
+    parse_retry_after,
 )
-from oncal_feed.providers.google import parse_retry_after
 from oncal_feed.rendering.event import EventSpec
 from oncal_feed.rendering.graph import UID_PROPERTY_ID, graph_event
 

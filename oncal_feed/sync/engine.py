@@ -31,6 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from oncal_feed.api.serialize import instant_json
 from oncal_feed.db import Database
 from oncal_feed.metrics import record_error, record_run, record_write
 from oncal_feed.models import CalendarConnection, Shift, SyncRecord, User
@@ -148,12 +149,8 @@ class SyncReport:
             "deleted": self.deleted,
             "full_check": self.full_check,
             "error": self.error,
-            "next_retry_at": _iso(self.next_retry_at),
+            "next_retry_at": instant_json(self.next_retry_at),
         }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # ---------------------------------------------------------------- pure helpers

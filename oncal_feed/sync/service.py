@@ -7,7 +7,7 @@ engine, closes the provider and keeps any refreshed token.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -18,11 +18,10 @@ from sqlalchemy import select, update
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.base import CalendarProvider
-from oncal_feed.sync.engine import ACTIVE_STATUSES, SyncReport, sync_connection
+from oncal_feed.sync.engine import ACTIVE_STATUSES, ProviderFactory, SyncReport, sync_connection
 
 __all__ = ["ProviderFactory", "run_sync", "sync_user_now", "use_providers"]
 
-ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
 _PROVIDERS_KEY = "oncal_sync_providers"
 
 

@@ -11,7 +11,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-import oncal_feed.sync
 from oncal_feed import accounts, create_app
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database, utcnow
@@ -195,14 +194,10 @@ def test_connections_are_the_signed_in_users_only(
     assert other.get("/api/calendar/connections").get_json() == {"connections": []}
 
 
-def test_sync_now_answers_counts_or_says_it_is_unavailable(signed_in: FlaskClient) -> None:
+def test_sync_now_answers_counts(signed_in: FlaskClient) -> None:
     response = signed_in.post("/api/calendar/sync?days=7")
-    if hasattr(oncal_feed.sync, "sync_user_now"):
-        assert response.status_code == 200
-        assert isinstance(response.get_json(), dict)
-    else:
-        assert response.status_code == 503
-        assert response.get_json()["error"] == "sync_unavailable"
+    assert response.status_code == 200
+    assert isinstance(response.get_json(), dict)
 
 
 @pytest.mark.parametrize("days", ["0", "-3", "abc", "3651"])
