@@ -148,7 +148,6 @@ class Recover:
     uid: str
     spec: EventSpec | None
     event_key: str
-    remote_id: str | None
     content_hash: str | None
     keep: bool = False
 
@@ -254,9 +253,7 @@ def _incremental(
 def _recover(record: Record, spec: EventSpec | None, *, keep: bool) -> Recover:
     key = record.pending_key
     assert key is not None, "a creating record always carries its idempotency key"
-    return Recover(
-        record.shift_id, record.uid, spec, key, record.remote_id, record.content_hash, keep
-    )
+    return Recover(record.shift_id, record.uid, spec, key, record.content_hash, keep)
 
 
 def _checked(

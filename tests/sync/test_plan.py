@@ -102,7 +102,7 @@ def test_uncertain_create_is_recovered() -> None:
     """A `creating` record yields Recover with its pending key."""
     records = [Record(1, "a", "creating", None, "h", transaction_id="tx1")]
     (action,) = plan({1: spec("a")}, records, new_key=google_key)
-    assert action == Recover(1, "a", spec("a"), "tx1", None, "h", False)
+    assert action == Recover(1, "a", spec("a"), "tx1", "h", False)
 
 
 def test_uncertain_google_create_of_a_gone_shift_is_just_deleted() -> None:
