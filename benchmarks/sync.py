@@ -50,10 +50,9 @@ from oncal_feed.shifts import shift_facts  # noqa: E402
 from oncal_feed.sync.service import run_sync, use_providers  # noqa: E402
 from oncal_feed.sync.tasks import get_queue, sweep_due  # noqa: E402
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput  # noqa: E402
-from tests.connections.flows import connect  # noqa: E402
-from tests.fakes.fixtures import sign_in_client  # noqa: E402
 from tests.fakes.google import FakeGoogle  # noqa: E402
 from tests.fakes.microsoft import FakeMicrosoft  # noqa: E402
+from tests.sync.remote import connect_both  # noqa: E402
 
 BASE_URL = "https://oncal.example.test"
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
@@ -107,18 +106,7 @@ def measure(app: Any, fake: FakeGoogle | FakeMicrosoft, connection_id: int) -> s
 
 def provider_figures(app: Any, fakes: dict[str, Any], count: int) -> None:
     """Initial / one change / no change, for Google and Outlook."""
-    with get_database(app).session() as session:
-        user = accounts.get_user_by_email(session, ALICE)
-        session.expunge(user)
-    client = sign_in_client(app.test_client(), user)
-    ids = {}
-    for provider, fake in fakes.items():
-        response = connect(client, fake, provider)
-        assert response.status_code == 200, response.get_json()
-        with get_database(app).sessionmaker() as session:
-            ids[provider] = session.scalars(
-                select(CalendarConnection.id).where(CalendarConnection.provider == provider)
-            ).one()
+    ids = connect_both(app, app.test_client(), fakes)
     start = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     items = [
         ShiftInput(f"s{n}", ALICE, at, at + timedelta(hours=3))

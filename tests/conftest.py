@@ -18,18 +18,19 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from oncal_feed import accounts, create_app
+from oncal_feed import accounts, cli, create_app
 from oncal_feed.db import Base, Database, fresh_database, get_database, utcnow
 from oncal_feed.migrate import upgrade
 from tests.processes import free_port, stop_process
@@ -264,3 +265,30 @@ def redis_queue(redis_url: str) -> Iterator[dict[str, str]]:
             client.delete(*leftovers)
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------- command line
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run(
+    app: Flask, app_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Run:
+    """Run `oncal-feed ARGS...` with the test database's settings in the environment.
+
+    Tests may set more environment variables (monkeypatch) before calling it.
+    """
+    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+    for name in ("ONCAL_MODE", "SECRET_KEY", "DATABASE_URL", "BASE_URL", "QUEUE_URL"):
+        monkeypatch.setenv(name, str(app_config[name]))
+    for name in ("TOKEN_ENCRYPTION_KEYS", "GOOGLE_CLIENT_ID", "MICROSOFT_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        obj = {"INSTANCE_PATH": app_config["INSTANCE_PATH"]}
+        return runner.invoke(cli.main, list(args), input=input, obj=obj, catch_exceptions=False)
+
+    return invoke

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from flask import Flask
 from freezegun import freeze_time
 from sqlalchemy import func, select
@@ -25,28 +23,9 @@ from oncal_feed import accounts, cli, notify, shifts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import ApiKey, Shift, User
 from oncal_feed.validation import ScheduleInput, UserInput
+from tests.conftest import Run
 
-Run = Callable[..., Result]
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def run(
-    app: Flask, app_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Run:
-    """Run `oncal-feed ARGS...` with the test database's settings in the environment."""
-    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
-    for name in ("ONCAL_MODE", "SECRET_KEY", "DATABASE_URL", "BASE_URL", "QUEUE_URL"):
-        monkeypatch.setenv(name, str(app_config[name]))
-    for name in ("TOKEN_ENCRYPTION_KEYS", "GOOGLE_CLIENT_ID", "MICROSOFT_CLIENT_ID"):
-        monkeypatch.delenv(name, raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        obj = {"INSTANCE_PATH": app_config["INSTANCE_PATH"]}
-        return runner.invoke(cli.main, list(args), input=input, obj=obj, catch_exceptions=False)
-
-    return invoke
 
 
 def session_of(app: Flask) -> Session:

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from oncal_feed import cli, create_app
+from oncal_feed import create_app
 from oncal_feed.connections.service import provider_for
 from oncal_feed.connections.vault import TokenVault, VaultError, get_vault, rotate_all
 from oncal_feed.db import get_database
 from oncal_feed.models import OAuthFlow
 from oncal_feed.providers.base import TransientError
+from tests.conftest import Run
 from tests.connections.flows import authorization_url, connect, connection_row, secrets_in
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
@@ -119,23 +118,17 @@ def test_a_process_without_the_key_retries_and_drops_no_connection(
 
 
 def test_rotating_without_the_old_key_asks_for_a_reconnect(
-    app: Flask,
-    app_config: dict[str, Any],
     signed_in: FlaskClient,
     fake_google: FakeGoogle,
     db_session: Session,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    run: Run,
 ) -> None:
     """Run with every key there is, `rotate-token-key` knows unreadable tokens are lost."""
     assert connect(signed_in, fake_google, "google").status_code == 200
-    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
-    for name in ("ONCAL_MODE", "SECRET_KEY", "DATABASE_URL", "BASE_URL", "QUEUE_URL"):
-        monkeypatch.setenv(name, str(app_config[name]))
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", NEW)  # OLD is gone
-    obj = {"INSTANCE_PATH": app_config["INSTANCE_PATH"]}
 
-    result = CliRunner().invoke(cli.main, ["rotate-token-key"], obj=obj, catch_exceptions=False)
+    result = run("rotate-token-key")
 
     assert result.exit_code == 0, result.output
     assert "1 connection(s) now ask their users to reconnect" in result.output
@@ -148,13 +141,11 @@ def test_rotating_without_the_old_key_asks_for_a_reconnect(
 
 
 def test_rotate_token_key_command(
-    app: Flask,
-    app_config: dict[str, Any],
     signed_in: FlaskClient,
     fake_google: FakeGoogle,
     db_session: Session,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    run: Run,
 ) -> None:
     assert connect(signed_in, fake_google, "google").status_code == 200
     row = connection_row(db_session, "google")
@@ -162,13 +153,9 @@ def test_rotate_token_key_command(
     assert row.token_ciphertext
     before = row.token_ciphertext
     secrets = secrets_in(TokenVault([OLD]).decrypt(before))
-    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
-    for name in ("ONCAL_MODE", "SECRET_KEY", "DATABASE_URL", "BASE_URL", "QUEUE_URL"):
-        monkeypatch.setenv(name, str(app_config[name]))
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", f"{NEW},{OLD}")
-    obj = {"INSTANCE_PATH": app_config["INSTANCE_PATH"]}
 
-    result = CliRunner().invoke(cli.main, ["rotate-token-key"], obj=obj, catch_exceptions=False)
+    result = run("rotate-token-key")
 
     assert result.exit_code == 0, result.output
     assert "Re-encrypted 1 stored secret(s)" in result.output

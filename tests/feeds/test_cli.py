@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 
-from oncal_feed.cli import main
 from tests.feeds.conftest import World
 
 ALICE = "alice@example.com"
-
-
-@pytest.fixture
-def run(app_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run the command line against the test app's database and settings."""
-    monkeypatch.chdir(tmp_path)  # no developer .env is read
-    env = {
-        "ONCAL_MODE": "test",
-        "DATABASE_URL": app_config["DATABASE_URL"],
-        "SECRET_KEY": app_config["SECRET_KEY"],
-        "BASE_URL": app_config["BASE_URL"],
-        "QUEUE_URL": app_config["QUEUE_URL"],
-        "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-    }
-
-    def invoke(*args: str) -> Result:
-        return CliRunner(env=env).invoke(main, list(args))
-
-    return invoke
 
 
 def test_feed_url_prints_working_https_and_webcal_urls(

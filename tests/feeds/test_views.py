@@ -651,15 +651,26 @@ def test_a_failed_record_is_logged_and_ignored(
 
 
 def test_no_token_in_logs(
-    world: World, alice: User, app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+    world: World,
+    alice: User,
+    app_config: dict[str, Any],
+    client: FlaskClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Neither good nor bad feed tokens appear in any log record."""
+    """Neither good nor bad feed tokens appear in any log record, failures included."""
     path = world.path(ALICE)
     token = path.removeprefix("/feeds/").removesuffix(".ics")
-    with caplog.at_level(logging.DEBUG):
-        client.get(path)
-        client.get(path + "?busy=x")
-        client.get(path[:-8] + ".ics")
+    # Nothing listens on port 9: the one feed path that logs, a failing database.
+    down = create_app({**app_config, "DATABASE_URL": "postgresql://oncal@127.0.0.1:9/down"})
+    try:
+        with caplog.at_level(logging.DEBUG):
+            client.get(path)
+            client.get(path + "?busy=x")
+            client.get(path[:-8] + ".ics")
+            assert down.test_client().get(path).status_code == 500
+    finally:
+        get_database(down).dispose()
+    assert caplog.records, "nothing was logged: the check would prove nothing"
     assert token[:16] not in caplog.text
 
 

@@ -40,6 +40,7 @@ from oncal_feed.rendering.google import UID_PROPERTY
 from tests.fakes.fixtures import CLIENT_ID, CLIENT_SECRET
 from tests.fakes.google import SCOPE_APP_CREATED, FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
+from tests.sync.remote import google_events, graph_events
 
 ALICE = "alice@example.com"
 PAGE_SIZE = 3
@@ -268,6 +269,10 @@ class TestProviderContract:
                 remote.provider.live_specs(remote.calendar_id)[0].ends_at
                 == spec(1, hours=12).ends_at
             )
+        elif remote.server is not None:
+            read = google_events if remote.name == "google" else graph_events
+            (seen,) = read(remote.server, remote.calendar_id)
+            assert seen.end == spec(1, hours=12).ends_at
         assert uids(remote) == ["shift-1@oncal-feed"]
 
     def test_update_of_a_missing_event_is_not_found(self, remote: Remote) -> None:

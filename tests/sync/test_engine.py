@@ -480,7 +480,7 @@ def test_backoff_grows_and_is_capped() -> None:
 
 def test_rate_limit_honours_retry_after(world: World, memory) -> None:
     """429 with Retry-After: 120 s → no retry sooner than that, and the sync stops at once."""
-    for n in range(3):
+    for n in range(60):  # more than one batch of the memory provider (50)
         world.put_shift(f"s{n}", n)
     cid = world.connect(memory)
     scripted = ScriptedErrors(memory)
@@ -491,6 +491,7 @@ def test_rate_limit_honours_retry_after(world: World, memory) -> None:
     assert report.outcome == "failed"
     assert connection.next_retry_at >= NOW + timedelta(seconds=120)
     assert "slow down" in connection.last_error
+    assert counting.calls == {"apply": 1, "op:insert": 50}  # no second batch
 
 
 def test_permanent_error_is_readable(world: World, memory) -> None:
@@ -529,10 +530,13 @@ def test_invalid_grant_pauses_the_connection(world: World, memory, where: str) -
     assert counting.calls == {}
 
 
-def test_error_messages_hold_no_secrets() -> None:
-    """Messages are built from the provider's plain words and our own, nothing else."""
+def test_auth_error_message_names_outlook_and_asks_to_reconnect() -> None:
+    """A lost grant is explained in the user's words, with what to do about it."""
     message = describe_error(AuthorizationLost("invalid_grant"), "microsoft")
-    assert message.startswith("Outlook access was revoked")
+    assert message == (
+        "Outlook access was revoked or has expired (invalid_grant). "
+        "Reconnect the calendar to resume syncing."
+    )
 
 
 # ---------------------------------------------------------------- leases

@@ -393,5 +393,9 @@ def test_sign_in_still_works_and_is_limited_when_redis_is_down(
         client = application.test_client()
         assert log_in(client, member.email, "guess").status_code == 401
         assert log_in(client, member.email).status_code == 303
+        # Fresh clients (a signed-in one is redirected away from /login): the third
+        # attempt in the minute is still counted, the fourth refused.
+        assert log_in(application.test_client(), member.email, "guess").status_code == 401
+        assert log_in(application.test_client(), member.email).status_code == 429
     finally:
         get_database(application).dispose()

@@ -245,6 +245,7 @@ def test_saving_the_same_options_again_tells_nobody(app: Flask, member_client: F
     token = csrf_token(member_client, "/settings")
     data = {"csrf_token": token, "past_days": "30", "future_days": "365", "busy": "0"}
     assert member_client.post("/settings/feed/options", data=data).status_code == 303
+    assert "Options saved." in member_client.get("/settings").text
     assert nudged == []
 
 
@@ -268,12 +269,13 @@ def test_unknown_schedules_are_dropped(
     member: User, member_client: FlaskClient, db_session: Session
 ) -> None:
     token = csrf_token(member_client, "/settings")
-    data = {"csrf_token": token, "past_days": "30", "future_days": "365",
+    data = {"csrf_token": token, "past_days": "7", "future_days": "365",
             "schedule": ["nope", "../x"]}  # fmt: skip
     assert member_client.post("/settings/feed/options", data=data).status_code == 303
+    assert "Options saved." in member_client.get("/settings").text
     stored = db_session.get(User, member.id)
     assert stored is not None
-    assert stored.feed_schedule_keys is None
+    assert (stored.feed_past_days, stored.feed_schedule_keys) == (7, None)
 
 
 # ------------------------------------------------------------------ time zone
