@@ -251,10 +251,6 @@ def read_rows(path: Path, file_format: str | None) -> list[Row]:
     return _json_rows(text) if file_format == "json" else _csv_rows(text)
 
 
-def _line_of(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
-
-
 def _json_rows(text: str) -> list[Row]:
     """Read a JSON array of objects, noting the line on which each item starts."""
     try:
@@ -267,11 +263,14 @@ def _json_rows(text: str) -> list[Row]:
     # Decode the array a second time item by item, only to learn where each item starts.
     decoder = json.JSONDecoder()
     position = text.index("[") + 1
-    rows = []
+    # Lines are counted on from the previous item: counting from the top every time made
+    # a large file take minutes.
+    rows, line, counted = [], 1, 0
     for index, item in enumerate(document):
         while text[position] in " \t\r\n,":
             position += 1
-        line = _line_of(text, position)
+        line += text.count("\n", counted, position)
+        counted = position
         _, position = decoder.raw_decode(text, position)
         label = f"[{index}]."
         if not isinstance(item, dict):

@@ -49,7 +49,9 @@ __all__ = [
     "FeedService",
     "FeedUser",
     "FeedWindow",
+    "calendar_title",
     "client_kind",
+    "day_count",
     "feed_etag",
     "feed_window",
     "parse_feed_options",
@@ -260,11 +262,23 @@ def _whole_number(
     if raw is None:
         # A stored setting outside the range must not widen the window either.
         return min(max(default, low), high)
-    # Not str.isdigit(): it accepts non-ASCII digits such as "٣" and "²".
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and low <= int(raw) <= high):
+    number = day_count(raw, bounds)
+    if number is None:
         errors.append(FieldError(name, f"must be a whole number from {low} to {high}"))
         return low
-    return int(raw)
+    return number
+
+
+def day_count(raw: str | None, bounds: tuple[int, int]) -> int | None:
+    """Read a number of days (the feed's and the settings page's), or None if it isn't one.
+
+    ASCII digits only (str.isdigit() alone accepts "٣" and "²"), and at most four of them:
+    every range here ends below 10,000, and int() refuses strings over 4,300 digits.
+    """
+    low, high = bounds
+    if raw and raw.isascii() and raw.isdigit() and len(raw) <= 4 and low <= int(raw) <= high:
+        return int(raw)
+    return None
 
 
 def _flag(
@@ -299,8 +313,13 @@ def _schedule_keys(
     return tuple(sorted(keys))
 
 
+def calendar_title(display_name: str) -> str:
+    """The name a person's feed gives their calendar (the settings page offers it too)."""
+    return f"On-call — {display_name}"
+
+
 def _calendar_name(user: FeedUser, options: FeedOptions) -> tuple[str, str]:
-    name = f"On-call — {user.display_name}"
+    name = calendar_title(user.display_name)
     if options.schedule_keys:
         # Two filtered subscriptions side by side should not look the same.
         name += f" ({', '.join(options.schedule_keys)})"

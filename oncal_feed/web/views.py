@@ -8,11 +8,10 @@ status refresh while a sync is pending.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
+from functools import cache, wraps
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -37,11 +36,17 @@ from oncal_feed.connections import service as connections
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import NotFound, ValidationError
-from oncal_feed.feeds.service import FUTURE_DAYS_RANGE, PAST_DAYS_RANGE
+from oncal_feed.feeds.service import (
+    FUTURE_DAYS_RANGE,
+    PAST_DAYS_RANGE,
+    calendar_title,
+    day_count,
+)
 from oncal_feed.feeds.tokens import feed_links, rotate_feed
 from oncal_feed.models import Schedule, Shift, User
 from oncal_feed.notify import shifts_changed
 from oncal_feed.shifts import shifts_for_user
+from oncal_feed.sync import sync_user_now
 from oncal_feed.validation import parse_user
 from oncal_feed.web import page
 from oncal_feed.web.oauth import remember_page_flow, tell
@@ -63,9 +68,15 @@ web_blueprint = Blueprint(
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 
-# Checked against when the email is unknown, so a wrong email costs as long as a wrong
-# password and the answer time doesn't tell which accounts exist.
-_DUMMY_HASH = generate_password_hash("not a password of anyone")
+
+@cache
+def _dummy_hash() -> str:
+    """Checked against when the email is unknown, so a wrong email costs as long as a
+    wrong password and the answer time doesn't tell which accounts exist. Made on first
+    use: a scrypt hash at import would slow every process start, CLI commands included."""
+    return generate_password_hash("not a password of anyone")
+
+
 LOGIN_FAILED = "That email and password don't match an account. Check both and try again."
 TOO_MANY_ATTEMPTS = "Too many sign-in attempts. Wait a minute, then try again."
 
@@ -152,7 +163,7 @@ def login() -> Response | tuple[str, int]:
         try:
             user = accounts.get_user_by_email(get_session(), email)
         except NotFound:
-            check_password_hash(_DUMMY_HASH, password)
+            check_password_hash(_dummy_hash(), password)
     if user is None or not accounts.check_password(user, password):
         log.info("sign-in refused")  # never the email or password
         return render_template("login.html", email=email, next=target, error=LOGIN_FAILED), 401
@@ -192,7 +203,7 @@ def settings() -> str:
         "settings.html",
         user=user,
         days=page.upcoming_days(shifts, zone, now),
-        feed=page.subscribe_links(links, f"On-call — {user.display_name}"),
+        feed=page.subscribe_links(links, calendar_title(user.display_name)),
         last_fetch=page.moment(user.feed_last_fetched_at, zone, now),
         last_client=page.client_label(user.feed_last_client),
         schedules=_schedule_choices(user),
@@ -290,10 +301,10 @@ def feed_options() -> Response:
 
 
 def _whole(raw: str | None, bounds: tuple[int, int], name: str) -> int:
-    low, high = bounds
-    if not (raw and raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
-        raise ValidationError.single(name, f"Choose from {low} to {high} {name}.")
-    return int(raw)
+    number = day_count(raw, bounds)
+    if number is None:
+        raise ValidationError.single(name, f"Choose from {bounds[0]} to {bounds[1]} {name}.")
+    return number
 
 
 @web_blueprint.post("/settings/time-zone")
@@ -342,10 +353,6 @@ def connect(provider: str) -> Response:
 @page_login_required
 def sync_now() -> Response:
     """Push shifts to the connected calendars now, and say what happened."""
-    sync_user_now = getattr(importlib.import_module("oncal_feed.sync"), "sync_user_now", None)
-    if sync_user_now is None:  # a build without push sync
-        tell("Push sync is not available on this server yet.", "error", "connections")
-        return _back("connections")
     for message, kind in page.sync_summary(sync_user_now(_user())):
         tell(message, kind, "connections")
     return _back("connections")

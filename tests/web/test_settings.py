@@ -250,7 +250,8 @@ def test_saving_the_same_options_again_tells_nobody(app: Flask, member_client: F
 
 
 @pytest.mark.parametrize(
-    ("past", "future"), [("-1", "30"), ("7", "0"), ("x", "30"), ("7", "99999"), ("٣", "30")]
+    ("past", "future"),
+    [("-1", "30"), ("7", "0"), ("x", "30"), ("7", "99999"), ("٣", "30"), ("9" * 5000, "30")],
 )
 def test_bad_option_values_are_refused(
     member: User, member_client: FlaskClient, db_session: Session, past: str, future: str
