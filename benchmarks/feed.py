@@ -17,6 +17,9 @@ and loads one user with --shifts shifts inside the default feed window. Then it 
 - the floor: a 404 for a malformed token (no database work), i.e. what the Flask test
   client and the app's request handling cost by themselves on this machine.
 
+On PostgreSQL the feed user cache is on, as in production (FEED_USER_CACHE_ENTRIES): once
+its listener listens, warm and 304 requests take the user row from memory.
+
 --big then adds 10,000 users and 1,000,000 shifts (bulk Core executemany, ANALYZE) and
 measures again: per-feed figures must not move, since every query is an index range
 scan. The shift query's plan (EXPLAIN QUERY PLAN / EXPLAIN ANALYZE) is printed.
@@ -240,7 +243,17 @@ def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any
         assert response.status_code == expect, response.status_code
         return response
 
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"user_cache": "off (SQLite)"}
+    if service.users is not None:
+        # PostgreSQL: a running server's listener has long been listening; wait for this one.
+        get()
+        for _ in range(1000):
+            if service.users.epoch() is not None:
+                break
+            time.sleep(0.01)
+        else:
+            raise SystemExit("the feed user listener did not start")
+        figures["user_cache"] = "on (PostgreSQL, listening)"
     cold = []
     for _ in range(3):
         service.event_cache.clear()
@@ -298,6 +311,8 @@ def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any
     figures["ratio"] = figures["scratch"] / figures["warm"]
     figures["plan"] = explain(database, counter.shift_query)
     event.remove(database.autocommit_engine, "before_cursor_execute", counter)
+    if service.users is not None:
+        service.users.close()
     database.dispose()
     return figures
 
@@ -322,6 +337,7 @@ def report(title: str, figures: dict[str, Any]) -> None:
 
     print(f"\n== {title}")
     print(f"  events in feed                 {figures['events']:>10}")
+    print(f"  feed user cache                {figures['user_cache']:>10}")
     print(
         f"  test-client floor (404, no DB) {figures['floor']:>10.3f} ms"
         f"   (p10 {figures['floor_p10']:.3f})"

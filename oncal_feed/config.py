@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "FEED_BODY_CACHE_BYTES": 32 * 1024 * 1024,
     # Redis where web processes share rendered feed bodies; unset: each keeps its own.
     "FEED_CACHE_URL": None,
+    # Per worker process, on PostgreSQL: user rows of feeds, dropped when a change is
+    # notified, so a 304 needs no query. 0 turns it off; SQLite never has it.
+    "FEED_USER_CACHE_ENTRIES": 20_000,
 }
 
 INTEGER_SETTINGS = (
@@ -72,6 +75,7 @@ INTEGER_SETTINGS = (
     "PROVIDER_TIMEOUT",
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
+    "FEED_USER_CACHE_ENTRIES",
 )
 
 MISSING_SECRET_KEY_HELP = (

@@ -22,6 +22,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -42,6 +43,7 @@ from oncal_feed.providers.base import (
 __all__ = [
     "FEED_RENDER_SECONDS",
     "FEED_REQUESTS",
+    "FEED_USER_CACHE_LISTENING",
     "QUEUE_LAG",
     "SYNC_ACTIONS",
     "SYNC_ERRORS",
@@ -60,6 +62,15 @@ FEED_RENDER_SECONDS = Histogram(
     "oncal_feed_render_seconds",
     "Time to answer a feed request that had to send a body.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+# livesum: a process's sample goes when it exits (gunicorn.conf.py's child_exit).
+FEED_USER_CACHE_LISTENING = Gauge(
+    "oncal_feed_user_cache_listening",
+    "Web processes whose feed user cache hears PostgreSQL's change notifications, and so "
+    "answers feeds from memory. Fewer than the web processes that serve feeds means some "
+    "read the database for every feed: still correct, slower. 0 on SQLite or with the cache "
+    "off.",
+    multiprocess_mode="livesum",
 )
 SYNC_RUNS = Counter(
     "oncal_sync_runs_total",

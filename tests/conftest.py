@@ -19,6 +19,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,12 @@ import redis
 from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, cli, create_app
-from oncal_feed.db import Base, Database, fresh_database, get_database, utcnow
+from oncal_feed.db import Base, Database, fresh_database, get_database, normalise_url, utcnow
 from oncal_feed.migrate import upgrade
 from tests.processes import free_port, stop_process
 
@@ -113,14 +115,56 @@ def no_outside_connections() -> Iterator[None]:
 # ---------------------------------------------------------------- database
 
 
+@contextmanager
+def _migrated_database(server_url: str | None, prefix: str) -> Iterator[str]:
+    """`fresh_database`, with the schema migrated to the newest revision."""
+    with fresh_database(server_url, prefix) as url:
+        database = Database(url)
+        upgrade(database)
+        database.dispose()
+        yield url
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A migrated database for the whole run: PostgreSQL when configured, else SQLite."""
     server_url = os.environ.get("ONCAL_TEST_DATABASE_URL")
-    with fresh_database(server_url, f"oncal_test_{os.getpid()}") as url:
-        database = Database(url)
-        upgrade(database)
-        database.dispose()
+    with _migrated_database(server_url, f"oncal_test_{os.getpid()}") as url:
+        yield url
+
+
+LOCAL_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_answers(url: str) -> bool:
+    engine = create_engine(normalise_url(url), connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(database_url: str) -> Iterator[str]:
+    """A migrated PostgreSQL database, for what only PostgreSQL does (notifications).
+
+    The run's own database when the run is on PostgreSQL; else a fresh one on the server
+    at ONCAL_TEST_POSTGRES_URL (default: the local one). Without a server CI fails, and
+    elsewhere the tests that need it are skipped, as with Redis.
+    """
+    if make_url(database_url).get_backend_name() == "postgresql":
+        yield database_url
+        return
+    server = os.environ.get("ONCAL_TEST_POSTGRES_URL", LOCAL_POSTGRES_URL)
+    if not _postgres_answers(server):
+        message = f"PostgreSQL does not answer at {server} (set ONCAL_TEST_POSTGRES_URL)"
+        if _in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    with _migrated_database(server, f"oncal_test_pg_{os.getpid()}") as url:
         yield url
 
 
@@ -146,6 +190,10 @@ def app_config(database_url: str, tmp_path: Path) -> dict[str, Any]:
         "BASE_URL": "https://oncal.example.test",
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "QUEUE_URL": f"sqlite:///{tmp_path / 'queue.sqlite'}",
+        # A change reaches the feed user cache when its notification arrives, a moment
+        # after the commit; tests that read their writes at once would race it. Its own
+        # tests (tests/feeds/test_user_cache.py) and the gunicorn ones turn it on.
+        "FEED_USER_CACHE_ENTRIES": 0,
     }
 
 

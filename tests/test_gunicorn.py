@@ -13,10 +13,20 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import free_port, start_gunicorn, wait_until_serving
+from oncal_feed import accounts
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.feeds.tokens import feed_links, rotate_feed
+from oncal_feed.models import User
+from oncal_feed.validation import UserInput
+from tests.processes import free_port, http_request, start_gunicorn, wait_until_serving
+
+SECRET_KEY = "gunicorn-test-" + "k" * 40
 
 
 @contextmanager
@@ -30,7 +40,7 @@ def serving(
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
         "DATABASE_URL": database_url,
-        "SECRET_KEY": "gunicorn-test-" + "k" * 40,
+        "SECRET_KEY": SECRET_KEY,
         "QUEUE_URL": f"sqlite:///{tmp_path / 'queue.sqlite'}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
         "ONCAL_MODE": "production",
@@ -119,3 +129,53 @@ def test_sigterm_drains_a_request_in_flight(gunicorn, app, api_key: str) -> None
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
     assert process.wait(timeout=30) == 0
+
+
+def listening_workers(url: str) -> float:
+    """`oncal_feed_user_cache_listening` as gunicorn's /metrics merges it."""
+    status, body = http_request("GET", f"{url}/metrics")
+    assert status == 200
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name == "oncal_feed_user_cache_listening"
+    )
+
+
+def test_a_rotated_feed_url_stops_working_in_every_worker(
+    app_config: dict[str, Any], postgres_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """On PostgreSQL every worker keeps feed users in memory; a rotation reaches them all."""
+    app_config.update(DATABASE_URL=postgres_url, SECRET_KEY=SECRET_KEY)
+    app: Flask = request.getfixturevalue("app")
+    database = get_database(app)
+    with database.session() as session:
+        user = accounts.create_user(session, UserInput("rota@example.com", "Rota", "UTC"), utcnow())
+        public_id = user.public_id
+
+    def feed_path() -> str:
+        with app.app_context(), database.session() as session:
+            user = accounts.get_user(session, public_id)
+            return feed_links(user).https.removeprefix(app.config["BASE_URL"])
+
+    with serving(postgres_url, tmp_path) as (url, _process):
+        old = feed_path()
+        # New connections each time, spread over both workers, which cache the user.
+        for _ in range(20):
+            assert http_request("GET", url + old)[0] == 200
+        # Each worker that served a feed started its listener, and says so in /metrics.
+        for _ in range(500):
+            if (listening := listening_workers(url)) >= 1:
+                break
+            time.sleep(0.01)
+        assert 1 <= listening <= 2, listening
+        with database.session() as session:
+            rotate_feed(session, session.get(User, user.id), utcnow())
+        assert http_request("GET", url + feed_path())[0] == 200
+        for _ in range(500):
+            if all(http_request("GET", url + old)[0] == 404 for _ in range(20)):
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the old feed URL still answers 200 after 5 s")

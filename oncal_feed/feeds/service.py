@@ -3,10 +3,12 @@
 No Flask here: the view turns the request into a `FeedQuery` and the `FeedAnswer` into a
 response. The order of work is what makes feeds cheap:
 
-1. the token and one indexed read of the user row decide 404, and give the ETag — the
-   user's `calendar_version` rises with every write that changes their calendar;
+1. the token and the user row decide 404, and give the ETag — the user's
+   `calendar_version` rises with every write that changes their calendar. On PostgreSQL
+   the row usually comes from this process's memory (`feeds.user_cache`, kept current by
+   notifications), else from one indexed read;
 2. a matching `If-None-Match` (or `If-Modified-Since`) is answered with 304 right there,
-   before any shift is read;
+   before any shift is read (and, with the row in memory, with no database work at all);
 3. a whole body is served from this process's cache keyed by that ETag, or else from
    the cache all processes share in Redis (`FEED_CACHE_URL`), when there is one;
 4. only on a miss are shifts read (one range scan of `(user_id, starts_at)`) and joined
@@ -19,9 +21,10 @@ import gzip
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from contextlib import ExitStack
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -34,6 +37,7 @@ from oncal_feed.db import Database, utcnow, with_reconnect
 from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.feeds.cache import ByteLRU, FirstSeen, SharedBodies
 from oncal_feed.feeds.tokens import read_feed_token
+from oncal_feed.feeds.user_cache import FeedUserCache
 from oncal_feed.models import Schedule, User
 from oncal_feed.rendering import RenderOptions, shift_event
 from oncal_feed.rendering.event import RENDER_VERSION
@@ -54,6 +58,7 @@ __all__ = [
     "day_count",
     "feed_etag",
     "feed_window",
+    "fetch_record_due",
     "parse_feed_options",
 ]
 
@@ -218,12 +223,13 @@ def client_kind(user_agent: str) -> str:
 
 
 def parse_feed_options(
-    connection: Connection, args: Mapping[str, Sequence[str]], user: FeedUser
+    connect: Callable[[], Connection], args: Mapping[str, Sequence[str]], user: FeedUser
 ) -> FeedOptions:
     """Read `past_days`, `future_days`, `schedule` (repeatable) and `busy` from a query.
 
     Missing values fall back to the user's settings; bad ones raise `ValidationError`
-    naming each parameter. Other parameters (cache busters) are ignored.
+    naming each parameter. Other parameters (cache busters) are ignored. `connect` is
+    called only to check `schedule` keys.
     """
     errors: list[FieldError] = []
     past_days = _whole_number(args, "past_days", user.feed_past_days, PAST_DAYS_RANGE, errors)
@@ -232,7 +238,7 @@ def parse_feed_options(
     )
     busy = _flag(args, "busy", user.feed_busy, errors)
     if "schedule" in args:
-        keys = _schedule_keys(connection, args["schedule"], errors)
+        keys = _schedule_keys(connect, args["schedule"], errors)
     else:
         keys = tuple(sorted(set(user.feed_schedule_keys or ())))
     if errors:
@@ -293,7 +299,7 @@ def _flag(
 
 
 def _schedule_keys(
-    connection: Connection, given: Sequence[str], errors: list[FieldError]
+    connect: Callable[[], Connection], given: Sequence[str], errors: list[FieldError]
 ) -> tuple[str, ...]:
     keys = set()
     for raw in given:
@@ -307,7 +313,7 @@ def _schedule_keys(
     if len(keys) > MAX_SCHEDULE_KEYS:
         errors.append(FieldError("schedule", f"at most {MAX_SCHEDULE_KEYS} schedules"))
         return ()
-    known = set(connection.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
+    known = set(connect().scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
     for key in sorted(keys - known):
         errors.append(FieldError("schedule", f"no schedule has the key {key!r}"))
     return tuple(sorted(keys))
@@ -331,7 +337,8 @@ class FeedService:
 
     `event_cache` maps `EventSpec.cache_key` to VEVENT bytes; `body_cache` maps an ETag
     (plus encoding) to a whole body, and `shared` (optional) an ETag to a gzip body for
-    every process; `first_seen` dates each ETag for Last-Modified.
+    every process; `first_seen` dates each ETag for Last-Modified; `users` (optional, on
+    PostgreSQL) holds user rows until a notification says they changed.
     """
 
     def __init__(
@@ -344,6 +351,7 @@ class FeedService:
         validator_entries: int = 100_000,
         token_entries: int = 20_000,
         shared: SharedBodies | None = None,
+        users: FeedUserCache | None = None,
     ) -> None:
         self.secret_key = secret_key
         self.base_url = base_url
@@ -354,10 +362,13 @@ class FeedService:
         self.body_cache = ByteLRU(body_cache_bytes)
         self.first_seen = FirstSeen(validator_entries)
         self.shared = shared
+        self.users = users
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> FeedService:
-        """Build the service from app settings."""
+    def from_config(
+        cls, config: Mapping[str, Any], users: FeedUserCache | None = None
+    ) -> FeedService:
+        """Build the service from app settings (and the user cache, which needs the database)."""
         shared = None
         if config.get("FEED_CACHE_URL"):
             # The package version keeps deployments of different code apart while they
@@ -370,18 +381,32 @@ class FeedService:
             event_cache_bytes=config["FEED_EVENT_CACHE_BYTES"],
             body_cache_bytes=config["FEED_BODY_CACHE_BYTES"],
             shared=shared,
+            users=users,
         )
 
-    def find_user(self, connection: Connection, token: str) -> FeedUser:
-        """Return the user whose current feed `token` names, or raise `FeedNotFound`."""
+    def find_user(self, connect: Callable[[], Connection], token: str) -> FeedUser:
+        """Return the user whose current feed `token` names, or raise `FeedNotFound`.
+
+        From the user cache when it holds the row; else read with `connect()`, and cached.
+        """
         found = self._read_token(token)
         if found is None:
             raise FeedNotFound()
         public_id, generation = found
-        row = connection.execute(_FEED_USER_QUERY, {"public_id": public_id}).first()
-        if row is None or row.feed_generation != generation:
+        user = self.users.get(public_id) if self.users is not None else None
+        # A token newer than the cached row proves the row stale (its rotation's
+        # notification is still on the way): read the database.
+        if user is None or user.feed_generation < generation:
+            epoch = self.users.epoch() if self.users is not None else None
+            row = connect().execute(_FEED_USER_QUERY, {"public_id": public_id}).first()
+            if row is None:
+                raise FeedNotFound()
+            user = FeedUser(*row)
+            if self.users is not None:
+                self.users.put(user, epoch)
+        if user.feed_generation != generation:
             raise FeedNotFound()
-        return FeedUser(*row)
+        return user
 
     def answer(
         self, database: Database, query: FeedQuery, clock: Callable[[], datetime] = utcnow
@@ -390,25 +415,28 @@ class FeedService:
 
         Raises `FeedNotFound` (404) and `ValidationError` (400); records the fetch.
 
-        Everything runs on one connection in autocommit mode: a one-row read needs no
-        BEGIN and ROLLBACK, and with no ping before the checkout a 304 costs one round
-        trip on PostgreSQL. A connection the server dropped is retried once.
+        Database work runs on one connection in autocommit mode, checked out on first
+        need: a one-row read needs no BEGIN and ROLLBACK, with no ping before the checkout
+        a 304 costs one round trip on PostgreSQL, and none when the user row is cached. A
+        connection the server dropped is retried once.
         """
 
         def attempt() -> FeedAnswer:
-            with database.autocommit_engine.connect() as connection:
-                return self._answer(connection, query, clock)
+            with ExitStack() as stack:
+                # Checked out on the first call; later calls get the same connection.
+                connect = cache(lambda: stack.enter_context(database.autocommit_engine.connect()))
+                return self._answer(connect, query, clock)
 
         return with_reconnect(attempt)
 
     def _answer(
-        self, connection: Connection, query: FeedQuery, clock: Callable[[], datetime]
+        self, connect: Callable[[], Connection], query: FeedQuery, clock: Callable[[], datetime]
     ) -> FeedAnswer:
-        user = self.find_user(connection, query.token)
+        user = self.find_user(connect, query.token)
         # The clock is read after the user row: a slow request must not date newer data
         # (its first-seen time, the Last-Modified) earlier than the moment it was read.
         now = clock()
-        options = parse_feed_options(connection, query.args, user)
+        options = parse_feed_options(connect, query.args, user)
         window = feed_window(now, options)
         tag = feed_etag(user, options, window, self.base_url)
         encoding = "gzip" if query.accepts_gzip else "identity"
@@ -420,7 +448,7 @@ class FeedService:
         if _not_modified(query, etag.strip('"'), last_modified, now):
             answer = FeedAnswer(304, b"", headers)
         else:
-            body = self._body(connection, user, options, window, tag, encoding)
+            body = self._body(connect, user, options, window, tag, encoding)
             headers.update(
                 {
                     "Content-Type": CONTENT_TYPE,
@@ -430,7 +458,11 @@ class FeedService:
             if encoding == "gzip":
                 headers["Content-Encoding"] = "gzip"
             answer = FeedAnswer(200, body, headers)
-        record_fetch(connection, user, client_kind(query.user_agent), now)
+        client = client_kind(query.user_agent)
+        if fetch_record_due(user, client, now):
+            recorded = record_fetch(connect, user, client, now)
+            if recorded is not None and self.users is not None:
+                self.users.replace(user, recorded)
         return answer
 
     def _last_modified(self, tag: str, now: datetime) -> datetime | None:
@@ -448,7 +480,7 @@ class FeedService:
 
     def _body(
         self,
-        connection: Connection,
+        connect: Callable[[], Connection],
         user: FeedUser,
         options: FeedOptions,
         window: FeedWindow,
@@ -458,13 +490,13 @@ class FeedService:
         key = f"{tag}:{encoding}"
         body = self.body_cache.get(key)
         if body is None:
-            body = self._uncached_body(connection, user, options, window, tag, encoding)
+            body = self._uncached_body(connect, user, options, window, tag, encoding)
             self.body_cache.put(key, body)
         return body
 
     def _uncached_body(
         self,
-        connection: Connection,
+        connect: Callable[[], Connection],
         user: FeedUser,
         options: FeedOptions,
         window: FeedWindow,
@@ -479,7 +511,7 @@ class FeedService:
         zipped = self.shared.get(tag) if self.shared is not None else None
         if zipped is not None:
             return zipped if encoding == "gzip" else gzip.decompress(zipped)
-        with Session(bind=connection) as session:
+        with Session(bind=connect()) as session:
             raw = self.render(session, user, options, window)
         if encoding == "identity" and self.shared is None:
             return raw
@@ -536,21 +568,29 @@ def _not_modified(
     return since is not None and last_modified is not None and last_modified <= since <= now
 
 
-def record_fetch(connection: Connection, user: FeedUser, client: str, now: datetime) -> None:
-    """Note when and by what kind of client the feed was fetched, at most every 10 minutes.
-
-    Runs after the answer is ready, as one autocommitted UPDATE on `connection` (which
-    must be in autocommit mode); a failure is logged and ignored, since it must never cost
-    the client its feed.
-    """
+def fetch_record_due(user: FeedUser, client: str, now: datetime) -> bool:
+    """Whether to note this fetch: the last note is 10 minutes old, or by another client."""
     last = user.feed_last_fetched_at
-    if last is not None and now - last < FETCH_RECORD_INTERVAL and user.feed_last_client == client:
-        return
+    return last is None or now - last >= FETCH_RECORD_INTERVAL or user.feed_last_client != client
+
+
+def record_fetch(
+    connect: Callable[[], Connection], user: FeedUser, client: str, now: datetime
+) -> FeedUser | None:
+    """Note when and by what kind of client the feed was fetched; return the row as noted.
+
+    Runs after the answer is ready, as one autocommitted UPDATE on `connect()` (which
+    must be in autocommit mode); a failure, connecting included, is logged and ignored
+    (None): with the user row cached, the answer may not have needed the database at all,
+    and a note must never cost the client its feed.
+    """
     try:
-        connection.execute(
+        connect().execute(
             update(_USERS)
             .where(_USERS.c.id == user.id)
             .values(feed_last_fetched_at=now, feed_last_client=client)
         )
     except Exception as exc:  # a busy database or lost connection, never worth a 500
         log.warning("could not record feed fetch for user %s: %s", user.id, type(exc).__name__)
+        return None
+    return replace(user, feed_last_fetched_at=now, feed_last_client=client)

@@ -86,7 +86,8 @@ def feed_links(user: User) -> FeedLinks:
 
 
 def rotate_feed(session: Session, user: User, now: datetime) -> int:
-    """Give `user` a new feed URL; every URL issued before stops working at once.
+    """Give `user` a new feed URL; every URL issued before stops working at once (on
+    PostgreSQL: once each web process has heard of the commit, within milliseconds).
 
     The increment is done in SQL, so two concurrent rotations both count. Returns the new
     generation; the caller commits.

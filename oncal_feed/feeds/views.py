@@ -25,6 +25,7 @@ from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_body
 from oncal_feed.feeds.service import FeedAnswer, FeedNotFound, FeedQuery, FeedService
 from oncal_feed.feeds.tokens import FEED_PATH
+from oncal_feed.feeds.user_cache import user_cache_for
 from oncal_feed.metrics import FEED_RENDER_SECONDS, FEED_REQUESTS
 from oncal_feed.web.security import security_headers
 
@@ -51,12 +52,14 @@ def init_feeds(app: Flask) -> None:
 
     Call it after `Database(...).init_app(app)`.
     """
-    service = FeedService.from_config(app.config)
+    database = get_database(app)
+    users = user_cache_for(database, app.config["FEED_USER_CACHE_ENTRIES"])
+    service = FeedService.from_config(app.config, users)
     app.extensions["oncal_feeds"] = service
     app.wsgi_app = FeedEndpoint(  # type: ignore[method-assign]
         app.wsgi_app,
         service,
-        get_database(app),
+        database,
         extra_headers=security_headers(app.config["BASE_URL"]),
         log_tracebacks=app.debug or app.testing,
     )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from oncal_feed.feeds.cache import _ENTRY_OVERHEAD, ByteLRU, FirstSeen, SharedBodies
+from tests.conftest import delete_keys
 from tests.processes import free_port
 
 T0 = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -84,9 +85,7 @@ def shared(redis_url: str) -> Iterator[SharedBodies]:
     """A shared cache under a namespace of this test's own, emptied afterwards."""
     cache = SharedBodies(redis_url, f"oncal-test:{uuid.uuid4().hex}:")
     yield cache
-    leftovers = list(cache.client.scan_iter(cache.namespace + "*"))
-    if leftovers:
-        cache.client.delete(*leftovers)
+    delete_keys(cache.client, cache.namespace + "*")
     cache.close()
 
 

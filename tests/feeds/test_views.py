@@ -28,6 +28,7 @@ from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
 from oncal_feed.feeds.views import feed_service
 from oncal_feed.models import User
 from oncal_feed.validation import UserInput
+from tests.conftest import delete_keys
 from tests.feeds.conftest import NOW, TODAY, Fetched, Statements, World
 from tests.processes import free_port
 
@@ -518,9 +519,7 @@ def sharing_apps(app_config: dict[str, Any], redis_url: str) -> Iterator[list[Fl
     yield apps
     shared = feed_service(apps[0]).shared
     assert shared is not None
-    leftovers = list(shared.client.scan_iter(namespace + "*"))
-    if leftovers:
-        shared.client.delete(*leftovers)
+    delete_keys(shared.client, namespace + "*")
     for each in apps:
         feed_service(each).shared.close()  # type: ignore[union-attr]
         get_database(each).dispose()
@@ -646,7 +645,7 @@ def test_a_failed_record_is_logged_and_ignored(
     """Recording must never cost the client its feed."""
     user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None)
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
-        record_fetch(_BrokenConnection(), user, "google", NOW)  # type: ignore[arg-type]
+        record_fetch(_BrokenConnection, user, "google", NOW)  # type: ignore[arg-type]
     assert "could not record feed fetch for user 7: OperationalError" in caplog.text
 
 
