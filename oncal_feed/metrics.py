@@ -13,6 +13,7 @@ they cost a time series each, and an error message may carry what must not leave
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Iterator
 
@@ -181,10 +182,43 @@ def serve_metrics(host: str, port: int) -> Callable[[], None]:
     return stop
 
 
+# The used-bytes count and its padding at the start of each multiprocess file.
+_MMAP_HEADER_BYTES = 8
+
+
+class _ProcessFiles:
+    """Every process's samples, merged from its file in the multiprocess directory.
+
+    prometheus_client's own `MultiProcessCollector`, but for files still empty: a process
+    creates its file and sizes it a moment later, and a process killed in between (a
+    gunicorn timeout, the OOM killer, SIGKILL) leaves it empty for good. The library's
+    reader fails on such a file, and with it the whole scrape, every scrape after
+    (prometheus/client_python#1199). An empty file holds no samples, so skipping it loses
+    nothing.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the merged families of every file that has been sized."""
+        files = [path for path in glob.glob(os.path.join(self.directory, "*.db")) if _sized(path)]
+        yield from multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _sized(path: str) -> bool:
+    """Whether the file has its header yet (a file that has just gone is skipped too)."""
+    try:
+        return os.path.getsize(path) >= _MMAP_HEADER_BYTES
+    except FileNotFoundError:
+        return False
+
+
 def _registry() -> CollectorRegistry:
     """The registry to expose: merged from every process's files in multiprocess mode."""
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
         return REGISTRY
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(_ProcessFiles(directory))
     return registry

@@ -128,10 +128,8 @@ print(world.sync(connection_id, memory).outcome)
 """
 
 
-def test_multiprocess_metrics_merge_a_worker_process_sync_counts(
-    app: Flask, app_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Counts of a sync run in another process show in /metrics, with the scrape's lag."""
+def sync_in_a_process_of_its_own(app_config: dict[str, Any], tmp_path: Path) -> Path:
+    """Run `_WORKER` (one Google sync that creates two events); return its metrics folder."""
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
@@ -141,7 +139,14 @@ def test_multiprocess_metrics_merge_a_worker_process_sync_counts(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+    return metrics_dir
 
+
+def test_multiprocess_metrics_merge_a_worker_process_sync_counts(
+    app: Flask, app_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts of a sync run in another process show in /metrics, with the scrape's lag."""
+    metrics_dir = sync_in_a_process_of_its_own(app_config, tmp_path)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     body = app.test_client().get("/metrics").get_data(as_text=True)
     found = samples(body)
@@ -152,6 +157,30 @@ def test_multiprocess_metrics_merge_a_worker_process_sync_counts(
     # Measured by this scrape, once: the connection was just synced, so nothing waits.
     assert body.count("# TYPE oncal_queue_lag_seconds gauge") == 1
     assert found[("oncal_queue_lag_seconds", frozenset())] == 0
+
+
+def test_a_file_left_empty_by_a_killed_process_does_not_fail_the_scrape(
+    app: Flask, app_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed between creating its file and sizing it leaves an empty file for
+    good; /metrics and the worker's own endpoint still merge everyone else's samples."""
+    metrics_dir = sync_in_a_process_of_its_own(app_config, tmp_path)
+    for name in ("counter_4000001.db", "histogram_4000002.db"):
+        (metrics_dir / name).touch()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    runs = ("oncal_sync_runs_total", frozenset({("provider", "google"), ("outcome", "ok")}))
+
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    assert samples(response.get_data(as_text=True))[runs] == 1
+
+    port = free_port()
+    stop = serve_metrics("127.0.0.1", port)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert samples(answer.read().decode())[runs] == 1
+    finally:
+        stop()
 
 
 def test_a_worker_serves_its_own_metrics() -> None:

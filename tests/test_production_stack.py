@@ -395,7 +395,7 @@ def test_exact_calendars_after_faults_and_killed_workers_behind_gunicorn(
 
     # The worker serves its own Prometheus metrics: the syncs it just ran are counted.
     status, scraped = http_request("GET", f"http://127.0.0.1:{metrics_port}/metrics")
-    assert status == 200
+    assert status == 200, (scraped, stack.worker.log()[-4000:])
     runs = {
         sample.labels["provider"]: sample.value
         for family in text_string_to_metric_families(scraped.decode())
