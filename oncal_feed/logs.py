@@ -11,20 +11,27 @@ from flask import Flask
 __all__ = ["RedactingFilter", "configure_logging", "redact"]
 
 # Feed tokens live in the path (/feeds/<token>.ics); OAuth codes and tokens in queries.
+# Each pattern comes with a substring (lower case) that any match contains: a pattern
+# runs only on a line that has it. gunicorn redacts two atoms of every access line, and
+# three regex passes over each were a measurable share of a cached feed's 304.
 _PATTERNS = [
-    (re.compile(r"(/feeds/)[^/\s?\"]+"), r"\1[redacted]"),
+    ("/feeds/", re.compile(r"/feeds/[^/\s?\"]+"), "/feeds/[redacted]"),
     (
+        "=",
         re.compile(r"((?:code|state|token|access_token|refresh_token|key)=)[^&\s\"]+", re.I),
         r"\1[redacted]",
     ),
-    (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1[redacted]"),
+    ("bearer", re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1[redacted]"),
 ]
 
 
 def redact(text: str) -> str:
     """Remove feed tokens, OAuth codes and bearer credentials from a log line."""
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
+    # "[redacted]" adds none of the hints, so checking them once up front is exact.
+    folded = text.lower()
+    for hint, pattern, replacement in _PATTERNS:
+        if hint in folded:
+            text = pattern.sub(replacement, text)
     return text
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
@@ -136,6 +137,25 @@ def test_redact_removes_feed_tokens_and_credentials() -> None:
     cleaned = redact(line)
     for secret in ("abc.DEF-123", "xyz", "s1", "ocf_secret"):
         assert secret not in cleaned
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("GET /feeds/ocf1.tok-EN_9.ics HTTP/1.1", "GET /feeds/[redacted] HTTP/1.1"),
+        ("/feeds/tok?past_days=3", "/feeds/[redacted]?past_days=3"),
+        ("/cb?code=4/0Ab&state=xy z", "/cb?code=[redacted]&state=[redacted] z"),
+        ("?access_token=a.b&Key=k", "?access_token=[redacted]&Key=[redacted]"),
+        ("refresh_token=r", "refresh_token=[redacted]"),
+        ('"token=abc"', '"token=[redacted]"'),
+        ("authorization: bearer ocf_A1+/=", "authorization: bearer [redacted]"),
+        ("/feeds/t1 /feeds/t2 Bearer k", "/feeds/[redacted] /feeds/[redacted] Bearer [redacted]"),
+        ("GET /settings?past_days=3 200", "GET /settings?past_days=3 200"),
+    ],
+)  # fmt: skip
+def test_redact_keeps_each_prefix_and_hides_only_the_secret(line: str, expected: str) -> None:
+    """Each kind of secret is cut at its own boundary; what surrounds it is kept."""
+    assert redact(line) == expected
 
 
 def test_development_server_request_log_is_redacted(app, caplog) -> None:
