@@ -182,6 +182,10 @@ class CalendarConnection(Base):
     # daily window move or full check, or the expiry of a crashed worker's lease. One
     # indexed column keeps the periodic sweep a single range scan (migration 0004).
     sync_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Since when the connection has been overdue, kept from the sweep's first claim until a
+    # sync starts: the claim moves `sync_due_at` ahead, so only this shows how long a
+    # connection has waited in a backed-up queue (the queue lag metric; migration 0006).
+    overdue_since: Mapped[datetime | None] = mapped_column(index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -56,14 +56,17 @@ def queue_lag(database: Database, now: datetime) -> float:
     is overdue for the sweep: it waits from its dirty mark, else from its creation. The
     debounce itself is not lag: a change waits its couple of seconds by design.
 
-    One statement of two index lookups (`sync_due_at` is indexed; NULL due times are rare).
-    A limit: the sweep claims connections 30 s overdue by moving their due time ten minutes
-    ahead, so while the task queue itself is backed up this levels off at about a minute
-    rather than growing (queued nudges carry no enqueue time to measure instead).
+    The sweep claims a connection 30 s overdue by moving its due time ten minutes ahead (and
+    queueing a nudge); the wait still counts from when it became overdue (`overdue_since`),
+    so while the task queue itself is backed up the lag keeps growing.
+
+    One statement of three index lookups (NULL due times are rare).
     """
     live = CalendarConnection.status.in_(ACTIVE_STATUSES)
     due = CalendarConnection.sync_due_at
     oldest_due = select(func.min(due)).where(live, due <= now).scalar_subquery()
+    claimed = CalendarConnection.overdue_since
+    oldest_claimed = select(func.min(claimed)).where(live, claimed.is_not(None)).scalar_subquery()
     undated = (
         select(
             func.min(func.coalesce(CalendarConnection.dirty_since, CalendarConnection.created_at))
@@ -72,7 +75,7 @@ def queue_lag(database: Database, now: datetime) -> float:
         .scalar_subquery()
     )
     with database.sessionmaker() as session:
-        row = session.execute(select(oldest_due, undated)).one()
+        row = session.execute(select(oldest_due, oldest_claimed, undated)).one()
     waiting = [instant for instant in row if instant is not None]
     return max(0.0, (now - min(waiting)).total_seconds()) if waiting else 0.0
 

@@ -17,6 +17,7 @@ from oncal_feed.db import get_database
 from oncal_feed.logs import redact
 from oncal_feed.models import CalendarConnection
 from oncal_feed.providers.memory import MemoryProvider
+from oncal_feed.sync.tasks import sweep_due
 from tests.sync.support import NOW, World
 
 
@@ -76,6 +77,9 @@ def queue_lag(client: FlaskClient) -> float | None:
     raise AssertionError("no oncal_queue_lag_seconds family in /metrics")
 
 
+LAG = timedelta(seconds=40)
+
+
 def due(world: World, connection_id: int, **values: Any) -> None:
     """Set one connection's columns (due time, dirty mark, status)."""
     world.execute(
@@ -117,6 +121,32 @@ def test_queue_lag_is_the_age_of_the_oldest_waiting_connection(
         # A sync moves the connection's due time ahead: it no longer waits.
         assert world.sync(alice, memory).outcome == "ok"
         assert queue_lag(client) == 30
+
+
+def test_queue_lag_keeps_growing_while_claimed_nudges_wait_in_a_backed_up_queue(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The sweep's claim moves the due time ahead; the wait still counts from when the
+    connection became overdue, across claims, until a sync starts."""
+    world = World(app)
+    memory = MemoryProvider()
+    with freeze_time(NOW) as clock:
+        changed = world.connect(memory, user="alice")  # a change, due after its debounce
+        due(world, changed, dirty_since=NOW - timedelta(seconds=42), sync_due_at=NOW - LAG)
+        undated = world.connect(memory, user="bob")  # dirty, with no due time
+        due(world, undated, dirty_since=NOW - timedelta(seconds=50), sync_due_at=None)
+        assert sorted(sweep_due(app, NOW)) == sorted([changed, undated])
+        assert queue_lag(client) == 50
+        # No worker takes the nudges: ten minutes on, the claim has run out and the next
+        # sweep claims again; the lag still counts from the first time each was overdue.
+        for minutes in (1, 11, 25):
+            clock.move_to(NOW + timedelta(minutes=minutes))
+            sweep_due(app, NOW + timedelta(minutes=minutes))
+            assert queue_lag(client) == minutes * 60 + 50
+        assert world.sync(undated, memory).outcome == "ok"  # taking the lease ends its wait
+        assert queue_lag(client) == 25 * 60 + LAG.total_seconds()
+        assert world.sync(changed, memory).outcome == "ok"
+        assert queue_lag(client) == 0
 
 
 def test_metrics_answers_when_the_database_is_down(app_config: dict[str, Any], caplog) -> None:

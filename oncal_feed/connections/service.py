@@ -231,6 +231,7 @@ def finish_connect(
     connection.failure_count = 0
     connection.next_retry_at = None
     connection.dirty_since = now  # the first sync, or the catch-up after a reconnect
+    connection.overdue_since = None  # a wait from before a disconnection is not this one
     connection.updated_at = now
     session.commit()
     return connection

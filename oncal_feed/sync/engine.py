@@ -274,8 +274,9 @@ def _acquire_lease(
     """Take the connection's lease with one conditional UPDATE: portable and cross-machine.
 
     The UPDATE also clears `dirty_since` (every change committed before this point will be
-    read by this sync) and makes the connection due again at the lease's expiry, so a
-    worker killed mid-sync is picked up by the sweep once its lease runs out.
+    read by this sync) and `overdue_since` (the wait is over), and makes the connection due
+    again at the lease's expiry, so a worker killed mid-sync is picked up by the sweep once
+    its lease runs out.
     """
     expires = now + ttl
     with _transaction(factory) as session:
@@ -296,6 +297,7 @@ def _acquire_lease(
                 last_sync_started_at=now,
                 dirty_since=None,
                 sync_due_at=expires,
+                overdue_since=None,
             )
             .execution_options(synchronize_session=False)
         )

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from flask import Flask, current_app
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, func, or_, select, update
 
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.errors import ConfigError
@@ -158,9 +158,17 @@ def sweep_due(app: Flask, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
     One query on the indexed `sync_due_at` and `dirty_since`, locking what it finds
     (see below); the claim moves each connection's due time `SWEEP_CLAIM` ahead (and
     clears its dirty mark) so the next sweep doesn't pick it again while its nudge waits
-    in the queue.
+    in the queue. It keeps the moment the connection became overdue in `overdue_since`
+    (the first claim's, until a sync starts) for the queue lag.
     """
     overdue = now - SWEEP_GRACE
+    # When it became overdue, counted as `ops.queue_lag` counts: from its due time once
+    # that has passed, else (claimed for an old dirty mark, or with no due time) from its
+    # dirty mark, else from its creation.
+    overdue_from = case(
+        (CalendarConnection.sync_due_at <= now, CalendarConnection.sync_due_at),
+        else_=func.coalesce(CalendarConnection.dirty_since, CalendarConnection.created_at),
+    )
     is_overdue = (
         CalendarConnection.status.in_(ACTIVE_STATUSES),
         or_(
@@ -192,7 +200,11 @@ def sweep_due(app: Flask, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
                 .where(CalendarConnection.id.in_(found[offset : offset + 500]), *is_overdue)
                 # The forced nudge syncs whatever made it due (a dirty mark included);
                 # should it be lost, the claim's due time brings the connection back.
-                .values(sync_due_at=now + SWEEP_CLAIM, dirty_since=None)
+                .values(
+                    sync_due_at=now + SWEEP_CLAIM,
+                    dirty_since=None,
+                    overdue_since=func.coalesce(CalendarConnection.overdue_since, overdue_from),
+                )
                 .returning(CalendarConnection.id)
                 .execution_options(synchronize_session=False)
             )

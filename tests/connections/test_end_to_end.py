@@ -229,6 +229,7 @@ def test_revoked_grant_needs_reauth_and_reconnect_reuses_everything(
     with app.app_context(), pytest.raises(AuthorizationLost) as lost, provider_for(row) as remote:
         remote.calendar_exists(row.calendar_id or "")
     mark_needs_reauth(row, lost.value)
+    row.overdue_since = utcnow() - timedelta(days=3)  # claimed by a sweep before the loss
     db_session.commit()
 
     listed = signed_in.get("/api/calendar/connections").get_json()["connections"]
@@ -241,6 +242,7 @@ def test_revoked_grant_needs_reauth_and_reconnect_reuses_everything(
     assert row is not None
     assert (row.id, row.calendar_id, row.status) == (connection_id, calendar_id, "active")
     assert row.last_error is None
+    assert row.overdue_since is None  # that old wait would show as days of queue lag
     assert world.our_calendars() == [calendar_id]
     assert db_session.get(SyncRecord, record_id) is not None
     assert db_session.scalar(select(func.count()).select_from(CalendarConnection)) == 1
