@@ -20,6 +20,7 @@ __all__ = [
     "check_password",
     "create_api_key",
     "create_user",
+    "end_sessions",
     "get_user",
     "get_user_by_email",
     "list_users",
@@ -101,8 +102,14 @@ def update_user(session: Session, user: User, data: UserInput, now: datetime) ->
 
 
 def set_password(user: User, password: str) -> None:
-    """Store a strong (scrypt) hash of `password`."""
+    """Store a strong (scrypt) hash of `password`; the user's sessions end."""
     user.password_hash = generate_password_hash(password)
+    end_sessions(user)
+
+
+def end_sessions(user: User) -> None:
+    """End every sign-in session of `user`, on every device (the caller commits)."""
+    user.session_generation += 1
 
 
 def check_password(user: User, password: str) -> bool:

@@ -52,6 +52,9 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Part of every sign-in session; bumping it ends them all, copied cookies included
+    # (signing out, a new password). Migration 0007.
+    session_generation: Mapped[int] = mapped_column(default=1, server_default="1")
     # Bumping the generation invalidates every feed URL issued before.
     feed_generation: Mapped[int] = mapped_column(default=1)
     feed_past_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_PAST_DAYS)

@@ -173,9 +173,10 @@ def login() -> Response | tuple[str, int]:
 
 @web_blueprint.post("/logout")
 def logout() -> Response:
-    """End the session (a form with the CSRF token, so no page can sign you out)."""
+    """End the user's sessions everywhere (a form with the CSRF token, so no page can sign
+    you out)."""
     sign_out()
-    flash("You are signed out.", "info")
+    flash("You are signed out, on every device.", "info")
     return redirect(url_for("web.login"), code=303)
 
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
-from oncal_feed import create_app
+from oncal_feed import accounts, create_app
 from oncal_feed.auth import SESSION_USER_KEY
 from oncal_feed.db import get_database
 from oncal_feed.errors import ConfigError
@@ -91,7 +92,55 @@ def test_sign_out_needs_a_post_with_the_token(member_client: FlaskClient) -> Non
     assert response.status_code == 303
     assert response.headers["Location"] == "/login"
     assert member_client.get("/settings").status_code == 302
-    assert "You are signed out." in member_client.get("/login").text
+    assert "You are signed out, on every device." in member_client.get("/login").text
+
+
+def test_signing_out_ends_every_session_of_the_user_and_every_copy_of_it(
+    app: Flask, member: User
+) -> None:
+    """A signed cookie can't be taken back; signing out bumps the user's session generation,
+    so a copy of the cookie and the session on another device stop working too."""
+    laptop, phone, copy = app.test_client(), app.test_client(), app.test_client()
+    for device in (laptop, phone):
+        assert log_in(device, member.email).status_code == 303
+    name = app.config["SESSION_COOKIE_NAME"]
+    cookie = laptop.get_cookie(name)
+    assert cookie is not None
+    copy.set_cookie(name, cookie.value)
+    assert copy.get("/settings").status_code == 200
+
+    token = csrf_token(laptop, "/settings")
+    assert laptop.post("/logout", data={"csrf_token": token}).status_code == 303
+    for device in (laptop, phone, copy):
+        assert device.get("/settings").status_code == 302
+    with copy.session_transaction() as session:
+        assert SESSION_USER_KEY not in session  # the ended session's cookie was cleared
+    assert log_in(phone, member.email).status_code == 303  # signing in again works
+    assert phone.get("/settings").status_code == 200
+
+
+def test_a_new_password_ends_the_sessions_signed_in_with_the_old_one(
+    app: Flask, member_client: FlaskClient, member: User
+) -> None:
+    with get_database(app).session() as session:
+        user = session.get(User, member.id)
+        assert user is not None
+        accounts.set_password(user, "a new password of Kim's")
+    assert member_client.get("/settings").status_code == 302
+
+
+def test_a_cookie_signed_before_sessions_had_generations_lasts_until_one_ends(
+    app: Flask, client: FlaskClient, member: User
+) -> None:
+    """Upgrading ends no session: a cookie without a generation counts as the first one."""
+    with get_database(app).session() as session:
+        session.execute(update(User).values(session_generation=1))
+    with client.session_transaction() as session:
+        session[SESSION_USER_KEY] = member.public_id
+    assert client.get("/settings").status_code == 200
+    with get_database(app).session() as session:
+        session.execute(update(User).values(session_generation=2))
+    assert client.get("/settings").status_code == 302
 
 
 def test_a_signed_in_visitor_of_the_sign_in_page_goes_on(member_client: FlaskClient) -> None:

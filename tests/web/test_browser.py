@@ -395,7 +395,7 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
 
     # Sign out.
     browser.find_element(By.CSS_SELECTOR, ".site-header button[type=submit]").click()
-    wait_for(browser, page_says("You are signed out."))
+    wait_for(browser, page_says("You are signed out, on every device."))
     screenshot(browser, "signed-out")
     browser.get(f"{live}/settings")
     wait_for(browser, lambda d: "/login" in d.current_url)
