@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import bindparam, case, delete, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from oncal_feed.api.serialize import instant_json
 from oncal_feed.db import Database
@@ -386,8 +386,10 @@ def _load_state(
                 )
             ).mappings()
         }
+        # Every other record's shift is gone (deleted, reassigned, filtered out) and its
+        # event will be deleted remotely, unless the shift just lies outside the window.
         others = [shift_id for shift_id in rows if shift_id not in desired]
-        kept = _kept(session, user.id, others, start, end)
+        kept = set(_live_outside_window(session, user.id, Shift.id, others, (start, end)))
         session.expunge_all()
     return _State(connection, user, (start, end), desired, rows, kept)
 
@@ -403,24 +405,27 @@ def _record(row: dict[str, Any]) -> Record:
     )
 
 
-def _kept(
-    session: Session, user_id: int, shift_ids: Sequence[int], start: datetime, end: datetime
-) -> set[int]:
-    """Of these recorded shifts, those still the user's and live but outside the window.
-
-    Everything else a record points at is gone (deleted, reassigned, filtered out) and
-    will be deleted remotely.
-    """
-    kept: set[int] = set()
-    for offset in range(0, len(shift_ids), _SQL_CHUNK):
-        chunk = shift_ids[offset : offset + _SQL_CHUNK]
+def _live_outside_window(
+    session: Session,
+    user_id: int,
+    key: InstrumentedAttribute[Any],
+    values: Sequence[Any],
+    window: tuple[datetime, datetime],
+) -> dict[Any, int]:
+    """Of the user's live shifts whose `key` (id or UID) is in `values`, those outside the
+    window, as key -> shift id: their events stay (as aged-out events do)."""
+    start, end = window
+    found: dict[Any, int] = {}
+    for offset in range(0, len(values), _SQL_CHUNK):
         rows = session.execute(
-            select(Shift.id, Shift.starts_at, Shift.ends_at).where(
-                Shift.id.in_(chunk), Shift.user_id == user_id, Shift.deleted_at.is_(None)
+            select(key, Shift.id, Shift.starts_at, Shift.ends_at).where(
+                key.in_(values[offset : offset + _SQL_CHUNK]),
+                Shift.user_id == user_id,
+                Shift.deleted_at.is_(None),
             )
         )
-        kept.update(sid for sid, s, e in rows if not (s < end and e > start))
-    return kept
+        found.update({value: sid for value, sid, s, e in rows if not (s < end and e > start)})
+    return found
 
 
 def _adoptable(
@@ -431,22 +436,11 @@ def _adoptable(
 ) -> dict[str, int]:
     """Of these listed UIDs without a record, the user's live shifts outside the window.
 
-    Their events stay (as aged-out events do) instead of being pruned as orphans; this
-    matters only when records were lost, e.g. after restoring a database backup.
+    Their events stay instead of being pruned as orphans; this matters only when records
+    were lost, e.g. after restoring a database backup.
     """
-    start, end = window
-    found: dict[str, int] = {}
     with factory() as session:
-        for offset in range(0, len(uids), _SQL_CHUNK):
-            rows = session.execute(
-                select(Shift.uid, Shift.id, Shift.starts_at, Shift.ends_at).where(
-                    Shift.uid.in_(uids[offset : offset + _SQL_CHUNK]),
-                    Shift.user_id == user_id,
-                    Shift.deleted_at.is_(None),
-                )
-            )
-            found.update({uid: sid for uid, sid, s, e in rows if not (s < end and e > start)})
-    return found
+        return _live_outside_window(session, user_id, Shift.uid, uids, window)
 
 
 # ---------------------------------------------------------------- applying a plan

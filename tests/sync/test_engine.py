@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
+from oncal_feed import shifts
 from oncal_feed.models import CalendarConnection, SyncRecord, User
 from oncal_feed.providers.base import (
     AuthorizationLost,
@@ -26,6 +27,7 @@ from oncal_feed.providers.base import (
 from oncal_feed.providers.memory import MemoryProvider
 from oncal_feed.sync.engine import backoff_delay, describe_error, sync_window
 from oncal_feed.sync.plan import google_event_id
+from oncal_feed.validation import ScheduleInput, ShiftInput
 from tests.sync.support import (
     NOW,
     CountingProvider,
@@ -697,6 +699,36 @@ def test_full_check_keeps_an_aged_out_event_whose_record_was_lost(world: World, 
     assert (report.outcome, report.deleted, report.writes) == ("ok", 0, 0)
     assert live_uids(memory, calendar(world, cid)) == [world.uid("past")]
     assert [r.state for r in world.records(cid)] == ["synced"]
+
+
+@pytest.mark.parametrize("records_lost", [False, True], ids=["records", "records lost"])
+def test_a_schedule_left_out_of_the_feed_leaves_the_calendar(
+    world: World, memory, records_lost: bool
+) -> None:
+    """The calendar shows the schedules the user's feed shows: once they narrow them, the
+    left-out schedule's events in the window go, also when only a listing finds them."""
+    world.put_shift("pay", 1)
+    start = NOW.replace(hour=0) + timedelta(days=2)
+    with world.database.session() as session:
+        search, _, _ = shifts.upsert_schedule(
+            session, "search", ScheduleInput("Search", "Europe/Berlin"), NOW
+        )
+        shift = ShiftInput("srch", "alice@example.com", start, start + timedelta(hours=8))
+        shifts.upsert_shift(session, search, shift, NOW)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    assert sorted(live_uids(memory, calendar(world, cid))) == sorted(
+        [world.uid("pay"), world.uid("srch")]
+    )
+    world.execute(
+        update(User)
+        .where(User.id == world.user_id("alice"))
+        .values(feed_schedule_keys=["payments"])
+    )
+    if records_lost:
+        world.execute(SyncRecord.__table__.delete())
+    assert world.sync(cid, memory, full_check=True).outcome == "ok"
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("pay")]
 
 
 # ---------------------------------------------------------------- metrics
