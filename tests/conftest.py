@@ -308,11 +308,16 @@ def redis_queue(redis_url: str) -> Iterator[dict[str, str]]:
     yield {"QUEUE_URL": redis_url, "QUEUE_NAME": name}
     client = redis.Redis.from_url(redis_url)
     try:
-        leftovers = list(client.scan_iter(f"huey.*{name}*"))
-        if leftovers:
-            client.delete(*leftovers)
+        delete_keys(client, f"huey.*{name}*")
     finally:
         client.close()
+
+
+def delete_keys(client: redis.Redis, pattern: str) -> None:
+    """Delete the keys a test left in the shared Redis under `pattern` (a SCAN pattern)."""
+    leftovers = list(client.scan_iter(pattern))
+    if leftovers:
+        client.delete(*leftovers)
 
 
 # ---------------------------------------------------------------- command line
