@@ -11,7 +11,10 @@ Public API (kept stable; other fakes build on it):
     ``start() -> Self`` binds (port 0 = ephemeral) and serves from a daemon thread,
     ``stop()`` shuts down and closes lingering keep-alive connections, context
     manager support (``with Fake() as fake:`` starts/stops), properties ``url``
-    (``http://127.0.0.1:PORT``), ``host``, ``port``, ``running``.  Exceptions a
+    (``http://127.0.0.1:PORT``), ``host``, ``port``, ``running``.
+    ``wait_idle(timeout=10)`` returns once no request is being handled: a request
+    whose client gave up (a slow fault) still commits later, as on the real
+    services, and a test that counts writes must let it land first.  Exceptions a
     handler raises that are not ``HTTPError``/``DropConnection`` become a 500 and
     are appended to ``server_errors`` (list of ``(request, traceback_str)``) so a
     test can assert the fake itself did not crash.  ``verbose=True`` logs every
@@ -85,7 +88,7 @@ import threading
 import time
 import traceback
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -446,7 +449,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         request = parse_target(self.command, self.path, self.headers, body)
         owner = self.server.owner
         try:
-            response = owner.handle(request)
+            with owner.handling():
+                response = owner.handle(request)
         except HTTPError as exc:
             response = exc.response
         except DropConnection as exc:
@@ -535,6 +539,26 @@ class FakeHTTPServer:
         self.server_errors: list[tuple[Request, str]] = []
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Count one request as in flight while the block runs (see ``wait_idle``)."""
+        with self._idle:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 10) -> None:
+        """Block until no request is being handled; AssertionError after ``timeout``."""
+        with self._idle:
+            settled = self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+            assert settled, f"{type(self).__name__}: {self._in_flight} request(s) still running"
 
     def handle(self, request: Request) -> Response:
         """Answer one request; subclasses override this."""
