@@ -382,8 +382,10 @@ def test_exact_calendars_after_faults_and_killed_workers_behind_gunicorn(
     # on, each failed sync backs off exponentially in real time, from failure counts the
     # rounds already ran up: minutes. tests/sync/test_faults.py recovers under faults.)
     # Time is moved, not waited for, and the sweep is queued at once, not at the minute.
+    # A call still in flight when the worker died (a slow fault) lands: let it, first.
     for fake in fakes.values():
         fake.faults.reset()
+        fake.wait_idle()
     assert left_to_recover(app, fakes, ids), "the kills were meant to leave work undone"
     since = utcnow()
     make_overdue(app)
