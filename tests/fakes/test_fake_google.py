@@ -725,7 +725,7 @@ def test_slow_response_times_out_but_still_commits(
     fake: FakeGoogle, service_factory: Callable[..., Any]
 ) -> None:
     service = service_factory(timeout=0.3)
-    fake.fail_next(1, kind="slow", delay=0.8)
+    fake.fail_next(1, kind="slow", delay=1.5)
     with pytest.raises(TimeoutError):
         service.events().insert(calendarId="primary", body=event_body("slo00001")).execute()
     assert fake.events(ALICE) == []  # the handler is still asleep
