@@ -34,7 +34,7 @@ from oncal_feed import accounts, create_app, notify, shifts
 from oncal_feed.db import Database, get_database, utcnow
 from oncal_feed.errors import ConfigError, FieldError, OncalError, ValidationError
 from oncal_feed.feeds.tokens import feed_links
-from oncal_feed.migrate import current_revision, head_revision, is_current, upgrade
+from oncal_feed.migrate import current_revision, head_revision, schema_state, upgrade
 from oncal_feed.models import Schedule, User
 from oncal_feed.shifts import WriteResult
 from oncal_feed.validation import ShiftInput, parse_shift, parse_user, parse_window
@@ -108,13 +108,26 @@ def with_app(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def require_schema(database: Database) -> None:
-    """Exit with advice when the database schema is missing or differs from the code's."""
-    if not is_current(database):
-        current = current_revision(database) or "empty"
-        _fail(
-            f"the database schema is not up to date (database: {current}, code: "
-            f"{head_revision(database)}). Run `oncal-feed init-db` first."
+    """Exit with advice when the database schema is missing or older than the code's.
+
+    A newer schema (another machine runs a newer release) is fine, as `/readyz` says too:
+    migrations only ever add what older code does not notice. It gets a note on stderr.
+    """
+    state = schema_state(database)
+    if state == "current":
+        return
+    current = current_revision(database) or "empty"
+    if state == "ahead":
+        click.echo(
+            f"Note: the database schema ({current}) is newer than this release's "
+            f"({head_revision(database)}); running on it. Install the newer release here too.",
+            err=True,
         )
+        return
+    _fail(
+        f"the database schema is not up to date (database: {current}, code: "
+        f"{head_revision(database)}). Run `oncal-feed init-db` first."
+    )
 
 
 def _count(number: int, noun: str) -> str:
@@ -144,6 +157,14 @@ def main() -> None:
 def init_db(app: Flask) -> None:
     """Create or upgrade the database schema (safe to run again)."""
     database = get_database(app)
+    if schema_state(database) == "ahead":
+        # A rollback to this release, or a machine not upgraded yet: the newer schema is
+        # one this release runs on (see `schema_state`), and there is no downgrade.
+        click.echo(
+            f"Database schema {current_revision(database)} is newer than this release's "
+            f"({head_revision(database)}): nothing to do; this release runs on it."
+        )
+        return
     upgrade(database)
     click.echo(f"Database is up to date (revision {current_revision(database)}).")
 

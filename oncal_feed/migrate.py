@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -11,7 +12,16 @@ from alembic.script import ScriptDirectory
 
 from oncal_feed.db import Database
 
-__all__ = ["alembic_config", "current_revision", "head_revision", "is_current", "upgrade"]
+__all__ = [
+    "SchemaState",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "schema_state",
+    "upgrade",
+]
+
+SchemaState = Literal["current", "ahead", "behind"]
 
 
 def _migrations_dir() -> Path:
@@ -51,6 +61,20 @@ def current_revision(database: Database) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def is_current(database: Database) -> bool:
-    """Tell whether the database schema matches the code's newest migration."""
-    return current_revision(database) == head_revision(database)
+def schema_state(database: Database) -> SchemaState:
+    """How the database's schema stands to this code's migrations.
+
+    `current`: at the code's newest revision. `behind`: empty, or at one of the code's
+    older revisions; `init-db` has to run. `ahead`: at a revision the code does not know,
+    so a newer release has migrated it (a rolling deploy under way). Every migration only
+    adds to the schema in ways older code never notices (tests/test_migrations.py checks
+    each one), so this code still runs on it.
+    """
+    current = current_revision(database)
+    script = ScriptDirectory.from_config(alembic_config(database))
+    if current == script.get_current_head():
+        return "current"
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current is None or current in known:
+        return "behind"
+    return "ahead"

@@ -236,6 +236,21 @@ def api(app: Flask, api_key: str) -> FlaskClient:
     return client
 
 
+@contextmanager
+def stamped(app: Flask, revision: str) -> Iterator[None]:
+    """The test database's migration stamp set to `revision` for the block, as if an older
+    or a newer release had migrated it; restored afterwards."""
+    database = get_database(app)
+    with database.engine.begin() as connection:
+        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+    try:
+        yield
+    finally:
+        with database.engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": current})
+
+
 # ---------------------------------------------------------------- Redis
 
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"

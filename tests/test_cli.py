@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from flask import Flask
 from freezegun import freeze_time
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, cli, notify, shifts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import ApiKey, Shift, User
 from oncal_feed.validation import ScheduleInput, UserInput
-from tests.conftest import Run
+from tests.conftest import Run, stamped
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -107,6 +107,26 @@ def test_commands_on_an_empty_database_ask_for_init_db(
     assert "Run `oncal-feed init-db` first" in result.stderr
     assert run("init-db").exit_code == 0
     assert run("create-user", "alice@example.com", "--name", "Alice").exit_code == 0
+
+
+def test_a_newer_releases_schema_runs_with_a_note_and_init_db_leaves_it(
+    run: Run, app: Flask
+) -> None:
+    """Another machine's newer release migrated the database: this release's commands run on
+    it with a note, and its init-db (a rollback, say) has nothing to do and says why."""
+    with stamped(app, "9999"):
+        created = run("create-user", "alice@example.com", "--name", "Alice")
+        again = run("init-db")
+        with session_of(app) as session:
+            version = session.scalar(text("SELECT version_num FROM alembic_version"))
+    assert created.exit_code == 0, created.output
+    assert "Note: the database schema (9999) is newer than this release's" in created.stderr
+    assert again.exit_code == 0, again.output
+    assert "Database schema 9999 is newer than this release's" in again.stdout
+    assert "nothing to do" in again.stdout
+    assert version == "9999"
+    with session_of(app) as session:
+        assert session.scalar(select(User.email)) == "alice@example.com"
 
 
 def test_production_without_secret_key_explains(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,6 @@
-"""Alembic migrations: they build exactly the models' schema, and re-running them does nothing.
+"""Alembic migrations: they build exactly the models' schema, re-running them does nothing, and
+each one keeps the release before it working (what lets a rolling deploy, or a rollback, run
+older code on a newer schema; see `oncal_feed.migrate.schema_state`).
 
 Each test gets its own empty database (not the suite's shared, already migrated one): a
 SQLite file, or a fresh database on the ONCAL_TEST_DATABASE_URL PostgreSQL server.
@@ -15,6 +17,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import event, inspect
 
@@ -105,3 +108,64 @@ def test_init_db_twice_on_an_empty_database(
         assert result.exit_code == 0, result.output
         assert result.stdout == f"Database is up to date (revision {head}).\n"
     assert schema_differences(empty_database) == []
+
+
+def schema_shape(database: Database) -> dict[str, dict[str, Any]]:
+    """Each table's columns (name → reflected column) and the column sets it keeps unique."""
+    inspector = inspect(database.engine)
+    shape: dict[str, dict[str, Any]] = {}
+    for table in inspector.get_table_names():
+        if table == "alembic_version":
+            continue
+        unique = {tuple(c["column_names"]) for c in inspector.get_unique_constraints(table)}
+        unique |= {tuple(i["column_names"]) for i in inspector.get_indexes(table) if i["unique"]}
+        columns = {column["name"]: column for column in inspector.get_columns(table)}
+        shape[table] = {"columns": columns, "unique": unique}
+    return shape
+
+
+def breaks_older_code(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What in `after` would break code written for `before`: anything taken away or
+    tightened, and any new requirement its INSERTs cannot meet."""
+    problems = []
+    for table, old in before.items():
+        new = after.get(table)
+        if new is None:
+            problems.append(f"{table}: dropped or renamed")
+            continue
+        for name, column in old["columns"].items():
+            now = new["columns"].get(name)
+            if now is None:
+                problems.append(f"{table}.{name}: dropped or renamed")
+            elif str(now["type"]) != str(column["type"]):
+                problems.append(f"{table}.{name}: type {column['type']} became {now['type']}")
+            elif column["nullable"] and not now["nullable"]:
+                problems.append(f"{table}.{name}: became NOT NULL")
+        for name in new["columns"].keys() - old["columns"].keys():
+            column = new["columns"][name]
+            if not column["nullable"] and column["default"] is None:
+                problems.append(f"{table}.{name}: new NOT NULL column without a server default")
+        for columns in new["unique"] - old["unique"]:
+            problems.append(f"{table}{columns}: new unique constraint")
+    return problems
+
+
+def test_every_migration_keeps_the_release_before_it_working(empty_database: Database) -> None:
+    """Migrating one revision at a time, nothing an older release uses is taken away or
+    tightened, and its INSERTs still work: new columns are nullable or have a server default."""
+    script = ScriptDirectory.from_config(alembic_config(empty_database))
+    revisions = [revision.revision for revision in reversed(list(script.walk_revisions()))]
+    assert len(revisions) >= 7
+    upgrade(empty_database, revisions[0])
+    shape = schema_shape(empty_database)
+    problems = {}
+    for revision in revisions[1:]:
+        upgrade(empty_database, revision)
+        after = schema_shape(empty_database)
+        problems[revision] = breaks_older_code(shape, after)
+        shape = after
+    assert problems == {revision: [] for revision in revisions[1:]}
+    # The comparison saw the whole schema: every table and column of the models.
+    assert {table: set(shape[table]["columns"]) for table in shape} == {
+        name: set(table.columns.keys()) for name, table in Base.metadata.tables.items()
+    }

@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from oncal_feed import create_app
 from oncal_feed.db import get_database
@@ -18,6 +18,7 @@ from oncal_feed.logs import redact
 from oncal_feed.models import CalendarConnection
 from oncal_feed.providers.memory import MemoryProvider
 from oncal_feed.sync.tasks import sweep_due
+from tests.conftest import stamped
 from tests.sync.support import NOW, World
 
 
@@ -37,17 +38,23 @@ def test_readyz_ready_on_migrated_database(client: FlaskClient) -> None:
 
 def test_readyz_not_ready_when_schema_is_behind(app: Flask, client: FlaskClient) -> None:
     """A database whose migration stamp is behind the code is not ready."""
-    database = get_database(app)
-    with database.engine.begin() as connection:
-        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
-    try:
+    with stamped(app, "0001"):
         response = client.get("/readyz")
-        assert response.status_code == 503
-        assert response.get_json()["checks"]["migrations"] == "failed"
-    finally:
-        with database.engine.begin() as connection:
-            connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": current})
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["migrations"] == "failed"
+
+
+def test_readyz_stays_ready_on_a_newer_releases_schema(app: Flask, client: FlaskClient) -> None:
+    """A rolling deploy: a newer release migrated the database (to a revision this code does
+    not know), and the processes still running this one stay ready, saying so."""
+    with stamped(app, "9999"):
+        response = client.get("/readyz")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["checks"] == {
+        "database": "ok",
+        "migrations": "ahead",
+        "queue": "ok",
+    }
 
 
 def test_readyz_not_ready_when_redis_queue_is_down(app_config: dict[str, Any]) -> None:
