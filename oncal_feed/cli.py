@@ -120,13 +120,13 @@ def require_schema(database: Database) -> None:
     if state == "ahead":
         click.echo(
             f"Note: the database schema ({current}) is newer than this release's "
-            f"({head_revision(database)}); running on it. Install the newer release here too.",
+            f"({head_revision()}); running on it. Install the newer release here too.",
             err=True,
         )
         return
     _fail(
         f"the database schema is not up to date (database: {current}, code: "
-        f"{head_revision(database)}). Run `oncal-feed init-db` first."
+        f"{head_revision()}). Run `oncal-feed init-db` first."
     )
 
 
@@ -162,7 +162,7 @@ def init_db(app: Flask) -> None:
         # one this release runs on (see `schema_state`), and there is no downgrade.
         click.echo(
             f"Database schema {current_revision(database)} is newer than this release's "
-            f"({head_revision(database)}): nothing to do; this release runs on it."
+            f"({head_revision()}): nothing to do; this release runs on it."
         )
         return
     upgrade(database)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -50,9 +51,21 @@ def upgrade(database: Database, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
-def head_revision(database: Database) -> str | None:
+@cache
+def _code_revisions() -> tuple[str | None, frozenset[str]]:
+    """The newest revision this release ships, and every one it knows.
+
+    Read once per process: Alembic loads every migration file to answer, and they are the
+    release's own files (`/readyz` asks on every probe).
+    """
+    script = ScriptDirectory(str(_migrations_dir()))
+    known = frozenset(revision.revision for revision in script.walk_revisions())
+    return script.get_current_head(), known
+
+
+def head_revision() -> str | None:
     """Return the newest revision the code knows."""
-    return ScriptDirectory.from_config(alembic_config(database)).get_current_head()
+    return _code_revisions()[0]
 
 
 def current_revision(database: Database) -> str | None:
@@ -71,10 +84,9 @@ def schema_state(database: Database) -> SchemaState:
     each one), so this code still runs on it.
     """
     current = current_revision(database)
-    script = ScriptDirectory.from_config(alembic_config(database))
-    if current == script.get_current_head():
+    head, known = _code_revisions()
+    if current == head:
         return "current"
-    known = {revision.revision for revision in script.walk_revisions()}
     if current is None or current in known:
         return "behind"
     return "ahead"

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, cli, create_app
 from oncal_feed.db import Base, Database, fresh_database, get_database, normalise_url, utcnow
-from oncal_feed.migrate import upgrade
+from oncal_feed.migrate import current_revision, upgrade
 from tests.processes import free_port, stop_process
 
 pytest_plugins: list[str] = ["tests.fakes.fixtures"]
@@ -241,8 +241,8 @@ def stamped(app: Flask, revision: str) -> Iterator[None]:
     """The test database's migration stamp set to `revision` for the block, as if an older
     or a newer release had migrated it; restored afterwards."""
     database = get_database(app)
+    current = current_revision(database)
     with database.engine.begin() as connection:
-        current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
     try:
         yield

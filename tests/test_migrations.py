@@ -65,7 +65,7 @@ def test_upgrade_on_an_empty_database_builds_exactly_the_models(empty_database: 
     assert inspect(empty_database.engine).get_table_names() == []
     assert current_revision(empty_database) is None
     upgrade(empty_database)
-    assert current_revision(empty_database) == head_revision(empty_database)
+    assert current_revision(empty_database) == head_revision()
     assert schema_differences(empty_database) == []
     tables = set(inspect(empty_database.engine).get_table_names())
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
@@ -102,7 +102,7 @@ def test_init_db_twice_on_an_empty_database(
     monkeypatch.setenv("DATABASE_URL", empty_database.url)
     runner = CliRunner()
     obj = {"INSTANCE_PATH": str(tmp_path / "instance")}
-    head = head_revision(empty_database)
+    head = head_revision()
     for _ in range(2):
         result = runner.invoke(main, ["init-db"], obj=obj, catch_exceptions=False)
         assert result.exit_code == 0, result.output
