@@ -20,6 +20,7 @@ from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import Unauthorized, ValidationError
 from oncal_feed.models import Schedule
 from oncal_feed.notify import shifts_changed
+from oncal_feed.query import refuse_repeated_parameters
 from oncal_feed.validation import (
     parse_external_id,
     parse_page,
@@ -54,6 +55,10 @@ def require_api_key() -> None:
         # Record the key's use now: the request's own work may fail and be rolled back.
         session.commit()
     g.api_key_id = key.id
+
+
+# After the key check: an unauthenticated caller learns nothing about the parameters.
+api_blueprint.before_request(refuse_repeated_parameters)
 
 
 def json_body() -> Any:

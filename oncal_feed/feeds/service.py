@@ -38,12 +38,12 @@ from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.feeds.cache import ByteLRU, FirstSeen, SharedBodies
 from oncal_feed.feeds.tokens import read_feed_token
 from oncal_feed.feeds.user_cache import FeedUserCache
-from oncal_feed.models import Schedule, User
+from oncal_feed.models import User
 from oncal_feed.rendering import RenderOptions, shift_event
 from oncal_feed.rendering.event import RENDER_VERSION
 from oncal_feed.rendering.ics import calendar_bytes, vevent_bytes
 from oncal_feed.shifts import shift_facts, shifts_for_user
-from oncal_feed.validation import parse_schedule_key
+from oncal_feed.validation import parse_schedule_key, repeated_parameters
 
 __all__ = [
     "FeedAnswer",
@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 PAST_DAYS_RANGE = (0, 366)
 FUTURE_DAYS_RANGE = (1, 1096)
 MAX_SCHEDULE_KEYS = 50
+# Query parameters of a feed that may be given once (`schedule` may be repeated).
+_SINGLE_VALUED = ("past_days", "future_days", "busy")
 # Cancelled shifts stay in feeds this long, so clients that cache events drop them.
 TOMBSTONE_DAYS = 30
 # `feed_last_fetched_at` is "about when", not an access log: write at most this often.
@@ -222,23 +224,24 @@ def client_kind(user_agent: str) -> str:
     return "other"
 
 
-def parse_feed_options(
-    connect: Callable[[], Connection], args: Mapping[str, Sequence[str]], user: FeedUser
-) -> FeedOptions:
+def parse_feed_options(args: Mapping[str, Sequence[str]], user: FeedUser) -> FeedOptions:
     """Read `past_days`, `future_days`, `schedule` (repeatable) and `busy` from a query.
 
     Missing values fall back to the user's settings; bad ones raise `ValidationError`
-    naming each parameter. Other parameters (cache busters) are ignored. `connect` is
-    called only to check `schedule` keys.
+    naming each parameter. Other parameters (cache busters) are ignored. A `schedule`
+    key is checked for its spelling only: a key no schedule has filters to no shifts,
+    exactly like a schedule the user has no shifts in, so a feed URL cannot be used to
+    learn which schedule keys exist.
     """
-    errors: list[FieldError] = []
+    # Only our own parameters: unknown ones (cache busters) are ignored, repeated or not.
+    errors = repeated_parameters({name: args[name] for name in _SINGLE_VALUED if name in args})
     past_days = _whole_number(args, "past_days", user.feed_past_days, PAST_DAYS_RANGE, errors)
     future_days = _whole_number(
         args, "future_days", user.feed_future_days, FUTURE_DAYS_RANGE, errors
     )
     busy = _flag(args, "busy", user.feed_busy, errors)
     if "schedule" in args:
-        keys = _schedule_keys(connect, args["schedule"], errors)
+        keys = _schedule_keys(args["schedule"], errors)
     else:
         keys = tuple(sorted(set(user.feed_schedule_keys or ())))
     if errors:
@@ -248,10 +251,7 @@ def parse_feed_options(
 
 def _single(args: Mapping[str, Sequence[str]], name: str, errors: list[FieldError]) -> str | None:
     values = args.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        errors.append(FieldError(name, "must be given at most once"))
+    if not values or len(values) > 1:  # repeated: `repeated_parameters` says so
         return None
     return values[0]
 
@@ -298,9 +298,7 @@ def _flag(
     return raw == "1"
 
 
-def _schedule_keys(
-    connect: Callable[[], Connection], given: Sequence[str], errors: list[FieldError]
-) -> tuple[str, ...]:
+def _schedule_keys(given: Sequence[str], errors: list[FieldError]) -> tuple[str, ...]:
     keys = set()
     for raw in given:
         try:
@@ -313,9 +311,6 @@ def _schedule_keys(
     if len(keys) > MAX_SCHEDULE_KEYS:
         errors.append(FieldError("schedule", f"at most {MAX_SCHEDULE_KEYS} schedules"))
         return ()
-    known = set(connect().scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
-    for key in sorted(keys - known):
-        errors.append(FieldError("schedule", f"no schedule has the key {key!r}"))
     return tuple(sorted(keys))
 
 
@@ -436,7 +431,7 @@ class FeedService:
         # The clock is read after the user row: a slow request must not date newer data
         # (its first-seen time, the Last-Modified) earlier than the moment it was read.
         now = clock()
-        options = parse_feed_options(connect, query.args, user)
+        options = parse_feed_options(query.args, user)
         window = feed_window(now, options)
         tag = feed_etag(user, options, window, self.base_url)
         encoding = "gzip" if query.accepts_gzip else "identity"

@@ -27,7 +27,6 @@ used; `oncal-feed worker` and `start_embedded_worker()` run Huey's consumer inst
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -37,7 +36,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from sqlalchemy import case, func, or_, select, update
 
-from oncal_feed.db import get_database, utcnow
+from oncal_feed.db import create_private_file, get_database, utcnow
 from oncal_feed.errors import ConfigError
 from oncal_feed.models import CalendarConnection
 from oncal_feed.notify import add_listener
@@ -81,9 +80,7 @@ def make_huey(queue_url: str, name: str) -> Huey:
         path = queue_url.removeprefix("sqlite:///")
         if not path or path == ":memory:":
             raise ConfigError("QUEUE_URL must name a SQLite file (sqlite:////path/queue.sqlite).")
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
+        create_private_file(path)  # its tasks name connections; no one else's to read
         return SqliteHuey(name, filename=path, results=False)
     raise ConfigError(
         "QUEUE_URL must be sqlite:///<file> (one machine) or redis://host:6379/0 (several)."
