@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from oncal_feed import create_app
 from oncal_feed.db import get_database
+from oncal_feed.errors import ConfigError
 from oncal_feed.logs import redact
 from oncal_feed.models import CalendarConnection
 from oncal_feed.providers.memory import MemoryProvider
@@ -206,3 +207,32 @@ def test_development_server_request_log_is_redacted(app, caplog) -> None:
     assert "SECRETtok" not in caplog.text
     assert "abc" not in caplog.text
     assert "/feeds/[redacted]" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/readyz", "/metrics"])
+def test_internal_probes_answer_only_the_allowed_networks(client: FlaskClient, path: str) -> None:
+    """Issue 13.12: /metrics and /readyz answered anyone on the app port."""
+    assert client.get(path).status_code == 200  # the test client is 127.0.0.1
+    client.environ_base["REMOTE_ADDR"] = "10.1.2.3"  # private: a probe or Prometheus
+    assert client.get(path).status_code == 200
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    hidden = client.get(path)
+    assert hidden.status_code == 404
+    assert hidden.get_json()["errors"] == [{"field": "path", "problem": "no such endpoint"}]
+    assert client.get("/healthz").status_code == 200  # liveness tells nothing: public
+
+
+def test_the_allowed_networks_are_a_setting(app_config: dict[str, Any]) -> None:
+    app = create_app({**app_config, "OPS_ALLOWED_NETWORKS": "203.0.113.0/24"})
+    try:
+        client = app.test_client()
+        assert client.get("/metrics").status_code == 404
+        client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+        assert client.get("/metrics").status_code == 200
+    finally:
+        get_database(app).dispose()
+
+
+def test_a_bad_allowed_network_is_a_clear_error(app_config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="OPS_ALLOWED_NETWORKS entry 'intranet'"):
+        create_app({**app_config, "OPS_ALLOWED_NETWORKS": "intranet"})

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +55,6 @@ __all__ = [
     "note_failure",
     "parse_proxies",
     "peer_address",
-    "provider_form_targets",
     "recent_failures",
     "remote_email_key",
     "remote_key",
@@ -77,6 +76,8 @@ CSP = "; ".join(
         "object-src 'none'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
+        # Forms post only to us; browsers check redirects after a form against this
+        # too, which is why "Connect" answers a page that moves on (see web.views).
         "form-action 'self'",
     )
 )
@@ -223,16 +224,10 @@ def safe_next(value: str | None, default: str = "/settings") -> str:
     return value
 
 
-def security_headers(base_url: str, form_targets: Iterable[str] = ()) -> list[tuple[str, str]]:
-    """Return the headers every response carries (HSTS only when served over https).
-
-    `form_targets` are origins a form submission may be redirected to: "Connect" posts
-    to us and we redirect to the provider's consent page, and browsers apply
-    `form-action` to that redirect too.
-    """
-    policy = CSP + "".join(f" {origin}" for origin in sorted(set(form_targets)))
+def security_headers(base_url: str) -> list[tuple[str, str]]:
+    """Return the headers every response carries (HSTS only when served over https)."""
     headers = [
-        ("Content-Security-Policy", policy),
+        ("Content-Security-Policy", CSP),
         ("Referrer-Policy", "no-referrer"),
         ("X-Content-Type-Options", "nosniff"),
         ("X-Frame-Options", "DENY"),  # frame-ancestors for old browsers
@@ -258,21 +253,6 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def provider_form_targets(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Origins of the consent pages of the configured providers (see `security_headers`)."""
-    urls = []
-    if config.get("GOOGLE_CONFIGURED"):
-        urls.append(config["GOOGLE_AUTH_URI"])
-    if config.get("MICROSOFT_CONFIGURED"):
-        urls.append(config["MICROSOFT_AUTHORITY_HOST"])
-    origins = []
-    for url in urls:
-        parts = urlsplit(str(url))
-        if parts.scheme in ("http", "https") and parts.netloc:
-            origins.append(f"{parts.scheme}://{parts.netloc}")
-    return tuple(origins)
-
-
 def init_security(app: Flask) -> None:
     """Bind CSRF protection and the rate limiter, and add the security headers."""
     header = app.config.get("TRUSTED_AUTH_HEADER")
@@ -284,9 +264,7 @@ def init_security(app: Flask) -> None:
             "unset TRUSTED_AUTH_HEADER."
         )
     app.extensions["oncal_trusted_auth_proxies"] = proxies
-    app.extensions["oncal_security_headers"] = security_headers(
-        app.config["BASE_URL"], provider_form_targets(app.config)
-    )
+    app.extensions["oncal_security_headers"] = security_headers(app.config["BASE_URL"])
 
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)

@@ -330,13 +330,16 @@ def time_zone() -> Response:
 
 @web_blueprint.post("/settings/connect/<provider>")
 @page_login_required
-def connect(provider: str) -> Response:
+def connect(provider: str) -> Response | str:
     """Start connecting a calendar: straight on to Google's or Microsoft's consent page.
 
     A form with the CSRF token (a POST): starting replaces any flow under way, which no
-    other site's link may do. The JSON route (`/api/calendar/<provider>/connect`)
-    answers the authorization URL; a form needs a redirect instead. The callback sees
-    the mark left here and brings the browser back to this page with a message.
+    other site's link may do. The answer is a page that moves on to the consent page by
+    itself (a meta refresh, plus a link): browsers apply CSP `form-action 'self'` to
+    redirects after a form too, and the consent page is on another origin, which for
+    Microsoft is only known from its discovery document. The JSON route
+    (`/api/calendar/<provider>/connect`) answers the authorization URL. The callback
+    sees the mark left here and brings the browser back to this page with a message.
     """
     if provider not in page.PROVIDER_LABELS:
         return _back("connections")
@@ -349,7 +352,7 @@ def connect(provider: str) -> Response:
         tell(exc.message, "error", "connections")
         return _back("connections")
     remember_page_flow(provider)
-    return redirect(url, code=303)
+    return render_template("continue.html", label=page.PROVIDER_LABELS[provider], url=url)
 
 
 @web_blueprint.post("/settings/sync")

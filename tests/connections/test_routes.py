@@ -23,8 +23,8 @@ from tests.fakes.microsoft import FakeMicrosoft
 
 PROTECTED = [
     ("GET", "/api/calendar/connections"),
-    ("GET", "/api/calendar/google/connect"),
-    ("GET", "/api/calendar/microsoft/connect"),
+    ("POST", "/api/calendar/google/connect"),
+    ("POST", "/api/calendar/microsoft/connect"),
     ("GET", "/api/calendar/google/callback?code=x&state=y"),
     ("GET", "/api/calendar/microsoft/callback?code=x&state=y"),
     ("POST", "/api/calendar/sync?days=7"),
@@ -76,7 +76,7 @@ def test_connect_without_configuration_is_a_clear_error(
     bare_app: Flask, user: User, provider: str
 ) -> None:
     client = sign_in_client(bare_app.test_client(), user)
-    response = client.get(f"/api/calendar/{provider}/connect")
+    response = client.post(f"/api/calendar/{provider}/connect")
     assert response.status_code == 409
     body = response.get_json()
     assert body["error"] == "provider_not_configured"
@@ -108,7 +108,7 @@ def test_production_app_starts_without_provider_settings(
     [
         ("DELETE", "/api/calendar/yahoo"),
         ("DELETE", "/api/calendar/status"),
-        ("GET", "/api/calendar/yahoo/connect"),
+        ("POST", "/api/calendar/yahoo/connect"),
         ("GET", "/api/calendar/yahoo/callback?code=x&state=y"),
     ],
 )
@@ -123,7 +123,7 @@ def test_disconnect_when_not_connected_is_204(signed_in: FlaskClient) -> None:
 
 
 def test_bad_flag_value_is_422(signed_in: FlaskClient) -> None:
-    response = signed_in.get("/api/calendar/google/connect?primary=maybe")
+    response = signed_in.post("/api/calendar/google/connect?primary=maybe")
     assert response.status_code == 422
     assert response.get_json()["errors"] == [{"field": "primary", "problem": "must be 1 or 0"}]
 
@@ -216,8 +216,21 @@ def test_google_endpoints_over_plain_http_are_refused_outside_loopback(
     application = create_app(settings)
     try:
         client = sign_in_client(application.test_client(), user)
-        response = client.get("/api/calendar/google/connect")
+        response = client.post("/api/calendar/google/connect")
         assert response.status_code == 400
         assert response.get_json()["error"] == "insecure_endpoint"
     finally:
         get_database(application).dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/calendar/google/connect"), ("GET", "/api/calendar/connections")],
+)
+def test_cookie_authenticated_json_is_not_stored_by_caches(
+    signed_in: FlaskClient, method: str, path: str
+) -> None:
+    """Issue 13.13: a live OAuth state and account emails must stay out of every cache."""
+    response = signed_in.open(path, method=method)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
