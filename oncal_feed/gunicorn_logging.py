@@ -8,7 +8,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger, SafeAtoms
 
-from oncal_feed.logs import redact
+from oncal_feed.logs import escape_controls, redact
 
 __all__ = ["RedactingAccessLogger", "RedactingAtoms"]
 
@@ -30,9 +30,12 @@ class RedactingAtoms(SafeAtoms):
 
 
 def _redacted(key: str, value: Any) -> Any:
-    if isinstance(value, str) and (key in _URL_ATOMS or key.startswith("{")):
-        return redact(value)
-    return value
+    if not isinstance(value, str):
+        return value
+    if key in _URL_ATOMS or key.startswith("{"):
+        return redact(value)  # escapes control characters too
+    # The user agent and the like are the client's words as well: no forged lines.
+    return escape_controls(value)
 
 
 class RedactingAccessLogger(Logger):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +18,13 @@ from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import User
 from oncal_feed.validation import parse_user
-from tests.connections.flows import connect, connection_row, secrets_in
+from tests.connections.flows import (
+    authorization_url,
+    connect,
+    connection_row,
+    secrets_in,
+    state_of,
+)
 from tests.fakes.fixtures import sign_in_client
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
@@ -234,3 +242,23 @@ def test_cookie_authenticated_json_is_not_stored_by_caches(
     response = signed_in.open(path, method=method)
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_forged_line_in_the_callback_error_stays_on_one_log_line(
+    signed_in: FlaskClient, fake_google: FakeGoogle
+) -> None:
+    """Issue 13.5: `error=x%0A2099 CRITICAL fake` wrote a line of its own to the log."""
+    state = state_of(authorization_url(signed_in, "google"))
+    handler = next(h for h in logging.getLogger("oncal_feed").handlers if getattr(h, "_oncal", 0))
+    captured = io.StringIO()
+    previous = handler.setStream(captured)  # type: ignore[attr-defined]
+    try:
+        response = signed_in.get(
+            f"/api/calendar/google/callback?state={state}&error=x%0A2099%20CRITICAL%20fake%E2%80%A8y"
+        )
+    finally:
+        handler.setStream(previous)  # type: ignore[attr-defined]
+    assert response.status_code == 400
+    lines = captured.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert "authorization ended with error x\\x0a2099 CRITICAL fake\\u2028y" in lines[0]

@@ -695,3 +695,38 @@ def test_a_connection_the_database_dropped_costs_no_request(
         pooled.close()  # type: ignore[union-attr]
     assert client.get(path).status_code == 200
     assert engine.pool.checkedin() == 1  # the dead connection was replaced, not kept
+
+
+def test_only_the_canonical_spelling_of_a_feed_url_is_served(
+    world: World, alice: User, client: FlaskClient
+) -> None:
+    """Issue 13.4: percent-encoded spellings of the path and a padded token were served
+    (and logged as sent, token and all)."""
+    path = world.path(ALICE)
+    token = path.removeprefix("/feeds/").removesuffix(".ics")
+    assert client.get(path).status_code == 200
+    for spelling in (
+        f"/feeds%2F{token}.ics",
+        f"/%66eeds/{token}.ics",
+        f"/fe%65ds/{token}.ics",
+        f"/feeds/{token}%2Eics",
+        f"/feeds/{token[:5]}%{ord(token[5]):02X}{token[6:]}.ics",
+        f"/feeds/{token}=.ics",
+        f"/feeds/{token}==.ics",
+    ):
+        response = client.get(spelling)
+        assert response.status_code == 404, spelling
+        assert b"no calendar feed at this address" in response.data, spelling
+
+
+def test_an_unknown_schedule_key_looks_like_a_schedule_without_shifts(
+    world: World, alice: User, client: FlaskClient
+) -> None:
+    """Issue 13.12: `?schedule=<key>` told whether a schedule with that key exists."""
+    world.schedule("search", "Search")  # exists; Alice has no shifts in it
+    path = world.path(ALICE)
+    known = client.get(path + "?schedule=search")
+    unknown = client.get(path + "?schedule=no-such-key")
+    assert (known.status_code, unknown.status_code) == (200, 200)
+    strip = re.compile(rb"X-WR-CALNAME:.*\r\n|NAME:.*\r\n")
+    assert strip.sub(b"", known.data) == strip.sub(b"", unknown.data)
