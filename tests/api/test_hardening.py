@@ -110,7 +110,8 @@ def test_the_document_says_which_strings_lose_surrounding_whitespace() -> None:
         ("ScheduleInput", "name"),
     ]:
         description = schemas[schema]["properties"][field]["description"]
-        assert "whitespace" in description and "removed" in description, (schema, field)
+        assert "whitespace" in description, (schema, field)
+        assert "removed" in description, (schema, field)
 
 
 @pytest.mark.usefixtures("payments")
