@@ -8,7 +8,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger, SafeAtoms
 
-from oncal_feed.logs import escape_controls, redact
+from oncal_feed.logs import RedactingFilter, escape_controls, redact
 
 __all__ = ["RedactingAccessLogger", "RedactingAtoms"]
 
@@ -45,6 +45,13 @@ class RedactingAccessLogger(Logger):
     """
 
     atoms_wrapper_class = RedactingAtoms
+
+    def setup(self, cfg: Any) -> None:
+        """Set gunicorn's loggers up, and redact its error log too: its warnings about
+        refused requests quote the request line."""
+        super().setup(cfg)
+        if not any(isinstance(f, RedactingFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(RedactingFilter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """Write one access line (JSON when configured)."""

@@ -12,7 +12,7 @@ from importlib.resources import files
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from oncal_feed import accounts, shifts
 from oncal_feed.api.serialize import schedule_json, shift_json, user_json
@@ -64,10 +64,16 @@ api_blueprint.before_request(refuse_repeated_parameters)
 def json_body() -> Any:
     """Return the parsed JSON body, or raise a 413/415/422 that says what is wrong.
 
-    A body over MAX_CONTENT_LENGTH raises werkzeug's 413 while it is read.
+    A body over MAX_CONTENT_LENGTH raises werkzeug's 413 while it is read. A chunked
+    body (no Content-Length) is cut at the limit by werkzeug, silently: one that fills
+    the limit is taken as too large, not parsed as truncated JSON.
     """
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None:
+        if len(request.get_data(cache=True)) >= limit:
+            raise RequestEntityTooLarge()
     try:
         return request.get_json()
     except (BadRequest, RecursionError):
