@@ -71,9 +71,9 @@ def json_body() -> Any:
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
     limit = request.max_content_length
-    if request.content_length is None and limit is not None:
-        if len(request.get_data(cache=True)) >= limit:
-            raise RequestEntityTooLarge()
+    chunked = request.content_length is None
+    if chunked and limit is not None and len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
     try:
         return request.get_json()
     except (BadRequest, RecursionError):
