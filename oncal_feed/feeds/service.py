@@ -35,7 +35,7 @@ from werkzeug.http import http_date
 
 from oncal_feed.db import Database, utcnow, with_reconnect
 from oncal_feed.errors import FieldError, NotFound, ValidationError
-from oncal_feed.feeds.cache import ByteLRU, FirstSeen, SharedBodies
+from oncal_feed.feeds.cache import ByteLRU, SharedBodies
 from oncal_feed.feeds.tokens import read_feed_token
 from oncal_feed.feeds.user_cache import FeedUserCache
 from oncal_feed.models import User
@@ -59,6 +59,7 @@ __all__ = [
     "feed_etag",
     "feed_window",
     "fetch_record_due",
+    "last_modified_of",
     "parse_feed_options",
 ]
 
@@ -115,6 +116,7 @@ class FeedUser:
     feed_schedule_keys: list[str] | None
     feed_last_fetched_at: datetime | None
     feed_last_client: str | None
+    calendar_changed_at: datetime | None
 
 
 _USERS = User.__table__
@@ -332,7 +334,7 @@ class FeedService:
 
     `event_cache` maps `EventSpec.cache_key` to VEVENT bytes; `body_cache` maps an ETag
     (plus encoding) to a whole body, and `shared` (optional) an ETag to a gzip body for
-    every process; `first_seen` dates each ETag for Last-Modified; `users` (optional, on
+    every process; `users` (optional, on
     PostgreSQL) holds user rows until a notification says they changed.
     """
 
@@ -343,7 +345,6 @@ class FeedService:
         *,
         event_cache_bytes: int,
         body_cache_bytes: int,
-        validator_entries: int = 100_000,
         token_entries: int = 20_000,
         shared: SharedBodies | None = None,
         users: FeedUserCache | None = None,
@@ -355,7 +356,6 @@ class FeedService:
         self._read_token = lru_cache(maxsize=token_entries)(partial(read_feed_token, secret_key))
         self.event_cache = ByteLRU(event_cache_bytes)
         self.body_cache = ByteLRU(body_cache_bytes)
-        self.first_seen = FirstSeen(validator_entries)
         self.shared = shared
         self.users = users
 
@@ -436,7 +436,7 @@ class FeedService:
         tag = feed_etag(user, options, window, self.base_url)
         encoding = "gzip" if query.accepts_gzip else "identity"
         etag = f'"{tag}-gzip"' if query.accepts_gzip else f'"{tag}"'
-        last_modified = self._last_modified(tag, now)
+        last_modified = last_modified_of(user, window, now)
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
         if last_modified is not None:
             headers["Last-Modified"] = http_date(last_modified)
@@ -459,19 +459,6 @@ class FeedService:
             if recorded is not None and self.users is not None:
                 self.users.replace(user, recorded)
         return answer
-
-    def _last_modified(self, tag: str, now: datetime) -> datetime | None:
-        """Return the Last-Modified to send with `tag`, or None while it would be weak.
-
-        There is no cheap stored time of the user's last calendar change (only a version
-        counter), and the newest event timestamp misses shifts that moved out of the feed.
-        So this process dates an ETag by when it first produced it: never earlier than the
-        change, so a 304 is never wrong. HTTP dates have one-second resolution: until that
-        second is over a second change could share it (RFC 9110 §8.8.2.2 calls such a date
-        weak), so none is sent then; ETag with If-None-Match is exact and takes precedence.
-        """
-        seen = self.first_seen.get(tag, now).replace(microsecond=0)
-        return seen if now.replace(microsecond=0) > seen else None
 
     def _body(
         self,
@@ -545,6 +532,21 @@ class FeedService:
             events.append(data)
         name, description = _calendar_name(user, options)
         return calendar_bytes(name, description, events)
+
+
+def last_modified_of(user: FeedUser, window: FeedWindow, now: datetime) -> datetime | None:
+    """Return the Last-Modified of a feed, derived from the data, or None while weak.
+
+    The bytes change when anything of the user's that a feed shows changes (events,
+    name, options: `calendar_changed_at`, see `models.User`) and when the window moves
+    on at midnight (`window.day`). The later of the two is the same in every process and
+    on every machine, so a client's If-Modified-Since means the same wherever it lands.
+    HTTP dates have one-second resolution: until that second is over a second change
+    could share it (RFC 9110 §8.8.2.2 calls such a date weak), so none is sent then;
+    ETag with If-None-Match is exact and takes precedence.
+    """
+    changed = max(user.calendar_changed_at or window.day, window.day).replace(microsecond=0)
+    return changed if now.replace(microsecond=0) > changed else None
 
 
 def _gzip(raw: bytes) -> bytes:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
 from oncal_feed import accounts, create_app
-from oncal_feed.db import get_database
+from oncal_feed.db import get_database, utcnow
 from oncal_feed.feeds.service import FeedUser, record_fetch
 from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
 from oncal_feed.feeds.views import feed_service
@@ -455,7 +455,9 @@ def test_last_modified_and_if_modified_since(
     assert status(stamp, **{"If-None-Match": '"other"'}) == 200  # If-None-Match wins
 
     clock.tick(1)
-    world.shift("payments", "p2", ALICE, TODAY + timedelta(days=1, hours=9))
+    world.shift(
+        "payments", "p2", ALICE, TODAY + timedelta(days=1, hours=9), at=NOW + timedelta(seconds=2)
+    )
     assert status(stamp) == 200
     clock.tick(1)
     later = client.get(path).headers["Last-Modified"]
@@ -642,7 +644,7 @@ def test_a_failed_record_is_logged_and_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Recording must never cost the client its feed."""
-    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None)
+    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None, NOW)
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
         record_fetch(_BrokenConnection, user, "google", NOW)  # type: ignore[arg-type]
     assert "could not record feed fetch for user 7: OperationalError" in caplog.text
@@ -730,3 +732,42 @@ def test_an_unknown_schedule_key_looks_like_a_schedule_without_shifts(
     assert (known.status_code, unknown.status_code) == (200, 200)
     strip = re.compile(rb"X-WR-CALNAME:.*\r\n|NAME:.*\r\n")
     assert strip.sub(b"", known.data) == strip.sub(b"", unknown.data)
+
+
+def test_last_modified_is_the_same_from_every_process(
+    world: World, week: dict[str, str], clock: FrozenDateTimeFactory, app_config: dict[str, Any]
+) -> None:
+    """Issue 13.11: each gunicorn worker dated an ETag by when it first saw it, so one
+    feed had three Last-Modified values and If-Modified-Since mostly missed (9 of 12)."""
+    path = world.path(ALICE)
+    clock.tick(30)
+    apps = [create_app(app_config) for _ in range(3)]  # three processes' worth of state
+    try:
+        dates = set()
+        for index, other in enumerate(apps):
+            clock.tick(5 * index)  # each first sees the ETag at another time
+            dates.add(other.test_client().get(path).headers["Last-Modified"])
+        assert dates == {http_date(NOW)}, dates  # when Alice's shifts were written
+        for other in apps:
+            since = {"If-Modified-Since": http_date(NOW)}
+            assert other.test_client().get(path, headers=since).status_code == 304
+    finally:
+        for other in apps:
+            get_database(other).dispose()
+
+
+def test_renaming_the_user_moves_last_modified(
+    world: World, alice: User, clock: FrozenDateTimeFactory, client: FlaskClient
+) -> None:
+    """A change that only the user row makes (the calendar's name) dates the feed too."""
+    path = world.path(ALICE)
+    clock.tick(10)
+    before = client.get(path).headers["Last-Modified"]
+    accounts.update_user(
+        world.session, world.reload(ALICE), UserInput(display_name="A. Å."), utcnow()
+    )
+    world.session.commit()
+    clock.tick(1)
+    after = client.get(path)
+    assert after.headers["Last-Modified"] == http_date(NOW + timedelta(seconds=10))
+    assert client.get(path, headers={"If-Modified-Since": before}).status_code == 200
