@@ -100,7 +100,8 @@ def create_private_file(path: str | Path) -> None:
     gives its -wal and -shm files the database file's permissions.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        return  # SQLite's own error says what is wrong when it tries to open it
     # An existing database keeps the permissions its operator gave it.
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

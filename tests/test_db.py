@@ -93,7 +93,7 @@ def test_an_unresponsive_postgresql_host_fails_fast() -> None:
 
 def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     """Issue 13.12: the database (emails, encrypted tokens) was created 0644."""
-    path = tmp_path / "instance" / "oncal.sqlite"
+    path = tmp_path / "oncal.sqlite"
     database = Database(f"sqlite:///{path}")
     with database.engine.connect() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER)"))

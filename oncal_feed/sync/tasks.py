@@ -27,6 +27,7 @@ used; `oncal-feed worker` and `start_embedded_worker()` run Huey's consumer inst
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -80,6 +81,9 @@ def make_huey(queue_url: str, name: str) -> Huey:
         path = queue_url.removeprefix("sqlite:///")
         if not path or path == ":memory:":
             raise ConfigError("QUEUE_URL must name a SQLite file (sqlite:////path/queue.sqlite).")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         create_private_file(path)  # its tasks name connections; no one else's to read
         return SqliteHuey(name, filename=path, results=False)
     raise ConfigError(

@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Any
 
 from limits.storage import Storage
@@ -44,6 +45,7 @@ class SQLiteStorage(Storage):
         self.path = uri.removeprefix("sqlite:///")
         if not self.path or self.path == ":memory:":
             raise ValueError("the sqlite rate-limit storage needs a file: sqlite:////path/file")
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         create_private_file(self.path)
         # WAL: readers don't wait for a writer. Set outside a transaction (SQLite says so).
         with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as db:
