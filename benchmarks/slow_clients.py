@@ -7,11 +7,11 @@ holds while /healthz and a feed still answer within a second.
 
 Starts `gunicorn wsgi:app` with gunicorn.conf.py (the production settings; `--gunicorn-args
 "--worker-class gthread --threads 4"` shows the old setup for comparison) on a fresh SQLite
-database (or a PostgreSQL server's fresh database with --database-url), creates one user with a year of weekly
-shifts, then opens slow connections in steps: each sends a request line and then one
-header line every `--interval` seconds, never finishing its headers (a slowloris); one the
-server closes is opened again, so the count holds. After
-each step it times five fresh `GET /healthz` and five fresh feed fetches and prints the
+database (or a PostgreSQL server's fresh database with --database-url), creates one user
+with a year of weekly shifts, then opens slow connections in steps: each sends a request
+line and then one header line every `--interval` seconds, never finishing its headers (a
+slowloris); one the server closes is opened again, so the count holds. After each step it
+times five fresh `GET /healthz` and five fresh feed fetches and prints the
 slowest of each; it stops at the first step where one took over a second (or failed).
 Goal: at least 500. Measured on 2 CPUs (5 workers, the config's default there): gthread
 with 4 threads failed at 10 slow connections (/healthz timed out); gevent held 2000 with
