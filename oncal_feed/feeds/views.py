@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request
 
 from oncal_feed.db import Database, get_database
 from oncal_feed.errors import ValidationError
-from oncal_feed.errors_http import error_body
+from oncal_feed.errors_http import error_body, wants_page
 from oncal_feed.feeds.service import FeedAnswer, FeedNotFound, FeedQuery, FeedService
 from oncal_feed.feeds.tokens import FEED_PATH
 from oncal_feed.feeds.user_cache import user_cache_for
@@ -94,8 +94,13 @@ class FeedEndpoint:
         if token is None:
             return self.next_app(environ, start_response)
         started = time.perf_counter()
-        answer = self.respond(Request(environ), token)
+        request = Request(environ)
+        answer = self.respond(request, token)
         status = answer.status
+        if status == 404 and wants_page(request.accept_mimetypes, request.path):
+            # A dead link opened in a browser: Flask renders the page (`web.dead_feed`).
+            FEED_REQUESTS.labels("404").inc()
+            return self.next_app(environ, start_response)
         FEED_REQUESTS.labels(str(status)).inc()
         if status == 200:
             FEED_RENDER_SECONDS.observe(time.perf_counter() - started)
