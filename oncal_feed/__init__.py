@@ -17,6 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     `config` overrides settings from the environment (tests pass a dict here).
     """
     from oncal_feed.admin.views import admin_blueprint
+    from oncal_feed.api import admin as _api_admin  # noqa: F401  (adds its routes first)
     from oncal_feed.api import api_blueprint
     from oncal_feed.config import load_config
     from oncal_feed.connections.views import connections_blueprint
