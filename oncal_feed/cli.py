@@ -195,8 +195,7 @@ def create_user(
             accounts.set_role(user, "admin", utcnow())
         if secret is not None:
             accounts.set_password(user, secret)
-    role = "admin" if admin else "member"
-    click.echo(f"Created user {user.email} ({user.public_id}), {role}.")
+    click.echo(f"Created {'admin' if admin else 'user'} {user.email} ({user.public_id}).")
 
 
 @main.command("create-api-key")

@@ -132,7 +132,8 @@ def test_an_existing_user_signs_in_with_only_openid_email_profile(
     query = parse_qs(urlsplit(location).query)
     assert query["scope"] == ["openid email profile"]
     assert query["code_challenge_method"] == ["S256"]
-    assert query["nonce"][0] and query["state"][0]
+    assert query["nonce"][0]
+    assert query["state"][0]
     response = back(client, at_issuer(location))
     assert response.status_code == 303, response.text
     assert response.headers["Location"] == "/settings#feed"
