@@ -187,7 +187,9 @@ def test_api_keys_are_created_once_listed_and_revoked_at_once(
                                  follow_redirects=True)  # fmt: skip
     assert "is revoked" in response.text
     assert api.get("/api/v1/users", headers=headers).status_code == 401
-    assert api.get("/api/v1/users", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+    assert (
+        api.get("/api/v1/users", headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+    )
 
 
 def test_bad_key_input_is_a_message(admin_client: FlaskClient) -> None:
