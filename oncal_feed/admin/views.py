@@ -264,5 +264,5 @@ def revoke_key(key_id: int) -> Response:
 def lag_text(seconds: float) -> str:
     """Say how long the oldest waiting sync has waited, for people."""
     if seconds < 60:
-        return "none" if seconds < 1 else f"{int(seconds)} s"
+        return f"{int(seconds)} s"
     return str(timedelta(seconds=int(seconds)))

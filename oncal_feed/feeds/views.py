@@ -24,7 +24,7 @@ from oncal_feed.db import Database, get_database
 from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_body, wants_page
 from oncal_feed.feeds.service import FeedAnswer, FeedNotFound, FeedQuery, FeedService
-from oncal_feed.feeds.tokens import FEED_PATH
+from oncal_feed.feeds.tokens import FEED_PATH, NOT_FOUND_MESSAGE
 from oncal_feed.feeds.user_cache import user_cache_for
 from oncal_feed.metrics import FEED_RENDER_SECONDS, FEED_REQUESTS
 from oncal_feed.web.security import security_headers
@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 PREFIX, SUFFIX = FEED_PATH.split("{token}")
 ALLOWED_METHODS = "GET, HEAD"
 NOT_MODIFIED = f"304 {HTTP_STATUS_CODES[304]}"
-
-# One message for every dead link, so a 404 tells nothing about why (forged or revoked).
-NOT_FOUND_MESSAGE = (
-    "There is no calendar feed at this address. Feed links stop working when they are "
-    "replaced; copy the current one from your settings page."
-)
 
 
 def init_feeds(app: Flask) -> None:

@@ -17,7 +17,7 @@ from oncal_feed import accounts, sso
 from oncal_feed.auth import sign_in
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import ValidationError
-from oncal_feed.feeds.views import NOT_FOUND_MESSAGE
+from oncal_feed.feeds.tokens import NOT_FOUND_MESSAGE
 from oncal_feed.models import User
 from oncal_feed.web.oauth import tell
 from oncal_feed.web.security import safe_next
