@@ -31,11 +31,11 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, case, delete, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
-from oncal_feed.api.serialize import instant_json
-from oncal_feed.db import Database
+from oncal_feed.db import Database, instant_json
 from oncal_feed.metrics import record_error, record_run, record_write
-from oncal_feed.models import CalendarConnection, Shift, SyncRecord, User
+from oncal_feed.models import CalendarConnection, Shift, SyncRecord, User, mark_needs_reauth
 from oncal_feed.providers.base import (
+    CALENDAR_NAME,
     AuthorizationLost,
     CalendarProvider,
     Operation,
@@ -91,7 +91,6 @@ BACKOFF_CAP = timedelta(hours=1)
 # The daily window move of all connections is spread over this span, not all at midnight.
 WINDOW_MOVE_SPREAD = timedelta(hours=1)
 ACTIVE_STATUSES = ("active", "error")
-CALENDAR_NAME = "On-call shifts"
 # Providers whose event ids the client chooses (Google, and the in-memory provider that
 # mimics it): a retried insert is a 409, never a duplicate.
 CLIENT_CHOSEN_IDS = frozenset({"google", "memory"})
@@ -1131,8 +1130,6 @@ def _finish(
             )
             report.outcome = "ok"
         elif isinstance(failure, AuthorizationLost):
-            from oncal_feed.connections.service import mark_needs_reauth
-
             # The connections package decides what "paused until reconnected" means; its
             # values are written below, under the lease condition, with our wording.
             mark_needs_reauth(connection, failure, finished)
