@@ -19,11 +19,13 @@ from oncal_feed.connections.service import provider_for
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection
 from oncal_feed.providers.base import CalendarProvider
+from oncal_feed.sync.apply import BatchSizer
 from oncal_feed.sync.engine import ProviderFactory, SyncReport, sync_connection
 
-__all__ = ["ProviderFactory", "run_sync", "use_providers"]
+__all__ = ["ProviderFactory", "batch_sizer", "run_sync", "use_providers"]
 
 _PROVIDERS_KEY = "oncal_sync_providers"
+_BATCH_SIZER_KEY = "oncal_sync_batch_sizer"
 
 
 def use_providers(app: Flask, factory: ProviderFactory | None) -> None:
@@ -78,6 +80,16 @@ def _keep_refreshed_token(app: Flask, connection: CalendarConnection, before: st
         )
 
 
+def batch_sizer(app: Flask) -> BatchSizer:
+    """The app's `BatchSizer`: batch sizes learned on flaky links, for this process's syncs."""
+    sizer = app.extensions.get(_BATCH_SIZER_KEY)
+    if sizer is None:
+        # setdefault: two threads racing here end up sharing one sizer.
+        sizer = app.extensions.setdefault(_BATCH_SIZER_KEY, BatchSizer())
+    assert isinstance(sizer, BatchSizer)
+    return sizer
+
+
 def run_sync(
     app: Flask,
     connection_id: int,
@@ -90,7 +102,11 @@ def run_sync(
     now = now or utcnow()
     database = get_database(app)
     base_url = app.config["BASE_URL"]
-    options: dict[str, Any] = {"full_check": full_check, "window_days": window_days}
+    options: dict[str, Any] = {
+        "full_check": full_check,
+        "window_days": window_days,
+        "batch_sizer": batch_sizer(app),
+    }
     override: ProviderFactory | None = app.extensions.get(_PROVIDERS_KEY)
     if override is not None:
         return sync_connection(database, connection_id, override, now, base_url=base_url, **options)

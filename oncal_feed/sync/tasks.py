@@ -44,7 +44,8 @@ from oncal_feed.db import get_database, utcnow
 from oncal_feed.errors import ConfigError
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.notify import add_listener
-from oncal_feed.sync.engine import ACTIVE_STATUSES, SyncReport
+from oncal_feed.sync.engine import SyncReport
+from oncal_feed.sync.lease import ACTIVE_STATUSES
 from oncal_feed.sync.service import run_sync
 
 __all__ = [
