@@ -14,10 +14,10 @@ from sqlalchemy import select
 from oncal_feed import accounts
 from oncal_feed.admin.links import password_link
 from oncal_feed.admin.overview import admin_count
-from oncal_feed.api.serialize import api_key_json, instant_json, user_json
+from oncal_feed.api.serialize import api_key_json, user_json
 from oncal_feed.api.views import api_blueprint, json_body
 from oncal_feed.connections.service import connection_summary
-from oncal_feed.db import get_session, utcnow
+from oncal_feed.db import get_session, instant_json, utcnow
 from oncal_feed.errors import Conflict, ValidationError
 from oncal_feed.models import ROLES, CalendarConnection, User
 from oncal_feed.validation import parse_page, parse_public_id

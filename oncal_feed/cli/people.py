@@ -1,5 +1,5 @@
 """`oncal-feed set-password EMAIL` and `oncal-feed invite EMAIL`: letting people sign in
-from the shell. Registered on the main command group at the end of `oncal_feed.cli`."""
+from the shell."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ from flask import Flask
 
 from oncal_feed import accounts
 from oncal_feed.admin.links import password_link
+from oncal_feed.cli.helpers import require_schema, with_app
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.feeds.cli import with_app
 
 __all__ = ["invite", "set_password"]
-
-
-def _require_schema(app: Flask) -> None:
-    from oncal_feed import cli
-
-    cli.require_schema(get_database(app))
 
 
 @click.command("set-password")
@@ -28,7 +22,7 @@ def set_password(app: Flask, email: str) -> None:
 
     The user's sessions on every device end, as with any new password.
     """
-    _require_schema(app)
+    require_schema(get_database(app))
     database = get_database(app)
     with database.session() as session:
         accounts.get_user_by_email(session, email)  # before asking: an unknown email fails
@@ -52,7 +46,7 @@ def invite(app: Flask, email: str, reset: bool) -> None:
     The link expires after PASSWORD_LINK_HOURS and replaces any earlier one; when SMTP is
     configured it is also emailed. Only the link goes to standard output.
     """
-    _require_schema(app)
+    require_schema(get_database(app))
     with get_database(app).sessionmaker() as session:
         user = accounts.get_user_by_email(session, email)
         made = password_link(session, user, "reset" if reset else "invite", app.config, utcnow())
