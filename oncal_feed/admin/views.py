@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     redirect,
     render_template,
@@ -25,6 +24,7 @@ from flask import (
     url_for,
 )
 from werkzeug.exceptions import NotFound as PageNotFound
+from werkzeug.wrappers import Response
 
 from oncal_feed import accounts, ops
 from oncal_feed.admin import overview

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app, redirect, render_template, request, session, url_for
+from flask import current_app, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
 
 from oncal_feed import accounts, sso
 from oncal_feed.auth import sign_in
@@ -74,7 +75,7 @@ def sso_callback(provider: str) -> Response | tuple[str, int]:
 
 
 @web_blueprint.get("/password")
-def password_form() -> Response | tuple[str, int]:
+def password_form() -> str | tuple[str, int]:
     """The "choose your password" page of an invitation or reset link."""
     secret = str(request.args.get("token", ""))
     link = accounts.find_password_link(get_session(), secret, utcnow())
@@ -82,8 +83,8 @@ def password_form() -> Response | tuple[str, int]:
         return _dead_link()
     user = get_session().get(User, link.user_id)
     assert user is not None
-    return Response(
-        render_template("password.html", token=secret, email=user.email, kind=link.kind, error=None)
+    return render_template(
+        "password.html", token=secret, email=user.email, kind=link.kind, error=None
     )
 
 

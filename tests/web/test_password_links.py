@@ -11,6 +11,7 @@ from freezegun import freeze_time
 
 from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
+from oncal_feed.logs import redact
 from oncal_feed.models import User
 from oncal_feed.validation import UserInput
 from tests.web.conftest import csrf_token, log_in
@@ -114,3 +115,10 @@ def test_a_reset_ends_the_users_other_sessions(app: Flask, kim: User) -> None:
     assert "Choose a new password" in app.test_client().get(f"/password?token={secret}").text
     assert submit(app.test_client(), secret, NEW_PASSWORD).status_code == 303
     assert other.get("/settings").status_code == 302
+
+
+def test_link_secrets_are_redacted_from_log_lines() -> None:
+    """The secret rides in `token=`, which the log redaction (app and gunicorn) removes."""
+    line = 'GET /password?token=abcDEF123-_x HTTP/1.1" 200'
+    assert "abcDEF123" not in redact(line)
+    assert "/password?token=[redacted]" in redact(line)
