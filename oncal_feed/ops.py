@@ -16,7 +16,7 @@ from oncal_feed.errors_http import error_response
 from oncal_feed.metrics import metrics_response
 from oncal_feed.migrate import schema_state
 from oncal_feed.models import CalendarConnection
-from oncal_feed.sync.engine import ACTIVE_STATUSES
+from oncal_feed.sync.lease import ACTIVE_STATUSES
 from oncal_feed.web.security import address_in, parse_proxies
 
 __all__ = ["check_queue", "ops_blueprint", "queue_lag"]

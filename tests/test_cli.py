@@ -19,7 +19,8 @@ from freezegun import freeze_time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from oncal_feed import accounts, cli, notify, shifts
+from oncal_feed import accounts, notify, shifts
+from oncal_feed.cli import helpers
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.migrate import current_revision
 from oncal_feed.models import ApiKey, Shift, User
@@ -177,13 +178,15 @@ def test_create_user_validates_input(run: Run, app: Flask) -> None:
 def test_create_user_with_password_prompt(run: Run, app: Flask) -> None:
     """--password asks twice and stores a hash that checks."""
     result = run(
-        "create-user", "bob@example.com", "--name", "Bob", "--password", input="s3cret!\ns3cret!\n"
-    )
+        "create-user", "bob@example.com", "--name", "Bob", "--password",
+        input="s3cret! and more\ns3cret! and more\n",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     with session_of(app) as session:
         user = accounts.get_user_by_email(session, "bob@example.com")
-    assert accounts.check_password(user, "s3cret!")
+    assert accounts.check_password(user, "s3cret! and more")
     assert "s3cret!" not in result.stdout
+    assert user.role == "member"
 
 
 def test_create_api_key_prints_only_the_key(run: Run, app: Flask) -> None:
@@ -421,8 +424,8 @@ def test_import_notifies_listeners_after_commit(
         notify.add_listener(cli_app, listener)
         return cli_app
 
-    real_create_app = cli.create_app
-    monkeypatch.setattr(cli, "create_app", create_app_with_listener)
+    real_create_app = helpers.create_app
+    monkeypatch.setattr(helpers, "create_app", create_app_with_listener)
     path = write_json(tmp_path, [week("w1", "alice@example.com", 0)])
     assert run("import", str(path)).exit_code == 0
     with session_of(app) as session:
