@@ -1,7 +1,7 @@
 """feeds: when each user's calendar last changed, for a Last-Modified every process agrees on
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03 12:00:00.000000
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
