@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gunicorn import util
-from gunicorn.workers.ggevent import GeventWorker
+from gunicorn import util  # type: ignore[import-untyped]
+from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped]
 
 from oncal_feed.errors_http import error_body
 
@@ -74,7 +74,7 @@ class _Capture:
         self.data += data
 
 
-class JsonErrorGeventWorker(GeventWorker):
+class JsonErrorGeventWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn's gevent worker, answering the requests gunicorn refuses with JSON."""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:

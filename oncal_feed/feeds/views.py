@@ -145,7 +145,7 @@ def _token(environ: WSGIEnvironment) -> str | None:
     sent (`RAW_URI`, which gunicorn and werkzeug set) must be the decoded path itself;
     for anything else this returns "", which no token is: the dead link's 404.
     """
-    path = environ.get("PATH_INFO", "")
+    path = str(environ.get("PATH_INFO", ""))
     if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
         return None
     token = path[len(PREFIX) : -len(SUFFIX)]

@@ -168,6 +168,7 @@ def login() -> Response | tuple[str, int]:
         note_failure(counter)
         log.info("sign-in refused")  # never the email or password
         return render_template("login.html", email=email, next=target, error=LOGIN_FAILED), 401
+    assert user is not None, "check_password is False without a user"
     sign_in(user)
     return redirect(target, code=303)
 
