@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.feeds.views import init_feeds
     from oncal_feed.logs import configure_logging
     from oncal_feed.ops import ops_blueprint
+    from oncal_feed.sources.tasks import init_app as init_sources
     from oncal_feed.sync.tasks import init_app as init_sync
     from oncal_feed.web import init_web
 
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # After the other blueprints: CSRF protection exempts some of them by name.
     init_web(app)
     init_sync(app)
+    init_sources(app)
     # Last: the feed endpoint wraps everything else, ProxyFix included (see feeds.views).
     init_feeds(app)
     return app

@@ -276,7 +276,9 @@ class Source(Base):
     status: Mapped[str] = mapped_column(String(16), default="new")
     etag: Mapped[str | None] = mapped_column(String(300))
     last_modified: Mapped[str | None] = mapped_column(String(100))
-    body_hash: Mapped[str | None] = mapped_column(String(64))
+    # Start of the last full read (a 200): a 304 stands for "unchanged" only within its day,
+    # since the window moves daily and may take in more occurrences of a series.
+    last_full_read_at: Mapped[datetime | None]
     snapshot: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     last_poll_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]

@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("etag", sa.String(length=300), nullable=True),
         sa.Column("last_modified", sa.String(length=100), nullable=True),
-        sa.Column("body_hash", sa.String(length=64), nullable=True),
+        sa.Column("last_full_read_at", UTCDateTime(), nullable=True),
         sa.Column("snapshot", sa.JSON(), nullable=True),
         sa.Column("last_poll_at", UTCDateTime(), nullable=True),
         sa.Column("last_success_at", UTCDateTime(), nullable=True),

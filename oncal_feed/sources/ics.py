@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
 import recurring_ical_events
@@ -86,7 +86,8 @@ def looks_like_html(body: bytes) -> bool:
 def read_calendar(body: bytes, zone: str, window_start: datetime, window_end: datetime) -> Reading:
     """Return the feed's occurrences overlapping [start, end); raise `FeedRejected` if broken.
 
-    Dates and floating times are read in `zone` (the schedule's), after X-WR-TIMEZONE.
+    Dates and floating times are read in the calendar's X-WR-TIMEZONE, else in `zone`
+    (the schedule's).
     Cancelled events and occurrences that end before they start or last longer than a
     shift may are skipped (and counted).
     """
@@ -101,7 +102,9 @@ def read_calendar(body: bytes, zone: str, window_start: datetime, window_end: da
     if not text.rstrip().upper().endswith(b"END:VCALENDAR"):
         raise FeedRejected("The feed was cut off before its end. Nothing was changed.")
     try:
-        calendar = x_wr_timezone.to_standard(icalendar.Calendar.from_ical(text))
+        parsed = icalendar.Calendar.from_ical(text)
+        zone = _calendar_zone(parsed, zone)
+        calendar = x_wr_timezone.to_standard(parsed)
         # A day either side: dates and floating times are placed in the zone below.
         found = recurring_ical_events.of(calendar, skip_bad_series=True).between(
             window_start - timedelta(days=1), window_end + timedelta(days=1)
@@ -138,6 +141,16 @@ def read_calendar(body: bytes, zone: str, window_start: datetime, window_end: da
             occurrences.append(occurrence)
     occurrences.sort(key=lambda o: (o.starts_at, o.key))
     return Reading(occurrences, skipped)
+
+
+def _calendar_zone(calendar: icalendar.Calendar, fallback: str) -> str:
+    """The zone the calendar's dates mean: its X-WR-TIMEZONE (Google writes it) if known."""
+    named = str(calendar.get("X-WR-TIMEZONE", "")).strip()
+    try:
+        ZoneInfo(named)
+    except (ValueError, ZoneInfoNotFoundError):
+        return fallback
+    return named if named else fallback
 
 
 def _instant(value: date | datetime, tz: ZoneInfo) -> datetime:
