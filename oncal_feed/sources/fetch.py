@@ -164,8 +164,9 @@ def fetch(
             if response.status in _REDIRECTS:
                 location = response.headers.get("Location")
                 if not location:
-                    raise FetchFailed(f"The feed answered a redirect (HTTP {response.status}) "
-                                      "without a Location.")  # fmt: skip
+                    raise FetchFailed(
+                        f"The feed answered a redirect (HTTP {response.status}) without a Location."
+                    )
                 current = normalise_url(urljoin(current, location))
                 continue
             return _answer(response, limits, deadline)
@@ -193,9 +194,14 @@ def _request(
     if https:
         # Connect to the vetted address, but check the certificate against the name.
         pool = urllib3.HTTPSConnectionPool(
-            address, port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=host, assert_hostname=host,
-        )  # fmt: skip
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=host,
+            assert_hostname=host,
+        )
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
     default_port = 443 if https else 80
@@ -211,9 +217,14 @@ def _request(
         target += "?" + split.query
     try:
         return pool.urlopen(
-            "GET", target, headers=sent, redirect=False, retries=False,
-            preload_content=False, assert_same_host=False,
-        )  # fmt: skip
+            "GET",
+            target,
+            headers=sent,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
     except Urllib3Error as exc:
         raise FetchFailed(_network_words(exc)) from None
 

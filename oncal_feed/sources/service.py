@@ -180,13 +180,24 @@ def create_source(
         options["schedule_ids"] = list(data.pagerduty_schedule_ids)
     secret = _secret(data, data.kind, None)
     source = Source(
-        schedule_id=schedule.id, kind=data.kind, name=data.name,
-        user_id=_user_id(session, data.user_email), role=data.role or "primary",
-        secret_ciphertext=vault.encrypt(secret), redacted=_redacted(data.kind, secret, options),
-        options=options, poll_interval=data.poll_interval or default_interval, status="new",
-        events_read=0, shifts_mapped=0, unmatched_count=0, failure_count=0,
-        next_poll_at=now, created_at=now, updated_at=now,
-    )  # fmt: skip
+        schedule_id=schedule.id,
+        kind=data.kind,
+        name=data.name,
+        user_id=_user_id(session, data.user_email),
+        role=data.role or "primary",
+        secret_ciphertext=vault.encrypt(secret),
+        redacted=_redacted(data.kind, secret, options),
+        options=options,
+        poll_interval=data.poll_interval or default_interval,
+        status="new",
+        events_read=0,
+        shifts_mapped=0,
+        unmatched_count=0,
+        failure_count=0,
+        next_poll_at=now,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(source)
     session.flush()
     return source
@@ -384,12 +395,18 @@ def _poll(
             and source.last_full_read_at is not None
             and source.last_full_read_at >= window[0]
         )
-        reading, answer = _read(app, source, secret, window, schedule.time_zone, conditional,
-                                resolve)  # fmt: skip
+        reading, answer = _read(
+            app, source, secret, window, schedule.time_zone, conditional, resolve
+        )
     except VaultError:
-        return _failed(source, SourceProblem(
-            "The stored address or token can't be decrypted with the current keys; "
-            "enter it again."), now)  # fmt: skip
+        return _failed(
+            source,
+            SourceProblem(
+                "The stored address or token can't be decrypted with the current keys; "
+                "enter it again."
+            ),
+            now,
+        )
     except SourceProblem as exc:
         return _failed(source, exc, now)
     if reading is None:
@@ -445,13 +462,15 @@ def _schedule_items(
 
     Returns the items, this source's unmatched count and examples, and its mapped count.
     """
-    directory = Directory(session.execute(select(User.email, User.display_name)).tuples())
+    directory = Directory(
+        (email, name) for email, name in session.execute(select(User.email, User.display_name))
+    )
     fixed = dict(
         session.execute(
             select(User.id, User.email).where(
                 User.id.in_({s.user_id for s in [source, *others] if s.user_id is not None})
             )
-        ).tuples()
+        ).all()
     )
     items: list[ShiftInput] = []
     unmatched, examples, mine = 0, [], 0
