@@ -142,9 +142,12 @@ def test_request_schemas_refuse_unknown_fields() -> None:
         for path, method in _document_operations()
         if "requestBody" in _operation(path, method.lower())
     ]
-    assert len(bodies) == 5
+    assert len(bodies) == 8
     names = {n["$ref"].rsplit("/", 1)[1] for b in bodies for n in _walk(b) if "$ref" in n}
-    assert names == {"UserCreate", "UserUpdate", "ScheduleInput", "ShiftInput", "ShiftItem"}
+    assert names == {
+        "UserCreate", "UserUpdate", "ScheduleInput", "ShiftInput", "ShiftItem",
+        "SourceInput", "SourceUpdate", "PollRequest",
+    }  # fmt: skip
     for name in names:
         assert schemas[name]["type"] == "object"
         assert schemas[name]["additionalProperties"] is False, name

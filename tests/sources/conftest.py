@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +106,27 @@ class Sources:
 def world(app: Flask) -> Sources:
     """People, a schedule, and source shortcuts."""
     return Sources(app)
+
+
+def relative_feed(start: datetime, people: list[str], hours: int = 24) -> bytes:
+    """A Grafana OnCall-shaped feed of back-to-back shifts from `start` (for real-time tests).
+
+    Each entry of `people` is one shift's person, as Grafana writes them (`[L1] name`, the
+    email in DESCRIPTION).
+    """
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID://Grafana Labs//Grafana On-Call//"]
+    for index, email in enumerate(people):
+        begin = start + timedelta(hours=hours * index)
+        end = begin + timedelta(hours=hours)
+        lines += [
+            "BEGIN:VEVENT",
+            f"SUMMARY:[L1] {email.split('@')[0]}",
+            f"DTSTART;VALUE=DATE-TIME:{begin:%Y%m%dT%H%M%SZ}",
+            f"DTEND;VALUE=DATE-TIME:{end:%Y%m%dT%H%M%SZ}",
+            "DTSTAMP;VALUE=DATE-TIME:20260301T100000Z",
+            f"UID:OBSW3AAFX5PWT-{index}",
+            f"DESCRIPTION:{email}",
+            "END:VEVENT",
+        ]
+    lines.append("END:VCALENDAR")
+    return ("\r\n".join(lines) + "\r\n").encode()

@@ -30,6 +30,13 @@ EMPTY_CALENDAR = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//Empty//EN\r
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Sign in</body></html>"
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """Clients hanging up (timeouts, cut-off reads) are routine here, not errors to print."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 class FeedServer:
     """Serves feeds from a thread; `url(path)` is its address for `path`."""
 
@@ -54,7 +61,7 @@ class FeedServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

@@ -112,7 +112,7 @@ def test_moved_occurrence_is_an_update_and_a_removed_one_is_cancelled(
 
 
 def test_faults_change_nothing_and_are_reported(world: Sources, feeds: FeedServer) -> None:
-    """500, 429, timeouts, cut-off bodies, HTML sign-in pages, garbage: the last good state stays."""
+    """500, 429, timeouts, cut-off bodies, HTML pages, garbage: the last good state stays."""
     feeds.put(PATH, sample("pagerduty-schedule.ics"))
     source_id = world.add(feeds.url(PATH))
     world.poll(source_id)
