@@ -41,7 +41,7 @@ from oncal_feed.sources.fetch import Fetched, FetchLimits, Resolver, fetch
 from oncal_feed.sources.ics import Occurrence, Reading, read_calendar
 from oncal_feed.sources.mapping import Directory, map_occurrences
 from oncal_feed.sources.pagerduty import read_oncalls
-from oncal_feed.sync.engine import backoff_delay
+from oncal_feed.sync.schedule import backoff_delay
 from oncal_feed.validation import ShiftInput, SourceInput
 
 __all__ = [
