@@ -44,6 +44,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+_GONE = (401, 403, 404, 410)
 # Hosts made only of these characters may be an IPv4 address in a legacy numeric form.
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+", re.ASCII)
 _CHUNK = 64 * 1024
@@ -248,7 +249,8 @@ def _answer(response: urllib3.BaseHTTPResponse, limits: FetchLimits, deadline: f
         words = "asked us to slow down" if status == 429 else "failed on its side"
         raise FetchFailed(f"The feed {words} (HTTP {status}).", retry_after=retry_after)
     if status != 200:
-        raise FetchFailed(f"The feed answered HTTP {status} instead of a calendar.")
+        hint = " (the link or key may have expired or been revoked)" if status in _GONE else ""
+        raise FetchFailed(f"The feed answered HTTP {status}{hint}.")
     declared = response.headers.get("Content-Length")
     if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
         raise FetchFailed(f"The feed is larger than the limit of {limits.max_bytes} bytes.")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from oncal_feed.sources.errors import FeedRejected
+from oncal_feed.sources.errors import FeedRejected, FetchFailed
 from oncal_feed.sources.fetch import FetchLimits, Resolver, fetch
 from oncal_feed.sources.ics import Occurrence, Reading
 from oncal_feed.validation import MAX_SHIFT_LENGTH
@@ -69,7 +69,11 @@ def read_oncalls(
             kwargs: dict[str, Any] = {"limits": limits, "headers": headers}
             if resolve is not None:
                 kwargs["resolve"] = resolve
-            page = _page(fetch(url, **kwargs).body)
+            try:
+                page = _page(fetch(url, **kwargs).body)
+            except FetchFailed as exc:
+                problem = exc.problem.replace("The feed", "PagerDuty's API", 1)
+                raise FetchFailed(problem, retry_after=exc.retry_after) from None
             for entry in page["oncalls"]:
                 occurrence = _occurrence(entry, since, until)
                 if occurrence is None:

@@ -120,7 +120,7 @@ def test_poll_body_is_checked(api: FlaskClient, payments: str, feeds: FeedServer
     failed = api.post(path)
     assert failed.get_json()["poll"] == {
         "outcome": "failed",
-        "problem": "The feed answered HTTP 404 instead of a calendar.",
+        "problem": "The feed answered HTTP 404 (the link or key may have expired or been revoked).",
     }
     assert failed.get_json()["source"]["status"]["state"] == "failing"
 

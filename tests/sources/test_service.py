@@ -167,7 +167,10 @@ def test_back_off_grows_with_failures(world: Sources, feeds: FeedServer) -> None
         now = report.next_poll_at
     assert delays[0] == timedelta(seconds=60)
     assert delays[-1] > timedelta(minutes=5)
-    assert world.source(source_id).last_error == "The feed answered HTTP 404 instead of a calendar."
+    assert (
+        world.source(source_id).last_error
+        == "The feed answered HTTP 404 (the link or key may have expired or been revoked)."
+    )
 
 
 def test_emptied_or_halved_calendar_is_held_until_accepted(
