@@ -208,7 +208,7 @@ class FakePagerDuty(FakeHTTPServer):
                 "summary": "Payments",
                 "self": f"{base}/escalation_policies/{entry.policy_id}",
                 "html_url": f"https://acme.pagerduty.com/escalation_policies/{entry.policy_id}",
-            },  # fmt: skip
+            },
             "escalation_level": entry.level,
             "schedule": schedule,
             "user": rendered_user,
