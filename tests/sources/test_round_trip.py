@@ -34,7 +34,9 @@ __all__ = ["keep_feed"]
 # sample file -> (the app user whose calendars are checked, a fixed user or None, their
 # shifts as (start, end) in UTC)
 CASES: dict[str, tuple[str, str | None, list[tuple[str, str]]]] = {
-    "pagerduty-schedule.ics": ("alice@example.com", None, [("2026-03-02T09:00Z", "2026-03-09T08:00Z")]),
+    "pagerduty-schedule.ics": ("alice@example.com", None, [
+        ("2026-03-02T09:00Z", "2026-03-09T08:00Z"),
+    ]),
     "pagerduty-user.ics": ("bob@example.com", "bob@example.com", [
         ("2026-03-03T17:00Z", "2026-03-04T01:00Z"), ("2026-03-10T17:00Z", "2026-03-11T01:00Z"),
     ]),
