@@ -130,3 +130,12 @@ def relative_feed(start: datetime, people: list[str], hours: int = 24) -> bytes:
         ]
     lines.append("END:VCALENDAR")
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def api_instant(value: dict[str, str]) -> str:
+    """A Google or Graph start/end (any offset, or Graph's naive UTC) as `YYYY-MM-DDTHH:MMZ`."""
+    text = value["dateTime"]
+    if value.get("timeZone") == "UTC" and "+" not in text and not text.endswith("Z"):
+        text = text.split(".")[0] + "+00:00"
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")

@@ -9,7 +9,7 @@ X-WR-TIMEZONE all-day events, PagerDuty's UTC times. Every feed we render is kep
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from tests.fakes.fixtures import sign_in_client
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.rendering.ics_checks import ParsedFeed, keep_feed
-from tests.sources.conftest import NOW, Sources, sample
+from tests.sources.conftest import NOW, Sources, api_instant, sample
 from tests.sources.feed_server import FeedServer
 
 __all__ = ["keep_feed"]
@@ -65,17 +65,6 @@ CASES: dict[str, tuple[str, str | None, list[tuple[str, str]]]] = {
 def app_config(app_config: dict[str, Any], oauth_settings: dict[str, Any]) -> dict[str, Any]:
     """Sources on loopback allowed, Google and Microsoft pointed at the fakes."""
     return {**app_config, **oauth_settings}
-
-
-def _instant(value: dict[str, str]) -> str:
-    text = value["dateTime"]
-    if value.get("timeZone") == "UTC" and "+" not in text and not text.endswith("Z"):
-        text = text.split(".")[0] + "+00:00"
-    return (
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
-        .astimezone(UTC)
-        .strftime("%Y-%m-%dT%H:%MZ")
-    )
 
 
 def _user(world: Sources, email: str) -> User:
@@ -117,8 +106,12 @@ def test_sample_reaches_our_feed_and_both_calendars(
     for connection_id in ids:
         sync = run_sync(app, connection_id, now=NOW)
         assert sync.outcome == "ok", sync
-    google = sorted((_instant(e["start"]), _instant(e["end"])) for e in fake_google.events(ALICE))
-    graph = sorted((_instant(e["start"]), _instant(e["end"])) for e in fake_microsoft.events(ALICE))
+    google = sorted(
+        (api_instant(e["start"]), api_instant(e["end"])) for e in fake_google.events(ALICE)
+    )
+    graph = sorted(
+        (api_instant(e["start"]), api_instant(e["end"])) for e in fake_microsoft.events(ALICE)
+    )
     assert google == expected
     assert graph == expected
 
