@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 import threading
 import uuid
@@ -42,16 +43,18 @@ from oncal_feed.sources.ics import Occurrence, Reading, read_calendar
 from oncal_feed.sources.mapping import Directory, map_occurrences
 from oncal_feed.sources.pagerduty import read_oncalls
 from oncal_feed.sync.schedule import backoff_delay
-from oncal_feed.validation import ShiftInput, SourceInput
+from oncal_feed.validation import ScheduleInput, ShiftInput, SourceInput, parse_source
 
 __all__ = [
     "PollReport",
+    "create_personal_source",
     "create_source",
     "delete_source",
     "external_id",
     "fetch_limits",
     "get_source",
     "list_sources",
+    "personal_sources",
     "poll_source",
     "redact_url",
     "source_window",
@@ -201,6 +204,40 @@ def create_source(
     session.add(source)
     session.flush()
     return source
+
+
+def create_personal_source(
+    session: Session,
+    user: User,
+    name: str,
+    url: str | None,
+    vault: TokenVault,
+    now: datetime,
+    default_interval: int,
+) -> Source:
+    """Add a person's own feed from another tool, in a schedule of its own.
+
+    Every event of it is that person's shift (nothing in it may name someone else), and
+    its schedule holds nothing but it, so it can't replace anyone else's shifts.
+    """
+    data = parse_source({"kind": "ics", "name": name, "url": url})
+    key = f"my-{user.id}-{secrets.token_hex(4)}"
+    schedule, _created, _result = shifts.upsert_schedule(
+        session, key, ScheduleInput(f"{name} ({user.display_name})"[:200], user.time_zone), now
+    )
+    source = create_source(session, schedule, data, vault, now, default_interval)
+    source.user_id = user.id
+    source.options = {**source.options, "personal": True}
+    session.flush()
+    return source
+
+
+def personal_sources(session: Session, user: User) -> list[Source]:
+    """The person's own feeds (added on the settings page), oldest first."""
+    found = session.scalars(
+        select(Source).where(Source.user_id == user.id).order_by(Source.id)
+    ).all()
+    return [source for source in found if (source.options or {}).get("personal")]
 
 
 def update_source(
@@ -474,10 +511,11 @@ def _schedule_items(
     )
     items: list[ShiftInput] = []
     unmatched, examples, mine = 0, [], 0
+    nobody = Directory(())
     for each, found in [(source, occurrences)] + [(o, _snapshot(o)) for o in others]:
-        mapped = map_occurrences(
-            _in_window(found, *window), directory, fixed.get(each.user_id or 0)
-        )
+        # A person's own feed names only them, whatever its events say.
+        names = nobody if (each.options or {}).get("personal") else directory
+        mapped = map_occurrences(_in_window(found, *window), names, fixed.get(each.user_id or 0))
         if each is source:
             unmatched, examples, mine = mapped.unmatched, mapped.examples, len(mapped.matched)
         for occurrence, email in mapped.matched:
