@@ -1,7 +1,7 @@
 """schedule sources: polled ICS/webcal feeds and PagerDuty schedules
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03 12:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from oncal_feed.db import UTCDateTime
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

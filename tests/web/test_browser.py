@@ -265,10 +265,10 @@ def sign_in(driver: WebDriver, base: str) -> None:
     wait_for(driver, page_says("Your next two weeks"))
 
 
-def screenshot(driver: WebDriver, name: str, phone: int = 375) -> None:
-    """Save the whole page at 1280 px and at `phone` px (375 unless told) wide."""
+def screenshot(driver: WebDriver, name: str, phone_width: int = 375) -> None:
+    """Save the whole page at 1280 px and at `phone_width` px (phone) wide."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for label, width, mobile in (("desktop", 1280, False), ("mobile", phone, True)):
+    for label, width, mobile in (("desktop", 1280, False), ("mobile", phone_width, True)):
         metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": mobile}
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -538,7 +538,7 @@ def test_bring_my_shifts_from_another_tool(live: str, app: Flask, browser: WebDr
         assert "k3y" not in body_text(browser)
         assert "2 in the feed" in card
         assert "PagerDuty (Kim Lee)" in text(browser, "#shifts")
-        screenshot(browser, "sources-working", phone=390)
+        screenshot(browser, "sources-working", phone_width=390)
 
         feeds.fault("/private/k3y/feed", "empty", count=100)
         source_id = int(browser.find_element(By.CSS_SELECTOR, "#sources article").get_attribute(
@@ -548,7 +548,7 @@ def test_bring_my_shifts_from_another_tool(live: str, app: Flask, browser: WebDr
         browser.refresh()
         assert "Paused: the feed looks wrong" in text(browser, "#sources")
         assert "suddenly empty (it had 2 events)" in text(browser, "#sources")
-        screenshot(browser, "sources-held", phone=390)
+        screenshot(browser, "sources-held", phone_width=390)
         browser.find_element(By.ID, f"accept-source-{source_id}").click()
         wait_for(browser, page_says("your calendars now follow the feed"))
         assert "PagerDuty (Kim Lee)" not in text(browser, "#shifts")
