@@ -211,7 +211,7 @@ def big_feed_figures(app: Any, events: int) -> None:
 def latency_figures(url: str, folder: str, samples: int, interval: int) -> None:
     """Change the feed at random moments; time until the fake Google calendar shows it."""
     with FakeGoogle() as google, FakeMicrosoft() as microsoft, FeedServer() as feeds:
-        fakes = {"google": google, "microsoft": microsoft}
+        fakes: dict[str, FakeGoogle | FakeMicrosoft] = {"google": google, "microsoft": microsoft}
         for provider, fake in fakes.items():
             fake.register_client(
                 CLIENT_ID, CLIENT_SECRET, [f"{BASE_URL}/api/calendar/{provider}/callback"]

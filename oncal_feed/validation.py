@@ -448,7 +448,7 @@ def parse_source(data: Any, *, partial: bool = False) -> SourceInput:
     return result
 
 
-def _pagerduty_ids(data: Mapping, errors: _Errors) -> tuple[str, ...] | None:
+def _pagerduty_ids(data: Mapping[str, Any], errors: _Errors) -> tuple[str, ...] | None:
     if "pagerduty_schedule_ids" not in data:
         return None
     value = data["pagerduty_schedule_ids"]

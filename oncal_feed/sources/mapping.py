@@ -49,9 +49,10 @@ class Directory:
 
     def by_text(self, text: str) -> str | None:
         """The email of a known user whose address or name `text` contains."""
-        for found in _EMAIL.findall(text):
-            if found.lower() in self.emails:
-                return found.lower()
+        for found in _EMAIL.finditer(text):
+            email = found.group(0).lower()
+            if email in self.emails:
+                return email
         if self._pattern is not None:
             match = self._pattern.search(fold(text))
             if match:

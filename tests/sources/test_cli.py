@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,13 +15,13 @@ SECRET = "/private/Qw3rtyUIsecret/feed.ics"
 
 
 @pytest.fixture
-def cli_run(run, monkeypatch: pytest.MonkeyPatch):
+def cli_run(run: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """`run`, with the feed server's loopback address allowed."""
     monkeypatch.setenv("SOURCE_ALLOWED_NETWORKS", "127.0.0.1/32")
     return run
 
 
-def test_add_list_poll_remove(world: Sources, feeds: FeedServer, cli_run) -> None:
+def test_add_list_poll_remove(world: Sources, feeds: FeedServer, cli_run: Any) -> None:
     """The URL is asked for hidden and never printed; each command says what it did."""
     start = (utcnow() + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     feeds.put(SECRET, relative_feed(start, ["alice@example.com", "nobody@example.com"]))
@@ -58,7 +59,7 @@ def test_add_list_poll_remove(world: Sources, feeds: FeedServer, cli_run) -> Non
     assert "has no sources" in cli_run("source", "list", "payments").output
 
 
-def test_bad_input_exits_non_zero(world: Sources, cli_run) -> None:
+def test_bad_input_exits_non_zero(world: Sources, cli_run: Any) -> None:
     """Unknown schedule, bad URL, bad id, wrong schedule: a message and exit 1."""
     bad_url = cli_run("source", "add", "payments", "--name", "x", input="ftp://x/y\n")
     assert bad_url.exit_code == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database
@@ -47,7 +47,7 @@ def test_unchanged_feed_is_one_304_and_writes_no_shift(world: Sources, feeds: Fe
     statements: list[str] = []
     engine = get_database(world.app).engine
 
-    def record(_conn, _cursor, statement, *_args) -> None:
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         statements.append(statement.split()[0].upper() + " " + statement)
 
     event.listen(engine, "before_cursor_execute", record)
@@ -270,6 +270,6 @@ def test_source_shifts_have_stable_external_ids(world: Sources, feeds: FeedServe
     assert all(i.startswith(f"src{source_id}-") for i in ids)
     assert len(set(ids)) == 4
     with world.database.session() as session:
-        session.execute(Shift.__table__.update().values(notes="edited"))
+        session.execute(update(Shift).values(notes="edited"))
     world.poll(source_id, NOW + timedelta(days=1))
     assert [s.external_id for s in world.shifts()] == ids
