@@ -360,17 +360,23 @@ def poll_source(
     database = get_database(app)
     owner = _owner()
     with database.sessionmaker() as session:
-        if session.get(Source, source_id) is None:
-            return PollReport(source_id, "missing")
         if not _acquire(session, source_id, owner, now):
-            return PollReport(source_id, "busy")
+            missing = session.get(Source, source_id) is None
+            return PollReport(source_id, "missing" if missing else "busy")
+    released = False
     try:
         with database.sessionmaker() as session:
             report = _poll(app, session, source_id, now, accept, resolve)
+            row = session.get(Source, source_id)
+            if row is not None and row.lease_owner == owner:
+                # Released with the outcome: one commit fewer on every poll.
+                row.lease_owner, row.lease_expires_at = None, None
             session.commit()
+            released = True
     finally:
-        with database.sessionmaker() as session:
-            _release(session, source_id, owner)
+        if not released:
+            with database.sessionmaker() as session:
+                _release(session, source_id, owner)
     if report.result is not None:
         shifts_changed(report.result.touched_user_ids)
     return report

@@ -257,6 +257,7 @@ def test_a_poll_in_progress_is_not_repeated(world: Sources, feeds: FeedServer) -
         assert row is not None
         row.lease_owner, row.lease_expires_at = "other-worker", NOW + timedelta(minutes=1)
     assert world.poll(source_id).outcome == "busy"
+    assert world.poll(source_id + 1000).outcome == "missing"
     assert feeds.statuses(PATH) == []
     assert world.poll(source_id, NOW + timedelta(minutes=2)).outcome == "changed"
 
