@@ -11,6 +11,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,18 @@ DEFAULTS: dict[str, Any] = {
     # Per worker process, on PostgreSQL: user rows of feeds, dropped when a change is
     # notified, so a 304 needs no query. 0 turns it off; SQLite never has it.
     "FEED_USER_CACHE_ENTRIES": 20_000,
+    # Schedule sources (polled ICS feeds, PagerDuty): seconds between polls of a new source,
+    # the largest body read, seconds allowed per fetch, redirects followed, and how far ahead
+    # a poll reads (days).
+    "SOURCE_POLL_INTERVAL": 60,
+    "SOURCE_MAX_BYTES": 10 * 1024 * 1024,
+    "SOURCE_TIMEOUT": 20,
+    "SOURCE_MAX_REDIRECTS": 5,
+    "SOURCE_WINDOW_DAYS": 180,
+    # Comma-separated IPs/CIDRs sources may be fetched from although they are loopback,
+    # private or link-local (on-premise tools, tests). Default: none.
+    "SOURCE_ALLOWED_NETWORKS": None,
+    "PAGERDUTY_API_BASE": "https://api.pagerduty.com",
     # Single sign-on: which of google, microsoft, oidc the sign-in page offers.
     "SIGNIN_PROVIDERS": None,
     "GOOGLE_DISCOVERY_URL": "https://accounts.google.com/.well-known/openid-configuration",
@@ -106,6 +119,11 @@ INTEGER_SETTINGS = (
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
     "FEED_USER_CACHE_ENTRIES",
+    "SOURCE_POLL_INTERVAL",
+    "SOURCE_MAX_BYTES",
+    "SOURCE_TIMEOUT",
+    "SOURCE_MAX_REDIRECTS",
+    "SOURCE_WINDOW_DAYS",
     "PASSWORD_LINK_HOURS",
     "SMTP_PORT",
 )
@@ -198,11 +216,32 @@ def load_config(
     settings["MICROSOFT_CONFIGURED"] = bool(
         settings["MICROSOFT_CLIENT_ID"] and settings["MICROSOFT_CLIENT_SECRET"]
     )
+    settings["SOURCE_ALLOWED_NETWORKS"] = _networks(settings["SOURCE_ALLOWED_NETWORKS"])
+    settings["PAGERDUTY_API_BASE"] = str(settings["PAGERDUTY_API_BASE"]).rstrip("/")
     _signin_settings(settings)
     settings["SESSION_COOKIE_HTTPONLY"] = True
     settings["SESSION_COOKIE_SAMESITE"] = "Lax"
     settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
     return settings
+
+
+def _networks(value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Parse SOURCE_ALLOWED_NETWORKS (a comma-separated string, or a list from tests)."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"SOURCE_ALLOWED_NETWORKS entry {text!r} is not an IP address or CIDR network."
+            ) from None
+    return tuple(networks)
 
 
 def _words(value: Any) -> list[str]:

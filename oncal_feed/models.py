@@ -1,4 +1,4 @@
-"""Typed SQLAlchemy models: users, schedules, shifts and API keys.
+"""Typed SQLAlchemy models: users, schedules, shifts, sources, connections and API keys.
 
 Instants are stored as UTC (`UTCDateTime`); IANA zone names are kept beside them for
 people and for rotation arithmetic.
@@ -24,6 +24,7 @@ __all__ = [
     "OAuthFlow",
     "Schedule",
     "Shift",
+    "Source",
     "SyncRecord",
     "User",
     "new_public_id",
@@ -293,6 +294,62 @@ class OAuthFlow(Base):
     secret_ciphertext: Mapped[str] = mapped_column(Text)
     use_primary: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Source(Base):
+    """A polled feed of shifts for one schedule: another tool's ICS feed or PagerDuty's API.
+
+    The URL and API token are kept only as ciphertext (`secret_ciphertext`, the token
+    vault's keys); `redacted` is what pages and API answers show instead. `snapshot` is the
+    last good state (the occurrences read, as JSON), so a broken poll changes nothing and
+    several sources of one schedule are imported together. The `lease_*` columns keep two
+    workers from polling one source at once (migration 0009).
+    """
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # "ics" | "pagerduty"
+    name: Mapped[str] = mapped_column(String(200))
+    # Every event of a per-user feed is this user's shift (when nothing else names a person).
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(32), default="primary")
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    redacted: Mapped[str] = mapped_column(String(300))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    poll_interval: Mapped[int] = mapped_column(default=60)  # seconds
+    # "new" | "ok" | "failing" (fetch or parse failed; retried) | "held" (looks broken:
+    # waiting for an admin to accept the new state)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    etag: Mapped[str | None] = mapped_column(String(300))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    # Start of the last full read (a 200): a 304 stands for "unchanged" only within its day,
+    # since the window moves daily and may take in more occurrences of a series.
+    last_full_read_at: Mapped[datetime | None]
+    snapshot: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    last_poll_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_change_at: Mapped[datetime | None]
+    events_read: Mapped[int] = mapped_column(default=0)
+    shifts_mapped: Mapped[int] = mapped_column(default=0)
+    unmatched_count: Mapped[int] = mapped_column(default=0)
+    unmatched_examples: Mapped[list[str] | None] = mapped_column(JSON)
+    last_error: Mapped[str | None] = mapped_column(Text)  # plain words, never a secret
+    last_error_at: Mapped[datetime | None]
+    failure_count: Mapped[int] = mapped_column(default=0)
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    schedule: Mapped[Schedule] = relationship(lazy="raise")
+    user: Mapped[User | None] = relationship(lazy="raise")
 
 
 class Invitation(Base):

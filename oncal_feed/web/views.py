@@ -35,6 +35,7 @@ from oncal_feed import accounts
 from oncal_feed.auth import current_user, sign_in, sign_out
 from oncal_feed.connections import service as connections
 from oncal_feed.connections.errors import OAuthError
+from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.feeds.service import (
@@ -44,9 +45,11 @@ from oncal_feed.feeds.service import (
     day_count,
 )
 from oncal_feed.feeds.tokens import feed_links, rotate_feed
-from oncal_feed.models import Schedule, Shift, User
+from oncal_feed.models import Schedule, Shift, Source, User
 from oncal_feed.notify import shifts_changed
 from oncal_feed.shifts import shifts_for_user
+from oncal_feed.sources import service as sources
+from oncal_feed.sources.tasks import get_poller
 from oncal_feed.sync import sync_user_now
 from oncal_feed.validation import parse_user
 from oncal_feed.web import page
@@ -214,6 +217,8 @@ def settings() -> str:
         future_choices=_choices(page.FUTURE_DAY_CHOICES, user.feed_future_days),
         cards=cards,
         polling=any(card.pending or card.never_synced for card in cards if card.connected),
+        sources=page.source_cards(sources.personal_sources(database, user), zone, now),
+        source_tools=page.SOURCE_TOOLS,
         zones=time_zone_names(),
         proxy_signed_in=bool(g.get("proxy_signed_in")),
         inline_messages=True,
@@ -400,3 +405,74 @@ def disconnect(provider: str) -> Response | str:
         message = f"{label} is disconnected. The events already there stay."
     tell(message, "success", "connections")
     return _back("connections")
+
+
+@web_blueprint.post("/settings/sources")
+@page_login_required
+def add_source() -> Response:
+    """Add the person's own feed from another tool; the worker checks it at once."""
+    tool = request.form.get("tool", "other")
+    label = page.SOURCE_TOOLS.get(tool, page.SOURCE_TOOLS["other"])[0]
+    user = _user()
+    try:
+        source = sources.create_personal_source(
+            get_session(),
+            user,
+            label,
+            request.form.get("url", ""),
+            get_vault(),
+            utcnow(),
+            current_app.config["SOURCE_POLL_INTERVAL"],
+        )
+    except ValidationError as exc:
+        tell(f"That address can't be used: {exc.errors[0].problem}.", "error", "sources")
+        return _back("sources")
+    get_session().commit()
+    try:
+        get_poller().nudge(source.id)
+    except Exception:
+        log.exception("could not queue a poll of source %s; the sweep will", source.id)
+    tell(f"Added the {label} feed. Its shifts appear here within a minute.", "success", "sources")
+    return _back("sources")
+
+
+def _own_source(source_id: int) -> Source | None:
+    found = get_session().get(Source, source_id)
+    user = _user()
+    if found is None or found.user_id != user.id or not (found.options or {}).get("personal"):
+        return None
+    return found
+
+
+@web_blueprint.post("/settings/sources/<int:source_id>/remove")
+@page_login_required
+def remove_source(source_id: int) -> Response:
+    """Remove one of the person's own feeds; the shifts it brought are cancelled."""
+    found = _own_source(source_id)
+    if found is None:
+        return _back("sources")
+    name = found.name
+    result = sources.delete_source(get_session(), found, utcnow())
+    get_session().commit()
+    shifts_changed(result.touched_user_ids)
+    tell(
+        f"Removed the {name} feed; its shifts were taken off your calendars.", "success", "sources"
+    )
+    return _back("sources")
+
+
+@web_blueprint.post("/settings/sources/<int:source_id>/accept")
+@page_login_required
+def accept_source(source_id: int) -> Response:
+    """Take a paused feed's new state (it suddenly lost events) as right."""
+    found = _own_source(source_id)
+    if found is None:
+        return _back("sources")
+    get_session().rollback()  # the poll uses sessions of its own
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    report = sources.poll_source(app, source_id, utcnow(), accept=True)
+    if report.problem:
+        tell(f"The feed could not be read: {report.problem}", "error", "sources")
+    else:
+        tell("Done: your calendars now follow the feed as it is.", "success", "sources")
+    return _back("sources")
