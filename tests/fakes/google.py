@@ -83,19 +83,16 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tests.fakes.httpbase import (
+from tests.fakes.faults import Fault, Faults, Stats, run_with_fault
+from tests.fakes.server import (
     FakeHTTPServer,
-    Fault,
-    Faults,
     HTTPError,
     Request,
     Response,
-    Stats,
     html_response,
     json_response,
     parse_target,
     redirect,
-    run_with_fault,
 )
 
 SCOPE_CALENDAR = "https://www.googleapis.com/auth/calendar"
@@ -653,7 +650,7 @@ class FakeGoogle(FakeHTTPServer):
     def fail_next(
         self, count: int = 1, status: int = 503, *, retry_after: float | None = None, **kw: Any
     ) -> None:
-        """Shortcut for ``faults.fail_next`` (see ``httpbase.Faults``)."""
+        """Shortcut for ``faults.fail_next`` (see ``faults.Faults``)."""
         self.faults.fail_next(count, status, retry_after=retry_after, **kw)
 
     def consent(

@@ -1,6 +1,6 @@
 """Fake Microsoft identity platform (v2.0) + Microsoft Graph v1.0 calendar server.
 
-A real HTTP server on 127.0.0.1 (built on ``tests.fakes.httpbase``) that the REAL
+A real HTTP server on 127.0.0.1 (built on ``tests.fakes.server``) that the REAL
 ``msal`` library and plain ``requests`` calls to Graph talk to, for tests and manual
 runs (``python -m tests.fakes.microsoft --port 8766``).
 
@@ -128,7 +128,7 @@ Event semantics (modelled on Graph):
   ``RequestBodyRead``; ids that are not Graph-shaped -> 400 ``ErrorInvalidIdMalformed``;
   unknown ids -> 404 ``ErrorItemNotFound``.
 
-Faults (``fake.faults``, see ``httpbase.Faults``; seeded, thread-safe).  Targets:
+Faults (``fake.faults``, see ``faults.Faults``; seeded, thread-safe).  Targets:
 ``"graph"`` (direct Graph calls) and ``"batch"`` (each ``$batch`` member) by default;
 add ``"batch_envelope"`` (the ``$batch`` request as a whole), ``"token"``,
 ``"authorize"`` or ``"discovery"`` to ``faults.targets`` to fault those too.  In a
@@ -186,19 +186,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from tests.fakes.httpbase import (
+from tests.fakes.faults import Fault, Faults, Stats, run_with_fault
+from tests.fakes.server import (
     FakeHTTPServer,
-    Fault,
-    Faults,
     HTTPError,
     Request,
     Response,
-    Stats,
     empty_response,
     html_response,
     json_response,
     redirect,
-    run_with_fault,
 )
 
 __all__ = [
@@ -901,7 +898,7 @@ class FakeMicrosoft(FakeHTTPServer):
     def fail_next(
         self, count: int = 1, status: int = 503, *, retry_after: float | None = None, **kw: Any
     ) -> None:
-        """Shortcut for ``faults.fail_next`` (see ``httpbase.Faults``)."""
+        """Shortcut for ``faults.fail_next`` (see ``faults.Faults``)."""
         self.faults.fail_next(count, status, retry_after=retry_after, **kw)
 
     # ------------------------------------------------------------- inspection

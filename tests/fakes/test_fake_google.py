@@ -32,13 +32,13 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from tests.fakes.faults import Faults
 from tests.fakes.google import (
     SCOPE_APP_CREATED,
     SCOPE_CALENDAR,
     SCOPE_EVENTS,
     FakeGoogle,
 )
-from tests.fakes.httpbase import Faults
 
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret"
