@@ -29,6 +29,7 @@ __all__ = [
     "fresh_database",
     "get_database",
     "get_session",
+    "instant_json",
     "utcnow",
     "with_reconnect",
 ]
@@ -48,6 +49,13 @@ NAMING_CONVENTION = {
 def utcnow() -> datetime:
     """Return the current instant as an aware UTC datetime (frozen by freezegun in tests)."""
     return datetime.now(UTC)
+
+
+def instant_json(value: datetime | None) -> str | None:
+    """Format an instant as RFC 3339 in UTC with a `Z` (None stays None), for JSON answers."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
