@@ -54,7 +54,7 @@ from oncal_feed.sync.lease import (
     transaction,
     why_not_acquired,
 )
-from oncal_feed.sync.plan import plan
+from oncal_feed.sync.plan import Create, plan, unattributed
 from oncal_feed.sync.schedule import (
     FULL_CHECK_INTERVAL,
     backoff_delay,
@@ -378,6 +378,12 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
             run.errors.append(exc)
     run.calendar_id = calendar_id
     records = state.status.records()
+    inconsistent = listing is not None and bool(unattributed(listing, records))
+    if inconsistent:
+        # Never "everything is gone": carry on from the records without creating anything
+        # (what looks missing may be there, untagged), and check again soon.
+        run.errors.append(TransientError("the calendar's event list came back without our tags"))
+        listing = None
     adoptable: dict[str, int] = {}
     if listing is not None:
         known = {spec.uid for spec in state.desired.values()} | {r.uid for r in records}
@@ -393,6 +399,8 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
             adoptable=adoptable,
         )
     )
+    if inconsistent:
+        actions = [action for action in actions if not isinstance(action, Create)]
     if actions:
         run.apply(actions)
 

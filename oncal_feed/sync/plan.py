@@ -23,6 +23,8 @@ Rules the plan follows:
   deleted are created again, our tagged events without a record (orphans) and second
   events for one shift (duplicates) are deleted, and uncertain records are resolved
   from what is really there.
+* A listed event whose id is one we recorded is that record's event, whatever its tag
+  says (a listing may come back without the tag): ids first, tags second.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "Update",
     "google_event_id",
     "plan",
+    "unattributed",
 ]
 
 RecordState = Literal["creating", "synced", "deleting"]
@@ -185,13 +188,16 @@ def plan(
     visited in id order, orphans last, so
     the same inputs always give the same plan; nothing is yielded when nothing differs.
     """
+    records = list(records)
     by_shift = {record.shift_id: record for record in records}
     listing: dict[str, list[RemoteEvent]] | None = None
     if remote is not None:
+        recorded = _recorded_uids(records)
         listing = defaultdict(list)
         for event in remote:
-            if event.uid is not None and not event.cancelled:
-                listing[event.uid].append(event)
+            uid = recorded.get(event.remote_id, event.uid)
+            if uid is not None and not event.cancelled:
+                listing[uid].append(event)
         for events in listing.values():
             events.sort(key=lambda e: e.remote_id)
 
@@ -215,6 +221,27 @@ def plan(
                 events = events[1:]
             for event in events:
                 yield Prune(uid, event.remote_id)
+
+
+def _recorded_uids(records: Iterable[Record]) -> dict[str, str]:
+    """Remote id -> shift UID of every record that names a remote event."""
+    return {record.remote_id: record.uid for record in records if record.remote_id is not None}
+
+
+def unattributed(remote: Iterable[RemoteEvent], records: Iterable[Record]) -> list[RemoteEvent]:
+    """The live listed events that carry neither our tag nor an id we recorded.
+
+    A listing of *our tagged events* (Graph filters on the tag) that holds such an event
+    contradicts itself: the tag was lost on the way, so absent events cannot be told
+    from untagged ones. The engine then plans from the records alone instead of creating
+    what looks missing.
+    """
+    recorded = _recorded_uids(records)
+    return [
+        event
+        for event in remote
+        if not event.cancelled and event.uid is None and event.remote_id not in recorded
+    ]
 
 
 def _incremental(

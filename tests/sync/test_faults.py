@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from oncal_feed import shifts
 from oncal_feed.db import get_database, utcnow
@@ -146,6 +146,58 @@ def test_sync_through_real_adapters(
         report = run_sync(app, connection_id, now=now, full_check=False)
         assert (report.outcome, report.updated, report.writes) == ("ok", 1, 1)
     assert remote_writes(fakes) == 2
+
+
+@pytest.mark.parametrize("expanded", [True, False], ids=["as-documented", "strict"])
+def test_outlook_full_check_after_a_user_deletion_restores_just_that_event(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any], expanded: bool
+) -> None:
+    """Events are matched by recorded id first, so a listing without tags creates one.
+
+    Graph returns expanded properties whatever `$select` says; a server that drops them
+    (the strict fake) once made a full check re-create the whole calendar.
+    """
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    put_shifts(world, [shift(f"s{n}", start + timedelta(hours=6 * n)) for n in range(30)], utcnow())
+    now = utcnow()
+    graph = fakes["microsoft"]
+    assert run_sync(app, ids["microsoft"], now=now).created == 30
+    graph.expanded_under_select = expanded
+    row = connection(app, ids["microsoft"])
+    assert row.calendar_id is not None
+    graph.remove_event(ALICE, graph.events(ALICE, row.calendar_id)[7]["id"])
+
+    report = run_sync(app, ids["microsoft"], now=now, full_check=True)
+
+    assert (report.outcome, report.created, report.deleted) == ("ok", 1, 0), report
+    assert mismatch(desired_events(app, row.user_id, now), remote_events(fakes, row)) == {}
+
+
+def test_a_listing_that_lost_our_tags_creates_nothing(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """Untagged events in a listing of tagged ones: an error to retry, never 30 creates."""
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    put_shifts(world, [shift(f"s{n}", start + timedelta(hours=6 * n)) for n in range(30)], utcnow())
+    now = utcnow()
+    graph = fakes["microsoft"]
+    assert run_sync(app, ids["microsoft"], now=now).created == 30
+    # The records are lost (a restored backup) and the server drops the tags.
+    with get_database(app).session() as session:
+        session.execute(delete(SyncRecord).where(SyncRecord.connection_id == ids["microsoft"]))
+    graph.expanded_under_select = False
+
+    report = run_sync(app, ids["microsoft"], now=now, full_check=True)
+
+    assert (report.outcome, report.created) == ("failed", 0), report
+    assert report.error is not None
+    assert "without our tags" in report.error
+    assert report.next_retry_at is not None
+    row = connection(app, ids["microsoft"])
+    assert row.calendar_id is not None
+    assert len(graph.events(ALICE, row.calendar_id)) == 30
 
 
 def test_sync_now_endpoint(

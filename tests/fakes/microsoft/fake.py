@@ -56,6 +56,8 @@ class FakeMicrosoft(IdentityMixin, GraphMixin, ODataMixin, BatchMixin, FakeHTTPS
         self._authority_host = authority_host.rstrip("/")
         self.tenant_id = tenant_id
         self.stats = Stats()
+        # False: expanded properties are dropped from a $select'ed listing (see odata.py).
+        self.expanded_under_select = True
         self.faults = Faults(seed=seed, targets={"graph", "batch"})
         self.faults.error_statuses = (500, 503, 504)
         self.access_token_lifetime = 3600

@@ -148,11 +148,15 @@ class ODataMixin:
                 )
         return names
 
-    @staticmethod
-    def _apply_select(item: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
+    def _apply_select(self, item: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
         if names is None:
             return item
-        keep = {"@odata.etag", "id", "singleValueExtendedProperties", *names}
+        keep = {"@odata.etag", "id", *names}
+        # OData (and Graph's documentation of $expand) return expanded navigation
+        # properties whatever $select says; `expanded_under_select = False` makes the
+        # fake drop them unless selected too, as a stricter server might.
+        if getattr(self, "expanded_under_select", True):
+            keep.add("singleValueExtendedProperties")
         return {key: value for key, value in item.items() if key in keep}
 
     def _paging(self, call: _GraphRequest) -> tuple[int, int]:
