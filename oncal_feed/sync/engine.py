@@ -132,9 +132,10 @@ def describe_error(exc: ProviderError, provider: str) -> str:
     if exc.status and str(exc.status) not in detail:
         detail = f"{detail} (HTTP {exc.status})"
     if isinstance(exc, AuthorizationLost):
+        # One plain sentence: the adapter's detail ("invalid_grant", or its own wording
+        # of the same thing) only repeated it.
         return (
-            f"{label} access was revoked or has expired ({detail}). "
-            "Reconnect the calendar to resume syncing."
+            f"{label} access was revoked or has expired; reconnect the calendar to resume syncing."
         )
     if isinstance(exc, RateLimited):
         return f"{label} asked us to slow down (too many requests). Syncing resumes by itself."

@@ -537,8 +537,7 @@ def test_auth_error_message_names_outlook_and_asks_to_reconnect() -> None:
     """A lost grant is explained in the user's words, with what to do about it."""
     message = describe_error(AuthorizationLost("invalid_grant"), "microsoft")
     assert message == (
-        "Outlook access was revoked or has expired (invalid_grant). "
-        "Reconnect the calendar to resume syncing."
+        "Outlook access was revoked or has expired; reconnect the calendar to resume syncing."
     )
 
 

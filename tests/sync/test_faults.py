@@ -228,7 +228,10 @@ def test_revoked_grant_needs_reauth(
     report = run_sync(app, ids["google"], now=utcnow() + timedelta(hours=2))
     row = connection(app, ids["google"])
     assert (report.outcome, row.status) == ("needs_reauth", "needs_reauth")
-    assert row.last_error.startswith("Google Calendar access was revoked or has expired")
+    assert row.last_error == (
+        "Google Calendar access was revoked or has expired; reconnect the calendar to resume "
+        "syncing."
+    )
     assert row.next_retry_at is None
     assert run_sync(app, ids["microsoft"]).outcome == "ok"
 
