@@ -25,6 +25,9 @@ Rules the plan follows:
   from what is really there.
 * A listed event whose id is one we recorded is that record's event, whatever its tag
   says (a listing may come back without the tag): ids first, tags second.
+* The calendar is ours: an event someone else edited (its etag is not our last write's)
+  is rewritten at the full check, as a deleted one is re-created; any change of the
+  shift rewrites (or re-creates) its event at once.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ class Record:
     remote_id: str | None
     content_hash: str | None
     transaction_id: str | None = None
-    # The remote's version tag at our last write; kept for the record, the plan ignores it.
+    # The remote's version tag at our last write: a full check that lists another one
+    # knows someone edited the event.
     remote_etag: str | None = None
 
     @property
@@ -279,6 +283,14 @@ def _incremental(
     yield Delete(shift_id, record.remote_id)
 
 
+def _edited(record: Record, found: Sequence[RemoteEvent]) -> bool:
+    """Whether the listed event of a synced record no longer carries our write's etag."""
+    if record.remote_etag is None:
+        return False
+    listed = next((e for e in found if e.remote_id == record.remote_id), None)
+    return listed is not None and listed.etag is not None and listed.etag != record.remote_etag
+
+
 def _recover(record: Record, spec: EventSpec | None, *, keep: bool) -> Recover:
     key = record.pending_key
     assert key is not None, "a creating record always carries its idempotency key"
@@ -320,6 +332,9 @@ def _checked(
         believed = record.content_hash
     else:
         believed = record.content_hash if record is not None else None
+        if record is not None and _edited(record, found):
+            # Someone else changed our event since our last write: render it again.
+            believed = None
     for remote_id in ids:
         if remote_id != current:
             yield Prune(uid, remote_id)

@@ -200,6 +200,60 @@ def test_a_listing_that_lost_our_tags_creates_nothing(
     assert len(graph.events(ALICE, row.calendar_id)) == 30
 
 
+def edit_and_delete(fakes: dict[str, Any], row: CalendarConnection, edit: int, gone: int) -> None:
+    """The user retitles one of our events and deletes another, in their calendar app."""
+    assert row.calendar_id is not None
+    fake = fakes[row.provider]
+    events = fake.events(ALICE, row.calendar_id)
+    if row.provider == "google":
+        fake.edit_event(ALICE, row.calendar_id, events[edit]["id"], {"summary": "Dentist"})
+        fake.remove_event(ALICE, row.calendar_id, events[gone]["id"])
+    else:
+        fake.edit_event(ALICE, events[edit]["id"], {"subject": "Dentist"})
+        fake.remove_event(ALICE, events[gone]["id"])
+
+
+def test_users_edits_and_deletions_are_undone_by_the_full_check(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """One rule on both providers: the full check restores what we render."""
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    put_shifts(world, [shift(f"s{n}", start + timedelta(hours=6 * n)) for n in range(10)], utcnow())
+    now = utcnow()
+    for connection_id in ids.values():
+        assert run_sync(app, connection_id, now=now).created == 10
+        edit_and_delete(fakes, connection(app, connection_id), edit=2, gone=5)
+        # An incremental sync trusts its records: nothing to do yet.
+        assert run_sync(app, connection_id, now=now, full_check=False).writes == 0
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, now=now, full_check=True)
+        assert report.outcome == "ok", report
+    assert_exact(app, fakes, ids, now)
+    for connection_id in ids.values():
+        assert run_sync(app, connection_id, now=now, full_check=True).writes == 0
+
+
+def test_a_changed_shift_restores_its_deleted_or_edited_event_at_once(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """No full check needed when the shift itself changes."""
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    items = [shift(f"s{n}", start + timedelta(hours=6 * n)) for n in range(4)]
+    put_shifts(world, items, utcnow())
+    now = utcnow()
+    for connection_id in ids.values():
+        run_sync(app, connection_id, now=now)
+        edit_and_delete(fakes, connection(app, connection_id), edit=1, gone=2)
+    moved = [shift(f"s{n}", start + timedelta(hours=6 * n), notes="moved") for n in (1, 2)]
+    put_shifts(world, moved, utcnow())
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, now=now, full_check=False)
+        assert report.outcome == "ok", report
+    assert_exact(app, fakes, ids, now)
+
+
 def test_sync_now_endpoint(
     app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
 ) -> None:

@@ -27,6 +27,7 @@ from tests.fakes.google.model import (
     _Calendar,
     _Grant,
     _random_id,
+    _rfc3339_ms,
     _User,
 )
 from tests.fakes.server import (
@@ -241,6 +242,28 @@ class FakeGoogle(IdentityMixin, CalendarMixin, BatchMixin, FakeHTTPServer):
                     if include_cancelled or event.data.get("status") != "cancelled":
                         out.append(self._render_event(cal, event))
             return out
+
+    def edit_event(
+        self, email: str, calendar_id: str, event_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change top-level fields of an event as if the user edited it (new etag)."""
+        with self._lock:
+            cal = self._calendars[calendar_id]
+            assert cal.owner == email, "not this user's calendar"
+            event = cal.events[event_id]
+            event.data.update(changes)
+            self._touch(cal, event, _rfc3339_ms(self.clock()))
+            return self._render_event(cal, event)
+
+    def remove_event(self, email: str, calendar_id: str, event_id: str) -> None:
+        """Delete an event as if the user deleted it in Google Calendar (cancelled)."""
+        with self._lock:
+            cal = self._calendars[calendar_id]
+            assert cal.owner == email, "not this user's calendar"
+            event = cal.events[event_id]
+            event.data["status"] = "cancelled"
+            event.data["sequence"] = int(event.data.get("sequence", 0)) + 1
+            self._touch(cal, event, _rfc3339_ms(self.clock()))
 
     def fail_next(
         self, count: int = 1, status: int = 503, *, retry_after: float | None = None, **kw: Any
