@@ -67,6 +67,28 @@ DEFAULTS: dict[str, Any] = {
     # Per worker process, on PostgreSQL: user rows of feeds, dropped when a change is
     # notified, so a 304 needs no query. 0 turns it off; SQLite never has it.
     "FEED_USER_CACHE_ENTRIES": 20_000,
+    # Single sign-on: which of google, microsoft, oidc the sign-in page offers.
+    "SIGNIN_PROVIDERS": None,
+    "GOOGLE_DISCOVERY_URL": "https://accounts.google.com/.well-known/openid-configuration",
+    # default: <MICROSOFT_AUTHORITY_HOST>/<MICROSOFT_TENANT_ID>/v2.0/.well-known/...
+    "MICROSOFT_DISCOVERY_URL": None,
+    "OIDC_DISCOVERY_URL": None,
+    "OIDC_CLIENT_ID": None,
+    "OIDC_CLIENT_SECRET": None,
+    "OIDC_LABEL": "your organisation",
+    # Comma-separated email domains that may sign in by SSO; unset: any.
+    "SIGNIN_ALLOWED_DOMAINS": None,
+    # Whether a first SSO sign-in of an unknown (verified, allowed) email makes an account.
+    "SIGNIN_CREATE_ACCOUNTS": "false",
+    # How long invitation and password-reset links work.
+    "PASSWORD_LINK_HOURS": 72,
+    # Optional mail server that sends invitation and reset links.
+    "SMTP_HOST": None,
+    "SMTP_PORT": 587,
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    "SMTP_FROM": None,
+    "SMTP_SECURITY": "starttls",  # starttls | ssl | none
 }
 
 INTEGER_SETTINGS = (
@@ -76,7 +98,12 @@ INTEGER_SETTINGS = (
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
     "FEED_USER_CACHE_ENTRIES",
+    "PASSWORD_LINK_HOURS",
+    "SMTP_PORT",
 )
+SIGNIN_PROVIDER_NAMES = ("google", "microsoft", "oidc")
+SMTP_SECURITY_CHOICES = ("starttls", "ssl", "none")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 MISSING_SECRET_KEY_HELP = (
     "SECRET_KEY is not set. Generate one with\n"  # noqa: S105 (help text, not a secret)
@@ -154,10 +181,70 @@ def load_config(
     settings["MICROSOFT_CONFIGURED"] = bool(
         settings["MICROSOFT_CLIENT_ID"] and settings["MICROSOFT_CLIENT_SECRET"]
     )
+    _signin_settings(settings)
     settings["SESSION_COOKIE_HTTPONLY"] = True
     settings["SESSION_COOKIE_SAMESITE"] = "Lax"
     settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
     return settings
+
+
+def _words(value: Any) -> list[str]:
+    """A comma-separated setting as a list of lower-case words (a list stays a list)."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    return [str(item).strip().lower() for item in items if str(item).strip()]
+
+
+def _signin_settings(settings: dict[str, Any]) -> None:
+    """Check and normalise the single sign-on, password link and SMTP settings."""
+    providers = _words(settings["SIGNIN_PROVIDERS"])
+    unknown = sorted(set(providers) - set(SIGNIN_PROVIDER_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"SIGNIN_PROVIDERS may list {', '.join(SIGNIN_PROVIDER_NAMES)}, "
+            f"not {', '.join(unknown)}."
+        )
+    needs = {
+        "google": ("GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET"),
+        "microsoft": ("MICROSOFT_CLIENT_ID", "MICROSOFT_CLIENT_SECRET"),
+        "oidc": ("OIDC_DISCOVERY_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"),
+    }
+    for provider in providers:
+        missing = [name for name in needs[provider] if not settings[name]]
+        if missing:
+            raise ConfigError(
+                f"SIGNIN_PROVIDERS lists {provider}, but {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set (see .env.example)."
+            )
+    settings["SIGNIN_PROVIDERS"] = list(dict.fromkeys(providers))
+    if not settings["MICROSOFT_DISCOVERY_URL"]:
+        host = str(settings["MICROSOFT_AUTHORITY_HOST"]).rstrip("/")
+        settings["MICROSOFT_DISCOVERY_URL"] = (
+            f"{host}/{settings['MICROSOFT_TENANT_ID']}/v2.0/.well-known/openid-configuration"
+        )
+    settings["SIGNIN_ALLOWED_DOMAINS"] = [
+        domain.lstrip("@") for domain in _words(settings["SIGNIN_ALLOWED_DOMAINS"])
+    ]
+    settings["SIGNIN_CREATE_ACCOUNTS"] = _flag(settings, "SIGNIN_CREATE_ACCOUNTS")
+    if settings["PASSWORD_LINK_HOURS"] < 1:
+        raise ConfigError("PASSWORD_LINK_HOURS must be at least 1.")
+    security = str(settings["SMTP_SECURITY"]).strip().lower()
+    if security not in SMTP_SECURITY_CHOICES:
+        raise ConfigError(f"SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_CHOICES)}.")
+    settings["SMTP_SECURITY"] = security
+    if settings["SMTP_HOST"] and not settings["SMTP_FROM"]:
+        raise ConfigError("SMTP_HOST is set but SMTP_FROM is not: set the sender address.")
+
+
+def _flag(settings: Mapping[str, Any], name: str) -> bool:
+    value = settings[name]
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {value!r}.")
 
 
 def _any_provider_configured(settings: Mapping[str, Any]) -> bool:

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from oncal_feed.db import Base, utcnow
 
 __all__ = [
+    "ROLES",
     "ApiKey",
     "CalendarConnection",
+    "Invitation",
     "OAuthFlow",
     "Schedule",
     "Shift",
@@ -27,6 +29,7 @@ __all__ = [
     "new_shift_uid",
 ]
 
+ROLES = ("admin", "member")
 DEFAULT_FEED_PAST_DAYS = 30
 DEFAULT_FEED_FUTURE_DAYS = 365
 
@@ -55,6 +58,9 @@ class User(Base):
     # Part of every sign-in session; bumping it ends them all, copied cookies included
     # (signing out, a new password). Migration 0007.
     session_generation: Mapped[int] = mapped_column(default=1, server_default="1")
+    # "admin" | "member" (ROLES). Admins see everyone's feeds and connections and manage
+    # API keys (migration 0008; everyone existing before it is a member).
+    role: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
     # Bumping the generation invalidates every feed URL issued before.
     feed_generation: Mapped[int] = mapped_column(default=1)
     feed_past_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_PAST_DAYS)
@@ -256,3 +262,24 @@ class OAuthFlow(Base):
     secret_ciphertext: Mapped[str] = mapped_column(Text)
     use_primary: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Invitation(Base):
+    """A single-use, expiring link that lets a person set a password.
+
+    `kind` is "invite" (a first password) or "reset"; only a SHA-256 of the link's secret
+    is stored, so the database alone can't be turned into working links. A link is spent
+    once `used_at` is set, and a newer link for the same user replaces older ones.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "invite" | "reset"
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(lazy="raise")

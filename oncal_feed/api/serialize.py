@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from oncal_feed.db import instant_json
-from oncal_feed.models import Schedule, Shift, User
+from oncal_feed.models import ApiKey, Schedule, Shift, User
 
-__all__ = ["schedule_json", "shift_json", "user_json"]
+__all__ = ["api_key_json", "schedule_json", "shift_json", "user_json"]
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -17,6 +17,7 @@ def user_json(user: User) -> dict[str, Any]:
         "email": user.email,
         "display_name": user.display_name,
         "time_zone": user.time_zone,
+        "role": user.role,
         "created_at": instant_json(user.created_at),
         "updated_at": instant_json(user.updated_at),
     }
@@ -53,4 +54,17 @@ def shift_json(shift: Shift, user: User) -> dict[str, Any]:
         "created_at": instant_json(shift.created_at),
         "updated_at": instant_json(shift.updated_at),
         "deleted": shift.deleted_at is not None,
+    }
+
+
+def api_key_json(key: ApiKey) -> dict[str, Any]:
+    """Fields of an API key: name, the first characters of the secret, and dates."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "created_at": instant_json(key.created_at),
+        "last_used_at": instant_json(key.last_used_at),
+        "revoked_at": instant_json(key.revoked_at),
+        "revoked": key.revoked_at is not None,
     }

@@ -20,6 +20,7 @@ from oncal_feed.models import User
 
 __all__ = [
     "FEED_PATH",
+    "NOT_FOUND_MESSAGE",
     "FeedLinks",
     "feed_links",
     "make_feed_token",
@@ -33,6 +34,12 @@ SALT = "oncal-feed.feed"
 FEED_PATH = "/feeds/{token}.ics"
 # Real tokens are about 90 characters; anything far longer is not worth an HMAC.
 _MAX_TOKEN_LENGTH = 256
+
+# One message for every dead link, so a 404 tells nothing about why (forged or revoked).
+NOT_FOUND_MESSAGE = (
+    "There is no calendar feed at this address. Feed links stop working when they are "
+    "replaced; copy the current one from your settings page."
+)
 
 
 @lru_cache(maxsize=4)

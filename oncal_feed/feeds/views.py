@@ -22,9 +22,9 @@ from werkzeug.wrappers import Request
 
 from oncal_feed.db import Database, get_database
 from oncal_feed.errors import ValidationError
-from oncal_feed.errors_http import error_body
+from oncal_feed.errors_http import error_body, wants_page
 from oncal_feed.feeds.service import FeedAnswer, FeedNotFound, FeedQuery, FeedService
-from oncal_feed.feeds.tokens import FEED_PATH
+from oncal_feed.feeds.tokens import FEED_PATH, NOT_FOUND_MESSAGE
 from oncal_feed.feeds.user_cache import user_cache_for
 from oncal_feed.metrics import FEED_RENDER_SECONDS, FEED_REQUESTS
 from oncal_feed.web.security import security_headers
@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 PREFIX, SUFFIX = FEED_PATH.split("{token}")
 ALLOWED_METHODS = "GET, HEAD"
 NOT_MODIFIED = f"304 {HTTP_STATUS_CODES[304]}"
-
-# One message for every dead link, so a 404 tells nothing about why (forged or revoked).
-NOT_FOUND_MESSAGE = (
-    "There is no calendar feed at this address. Feed links stop working when they are "
-    "replaced; copy the current one from your settings page."
-)
 
 
 def init_feeds(app: Flask) -> None:
@@ -94,8 +88,13 @@ class FeedEndpoint:
         if token is None:
             return self.next_app(environ, start_response)
         started = time.perf_counter()
-        answer = self.respond(Request(environ), token)
+        request = Request(environ)
+        answer = self.respond(request, token)
         status = answer.status
+        if status == 404 and wants_page(request.accept_mimetypes, request.path):
+            # A dead link opened in a browser: Flask renders the page (`web.dead_feed`).
+            FEED_REQUESTS.labels("404").inc()
+            return self.next_app(environ, start_response)
         FEED_REQUESTS.labels(str(status)).inc()
         if status == 200:
             FEED_RENDER_SECONDS.observe(time.perf_counter() - started)

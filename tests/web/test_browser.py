@@ -265,10 +265,10 @@ def sign_in(driver: WebDriver, base: str) -> None:
     wait_for(driver, page_says("Your next two weeks"))
 
 
-def screenshot(driver: WebDriver, name: str) -> None:
-    """Save the whole page at 1280 px and at 375 px (phone) wide."""
+def screenshot(driver: WebDriver, name: str, phone_width: int = 375) -> None:
+    """Save the whole page at 1280 px and at `phone_width` px (phone) wide."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for label, width, mobile in (("desktop", 1280, False), ("mobile", 375, True)):
+    for label, width, mobile in (("desktop", 1280, False), ("mobile", phone_width, True)):
         metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": mobile}
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         height = driver.execute_script("return document.documentElement.scrollHeight")
