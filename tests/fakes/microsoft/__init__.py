@@ -152,7 +152,10 @@ Test API (``FakeMicrosoft``): ``register_client``, ``add_user``, ``revoke_grants
 Graph token without the OAuth dance), ``consent`` / ``consent_params`` /
 ``consent_exchange`` (drive the consent page over HTTP), ``calendars``, ``events``,
 ``put_event`` / ``edit_event`` / ``remove_event`` (changes "made in Outlook"),
-``faults``, ``fail_next``, ``stats``, ``calls``, ``clock`` (injectable time source).
+``faults``, ``fail_next``, ``stats``, ``calls``, ``clock`` (injectable time source),
+``expanded_under_select`` (default True, as Graph documents: ``$expand``'ed extended
+properties come back whatever ``$select`` says; False drops them unless selected, a
+stricter server that once made a full check duplicate every event).
 
 Not modelled: recurrence expansion, attendees and meeting responses, other users'
 mailboxes, delta queries, subscriptions, ``multiValueExtendedProperties`` filters,

@@ -88,7 +88,7 @@ def _filter_error(text: str) -> HTTPError:
             400,
             "ErrorInvalidUrlQueryFilter",
             f"The query filter contains one or more invalid nodes. (fake: unsupported "
-            f"$filter {text!r}; see tests/fakes/microsoft.py for the supported forms)",
+            f"$filter {text!r}; see tests/fakes/microsoft/__init__.py for the supported forms)",
         )
     )
 
