@@ -55,10 +55,18 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_AUTH_HEADER": None,  # e.g. X-Forwarded-Email, only behind a trusted proxy
     # Comma-separated IPs/CIDRs of the proxies whose TRUSTED_AUTH_HEADER is believed.
     "TRUSTED_AUTH_PROXIES": None,
-    # Sign-in attempts per client address and per email address (Flask-Limiter syntax).
+    # Clients that may read /readyz and /metrics: comma-separated IPs/CIDRs (loopback and
+    # private networks by default); others get 404. /healthz answers everyone.
+    "OPS_ALLOWED_NETWORKS": "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+    # Sign-in attempts per client address, and per client address + email (Flask-Limiter
+    # syntax).
     "LOGIN_RATE_LIMIT": "10 per minute",
-    # Where rate-limit counters live: memory:// per process, redis://host:6379/1 shared.
-    "RATELIMIT_STORAGE_URI": "memory://",
+    # Seconds each failure on an email beyond the first five (in 15 minutes) adds before
+    # its next sign-in is checked, up to ten times this.
+    "LOGIN_SLOWDOWN_SECONDS": 1.0,
+    # Where rate-limit counters live. Default: sqlite:///<instance>/ratelimit.sqlite, shared
+    # by the workers of one machine; redis://host:6379/1 for several machines.
+    "RATELIMIT_STORAGE_URI": None,
     # Per worker process: rendered events by content hash, and whole feed bodies by ETag.
     "FEED_EVENT_CACHE_BYTES": 32 * 1024 * 1024,
     "FEED_BODY_CACHE_BYTES": 32 * 1024 * 1024,
@@ -149,9 +157,18 @@ def load_config(
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a whole number.") from None
 
+    try:
+        settings["LOGIN_SLOWDOWN_SECONDS"] = float(settings["LOGIN_SLOWDOWN_SECONDS"])
+    except (TypeError, ValueError):
+        raise ConfigError("LOGIN_SLOWDOWN_SECONDS must be a number of seconds.") from None
+    if not 0 <= settings["LOGIN_SLOWDOWN_SECONDS"] <= 10:
+        raise ConfigError("LOGIN_SLOWDOWN_SECONDS must be from 0 to 10.")
+
     settings["BASE_URL"] = str(settings["BASE_URL"]).rstrip("/")
     if not settings["DATABASE_URL"]:
         settings["DATABASE_URL"] = f"sqlite:///{instance_path / 'oncal-feed.sqlite'}"
+    if not settings["RATELIMIT_STORAGE_URI"]:
+        settings["RATELIMIT_STORAGE_URI"] = f"sqlite:///{instance_path / 'ratelimit.sqlite'}"
     if not settings["QUEUE_URL"]:
         settings["QUEUE_URL"] = f"sqlite:///{instance_path / 'queue.sqlite'}"
 

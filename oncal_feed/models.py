@@ -9,8 +9,9 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, inspect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from oncal_feed.db import Base, utcnow
@@ -70,12 +71,42 @@ class User(Base):
     # Bumped by every write that changes what this user's calendars should show;
     # part of the feed ETag, so a conditional GET is answered without reading shifts.
     calendar_version: Mapped[int] = mapped_column(default=1)
+    # When anything a feed of this user shows last changed (events, name, options): the
+    # feed's Last-Modified, the same from every process and machine. Set with every
+    # `calendar_version` bump, and by `_note_feed_change` below. Migration 0013.
+    calendar_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     feed_last_fetched_at: Mapped[datetime | None]
     feed_last_client: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     shifts: Mapped[list[Shift]] = relationship(back_populates="user", lazy="raise")
+
+
+# Columns of `users` that change what the user's feeds say (the ETag's inputs).
+FEED_SHAPING_COLUMNS = (
+    "public_id",
+    "feed_generation",
+    "calendar_version",
+    "display_name",
+    "feed_past_days",
+    "feed_future_days",
+    "feed_busy",
+    "feed_schedule_keys",
+)
+
+
+@event.listens_for(User, "before_update")
+def _note_feed_change(_mapper: Any, _connection: Any, user: User) -> None:
+    """Date every ORM change of a feed-shaping column in `calendar_changed_at`.
+
+    One rule for every writer (the API, the settings page, the CLI, rotation), so no
+    code path can change a feed while its Last-Modified stays put. Core UPDATEs (the
+    shift store's version bump) set the column themselves.
+    """
+    state = inspect(user)
+    if any(state.attrs[name].history.has_changes() for name in FEED_SHAPING_COLUMNS):
+        user.calendar_changed_at = utcnow()
 
 
 class Schedule(Base):

@@ -8,13 +8,15 @@ whatever passes is safe to store on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
+
+from email_validator import EmailNotValidError, validate_email
 
 from oncal_feed.errors import FieldError, ValidationError
 
@@ -29,6 +31,7 @@ __all__ = [
     "ShiftInput",
     "UserInput",
     "is_known_zone",
+    "normalize_email",
     "parse_external_id",
     "parse_instant",
     "parse_page",
@@ -39,6 +42,8 @@ __all__ = [
     "parse_shift_list",
     "parse_user",
     "parse_window",
+    "refuse_repeated",
+    "repeated_parameters",
 ]
 
 MAX_SHIFT_LENGTH = timedelta(days=31)
@@ -58,7 +63,6 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _SPACE_FOR_PLUS = re.compile(r".*\d \d{2}:\d{2}", re.ASCII)
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[A-Za-z0-9._:~@-]{1,255}", re.ASCII)
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,40}", re.ASCII)
@@ -204,12 +208,29 @@ def _zone(data: Mapping, name: str, errors: _Errors) -> str | None:
     return value
 
 
+def normalize_email(value: str) -> str | None:
+    """Return the email address `value` in the form we store (lower case), or None when
+    it is not one.
+
+    email-validator checks the syntax (no display names or angle brackets, no dot or
+    hyphen in the wrong place, a domain with a dot that is not reserved); it makes no
+    DNS lookup, so the answer never depends on the network.
+    """
+    try:
+        checked = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.normalized.lower()
+
+
 def _email(data: Mapping, name: str, errors: _Errors) -> str | None:
     value = _text(data, name, errors, max_length=320)
-    if value is not None and not _EMAIL.fullmatch(value):
-        errors.add(name, "must be an email address")
+    if value is None:
         return None
-    return value.lower() if value else value
+    email = normalize_email(value)
+    if email is None:
+        errors.add(name, "must be an email address, such as name@example.com")
+    return email
 
 
 def _url(data: Mapping, name: str, errors: _Errors) -> str | None:
@@ -362,3 +383,25 @@ def parse_window(start: Any, end: Any) -> tuple[datetime, datetime]:
     errors.raise_if_any()
     assert window_start and window_end
     return window_start, window_end
+
+
+def repeated_parameters(
+    args: Mapping[str, Sequence[str]], repeatable: Collection[str] = ()
+) -> list[FieldError]:
+    """Name each query parameter given more than once that may be given only once.
+
+    A request that says `from=A&to=B&from=C` is ambiguous; taking either value would
+    act on something the client may not have meant (and the call may delete).
+    """
+    return [
+        FieldError(name, "must be given at most once")
+        for name, values in sorted(args.items())
+        if len(values) > 1 and name not in repeatable
+    ]
+
+
+def refuse_repeated(args: Mapping[str, Sequence[str]], repeatable: Collection[str] = ()) -> None:
+    """Raise `ValidationError` when a single-valued query parameter is repeated."""
+    errors = repeated_parameters(args, repeatable)
+    if errors:
+        raise ValidationError(errors)
