@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
@@ -29,6 +29,7 @@ __all__ = [
     "fresh_database",
     "get_database",
     "get_session",
+    "in_chunks",
     "utcnow",
     "with_reconnect",
 ]
@@ -159,6 +160,17 @@ def with_reconnect(call: Callable[[], T]) -> T:
         if not exc.connection_invalidated:
             raise
     return call()
+
+
+# Values per IN list (or ranges per OR): far below SQLite's 32,766 bound parameters and
+# PostgreSQL's 65,535, and short enough to be planned well.
+IN_LIST_SIZE = 1000
+
+
+def in_chunks(values: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[Sequence[T]]:
+    """Yield slices of at most `size` values: one IN list (or OR) per statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @contextmanager

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
+from oncal_feed.db import in_chunks
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User, new_shift_uid
 from oncal_feed.rendering import ShiftFacts
@@ -47,12 +47,8 @@ __all__ = [
 HANDOVER_TOLERANCE = timedelta(hours=1)
 # Neighbours of a shift start at most this far away; bounds every index range scan.
 _NEIGHBOUR_REACH = MAX_SHIFT_LENGTH + HANDOVER_TOLERANCE
-# Values per IN list and ranges per OR: far below SQLite's 32,766 bound parameters and
-# PostgreSQL's 65,535, and short enough to plan well.
-_CHUNK = 1000
 # Sort key of rows not inserted yet: they will get ids after every stored row's.
 _NEW = 1 << 62
-_T = TypeVar("_T")
 
 
 @dataclass
@@ -136,19 +132,13 @@ def upsert_schedule(
     return schedule, False, result
 
 
-def _chunks(values: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
-    """Slices of at most `size` values, for IN lists and OR-ed ranges."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def _users_by_email(
     session: Session, items: Sequence[ShiftInput], *, indexed: bool
 ) -> dict[str, User]:
     """Map each item's email to its user; `indexed` names fields `[i].user_email` (lists)."""
     emails = sorted({item.user_email for item in items})
     found: dict[str, User] = {}
-    for chunk in _chunks(emails):
+    for chunk in in_chunks(emails):
         found.update(
             (u.email, u) for u in session.scalars(select(User).where(User.email.in_(chunk)))
         )
@@ -219,7 +209,7 @@ class _Plan:
     def load_named(self, session: Session, external_ids: Iterable[str]) -> None:
         """Add the rows with these external ids to `stored`, in chunked IN lists."""
         wanted = sorted(set(external_ids) - self.stored.keys())
-        for chunk in _chunks(wanted):
+        for chunk in in_chunks(wanted):
             self.load(session, Shift.external_id.in_(chunk))
 
     def put(self, item: ShiftInput, user_id: int, result: WriteResult) -> None:
@@ -373,7 +363,7 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
     """
     clusters = _clusters(plan.spans)
     reach = 2 * _NEIGHBOUR_REACH
-    for chunk in _chunks(clusters, 100):
+    for chunk in in_chunks(clusters, 100):
         ranges = [and_(Shift.starts_at >= a - reach, Shift.starts_at < b + reach) for a, b in chunk]
         plan.load(session, Shift.deleted_at.is_(None), or_(*ranges))
     rows = {**plan.stored, **plan.wanted}
@@ -419,7 +409,7 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
 def _display_names(session: Session, user_ids: set[int]) -> dict[int, str]:
     """Display names by user id."""
     names: dict[int, str] = {}
-    for chunk in _chunks(sorted(user_ids)):
+    for chunk in in_chunks(sorted(user_ids)):
         query = select(User.id, User.display_name).where(User.id.in_(chunk))
         names.update((user_id, name) for user_id, name in session.execute(query))
     return names
@@ -531,7 +521,7 @@ def refresh_handovers_for_user(
 
 def _bump_calendar_versions(session: Session, user_ids: set[int]) -> None:
     """Raise the calendar version (part of feed ETags) of every user a write touched."""
-    for chunk in _chunks(sorted(user_ids)):
+    for chunk in in_chunks(sorted(user_ids)):
         session.execute(
             update(User)
             .where(User.id.in_(chunk))
