@@ -335,7 +335,8 @@ def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) ->
     if updates:
         session.execute(update(Shift), updates)
     if inserts:
-        session.execute(insert(Shift), inserts)
+        # The table, not the mapped class: the ORM would split rows by which values are None.
+        session.execute(insert(Shift.__table__), inserts)
     if updates or inserts:
         # Bulk statements bypass loaded objects; make any the session holds read again.
         for loaded in list(session.identity_map.values()):
