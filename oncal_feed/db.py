@@ -30,6 +30,7 @@ __all__ = [
     "get_database",
     "get_session",
     "in_chunks",
+    "instant_json",
     "utcnow",
     "with_reconnect",
 ]
@@ -49,6 +50,13 @@ NAMING_CONVENTION = {
 def utcnow() -> datetime:
     """Return the current instant as an aware UTC datetime (frozen by freezegun in tests)."""
     return datetime.now(UTC)
+
+
+def instant_json(value: datetime | None) -> str | None:
+    """Format an instant as RFC 3339 in UTC with a `Z` (None stays None), for JSON answers."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

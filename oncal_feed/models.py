@@ -197,6 +197,22 @@ class CalendarConnection(Base):
     user: Mapped[User] = relationship(lazy="raise")
 
 
+def mark_needs_reauth(
+    connection: CalendarConnection, error: Exception | None = None, now: datetime | None = None
+) -> None:
+    """Pause the connection until the user reconnects (after `AuthorizationLost`).
+
+    Sets the columns only; the caller's transaction (or the sync engine's conditional
+    UPDATE) writes them.
+    """
+    now = now or utcnow()
+    connection.status = "needs_reauth"
+    connection.last_error = str(error) if error is not None else "Reconnect the calendar."
+    connection.last_error_at = now
+    connection.next_retry_at = None
+    connection.updated_at = now
+
+
 class SyncRecord(Base):
     """What one remote calendar holds for one shift: the sync engine's status store.
 

@@ -14,7 +14,7 @@ from oncal_feed.db import Database, get_database, utcnow
 from oncal_feed.metrics import metrics_response
 from oncal_feed.migrate import schema_state
 from oncal_feed.models import CalendarConnection
-from oncal_feed.sync.engine import ACTIVE_STATUSES
+from oncal_feed.sync.lease import ACTIVE_STATUSES
 
 __all__ = ["check_queue", "ops_blueprint", "queue_lag"]
 

@@ -19,7 +19,8 @@ from freezegun import freeze_time
 from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session
 
-from oncal_feed import accounts, cli, notify, shifts
+from oncal_feed import accounts, notify, shifts
+from oncal_feed.cli import helpers
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.migrate import current_revision
 from oncal_feed.models import ApiKey, CalendarConnection, Shift, User
@@ -422,8 +423,8 @@ def test_import_notifies_listeners_after_commit(
         notify.add_listener(cli_app, listener)
         return cli_app
 
-    real_create_app = cli.create_app
-    monkeypatch.setattr(cli, "create_app", create_app_with_listener)
+    real_create_app = helpers.create_app
+    monkeypatch.setattr(helpers, "create_app", create_app_with_listener)
     path = write_json(tmp_path, [week("w1", "alice@example.com", 0)])
     assert run("import", str(path)).exit_code == 0
     with session_of(app) as session:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from oncal_feed.db import instant_json
 from oncal_feed.models import Schedule, Shift, User
 
-__all__ = ["instant_json", "schedule_json", "shift_json", "user_json"]
-
-
-def instant_json(value: datetime | None) -> str | None:
-    """Format an instant as RFC 3339 in UTC with a `Z`."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+__all__ = ["schedule_json", "shift_json", "user_json"]
 
 
 def user_json(user: User) -> dict[str, Any]:

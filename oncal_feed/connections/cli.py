@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from oncal_feed.cli import require_schema, with_app
-from oncal_feed.connections.service import mark_needs_reauth
+from oncal_feed.cli.helpers import require_schema, with_app
 from oncal_feed.connections.vault import get_vault, rotate_all
 from oncal_feed.db import get_database
+from oncal_feed.models import mark_needs_reauth
 from oncal_feed.providers.base import AuthorizationLost
 
 __all__ = ["rotate_token_key"]

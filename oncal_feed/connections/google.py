@@ -28,7 +28,8 @@ from oauthlib.oauth2.rfc6749.errors import InvalidGrantError, OAuth2Error
 
 from oncal_feed.connections.errors import OAuthError, UpstreamError
 from oncal_feed.connections.transport import allow_loopback_http
-from oncal_feed.providers.base import AuthorizationLost, PermanentError, TransientError
+from oncal_feed.providers.base import TransientError
+from oncal_feed.providers.google import refresh_error
 
 __all__ = [
     "SCOPE_APP_CREATED",
@@ -294,24 +295,6 @@ def refresh(settings: GoogleSettings, tokens: GoogleTokens) -> GoogleTokens:
     except (google.auth.exceptions.TransportError, requests.RequestException):
         raise TransientError("Google's token service could not be reached") from None
     return _tokens_from(credentials, tokens)
-
-
-def refresh_error(exc: google.auth.exceptions.RefreshError) -> Exception:
-    """Map google-auth's refresh failure to our error tree, without its text."""
-    data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], Mapping) else {}
-    error = str(data.get("error") or "")
-    if error in ("invalid_grant", "unauthorized_client") or (
-        not data and "invalid_grant" in str(exc.args[0] if exc.args else "")
-    ):
-        return AuthorizationLost(
-            "Google no longer accepts this connection (access was revoked or has expired); "
-            "reconnect the calendar."
-        )
-    if error == "invalid_client":
-        return PermanentError("Google rejected the server's OAuth client (check its settings)")
-    if getattr(exc, "retryable", False):
-        return TransientError("Google's token service failed; will retry")
-    return PermanentError(f"Google refused to refresh access ({error or 'unknown error'})")
 
 
 def revoke(settings: GoogleSettings, tokens: GoogleTokens) -> bool:

@@ -2,7 +2,7 @@
 
 The views call one function each; the sync engine calls `provider_for(connection)` and,
 when that (or any call on the provider) raises `AuthorizationLost`,
-`mark_needs_reauth(connection, error, now)`.
+`models.mark_needs_reauth(connection, error, now)`.
 
 One connection row per user and provider, kept for good: reconnecting after a revoked
 grant (or a plain disconnect) reuses the row, its calendar and its sync records, so the
@@ -21,7 +21,6 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from oncal_feed.api.serialize import instant_json
 from oncal_feed.connections import google, microsoft
 from oncal_feed.connections.errors import (
     OAuthError,
@@ -30,10 +29,11 @@ from oncal_feed.connections.errors import (
 )
 from oncal_feed.connections.state import new_flow_id, save_flow, sign_state, take_flow
 from oncal_feed.connections.vault import TokenVault, VaultError, get_vault
-from oncal_feed.db import utcnow
+from oncal_feed.db import instant_json, utcnow
 from oncal_feed.errors import NotFound
-from oncal_feed.models import CalendarConnection, SyncRecord, User
+from oncal_feed.models import CalendarConnection, SyncRecord, User, mark_needs_reauth
 from oncal_feed.providers.base import (
+    CALENDAR_NAME,
     AuthorizationLost,
     CalendarProvider,
     Operation,
@@ -42,13 +42,11 @@ from oncal_feed.providers.base import (
 )
 from oncal_feed.providers.google import GoogleCalendarProvider
 from oncal_feed.providers.graph import GraphCalendarProvider
-from oncal_feed.sync.engine import CALENDAR_NAME
 
 # What `provider_for` returns: a `CalendarProvider` that is also a context manager.
 ManagedProvider = GoogleCalendarProvider | GraphCalendarProvider
 
 __all__ = [
-    "CALENDAR_NAME",
     "PROVIDERS",
     "DisconnectResult",
     "configured_providers",
@@ -57,7 +55,6 @@ __all__ = [
     "finish_connect",
     "get_connection",
     "list_connections",
-    "mark_needs_reauth",
     "provider_for",
     "start_connect",
 ]
@@ -398,18 +395,6 @@ def _build_provider(
             source.access_token, graph_endpoint=ms.graph_endpoint, timeout=ms.timeout
         )
     raise AuthorizationLost(f"unknown calendar provider {provider!r}")
-
-
-def mark_needs_reauth(
-    connection: CalendarConnection, error: ProviderError | None = None, now: datetime | None = None
-) -> None:
-    """Pause the connection until the user reconnects (after `AuthorizationLost`)."""
-    now = now or utcnow()
-    connection.status = "needs_reauth"
-    connection.last_error = str(error) if error is not None else "Reconnect the calendar."
-    connection.last_error_at = now
-    connection.next_retry_at = None
-    connection.updated_at = now
 
 
 # -------------------------------------------------------------- disconnect

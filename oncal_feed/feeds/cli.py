@@ -1,18 +1,15 @@
 """`oncal-feed feed-url` and `oncal-feed rotate-feed`: a user's feed link from the shell.
 
-Registered on the main command group at the end of `oncal_feed.cli`.
+Listed in `oncal_feed.cli.COMMANDS`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 import click
 from flask import Flask
 
 from oncal_feed.accounts import get_user_by_email
+from oncal_feed.cli.helpers import with_app
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.feeds import tokens
 
@@ -20,22 +17,6 @@ __all__ = ["feed_url", "rotate_feed"]
 
 # The URL is the only key to the feed; say so wherever it is printed.
 SHARING_WARNING = "Anyone with this link can read the calendar; share it like a password."
-
-
-def with_app(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`oncal_feed.cli.with_app`, looked up when the command runs.
-
-    `oncal_feed.cli` imports this module at its end to register the commands, so importing
-    it here at the top would fail whenever this module happens to be imported first.
-    """
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from oncal_feed import cli
-
-        return cli.with_app(command)(*args, **kwargs)
-
-    return wrapper
 
 
 @click.command("feed-url")

@@ -16,6 +16,7 @@ from oncal_feed.errors import OncalError
 from oncal_feed.rendering.event import EventSpec
 
 __all__ = [
+    "CALENDAR_NAME",
     "AuthorizationLost",
     "CalendarProvider",
     "Operation",
@@ -30,6 +31,9 @@ __all__ = [
     "apply_one_by_one",
     "parse_retry_after",
 ]
+
+# The name of the calendar the app creates for itself in the user's account.
+CALENDAR_NAME = "On-call shifts"
 
 
 class ProviderError(OncalError):

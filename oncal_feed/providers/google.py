@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import google.auth.exceptions
@@ -114,11 +114,7 @@ def map_google_error(exc: BaseException) -> ProviderError:
             return InsufficientPermissions(text, status)
         return PermanentError(text, status)
     if isinstance(exc, google.auth.exceptions.RefreshError):
-        from oncal_feed.connections.google import refresh_error
-
-        mapped = refresh_error(exc)
-        assert isinstance(mapped, ProviderError)
-        return mapped
+        return refresh_error(exc)
     if isinstance(exc, google.auth.exceptions.TransportError):
         return TransientError("Google's token service could not be reached")
     if isinstance(exc, socket.timeout | TimeoutError):
@@ -338,3 +334,21 @@ class GoogleCalendarProvider:
             return self._update_request(calendar_id, op.remote_id, op.spec)
         assert op.remote_id is not None
         return self._delete_request(calendar_id, op.remote_id)
+
+
+def refresh_error(exc: google.auth.exceptions.RefreshError) -> ProviderError:
+    """Map google-auth's refresh failure to our error tree, without its text."""
+    data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], Mapping) else {}
+    error = str(data.get("error") or "")
+    if error in ("invalid_grant", "unauthorized_client") or (
+        not data and "invalid_grant" in str(exc.args[0] if exc.args else "")
+    ):
+        return AuthorizationLost(
+            "Google no longer accepts this connection (access was revoked or has expired); "
+            "reconnect the calendar."
+        )
+    if error == "invalid_client":
+        return PermanentError("Google rejected the server's OAuth client (check its settings)")
+    if getattr(exc, "retryable", False):
+        return TransientError("Google's token service failed; will retry")
+    return PermanentError(f"Google refused to refresh access ({error or 'unknown error'})")

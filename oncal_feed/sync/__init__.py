@@ -10,8 +10,8 @@ Entry points for the rest of the app:
 """
 
 from oncal_feed.sync.engine import SyncReport, sync_connection
-from oncal_feed.sync.service import run_sync, sync_user_now
-from oncal_feed.sync.tasks import init_app, request_sync, start_embedded_worker
+from oncal_feed.sync.service import run_sync
+from oncal_feed.sync.tasks import init_app, request_sync, start_embedded_worker, sync_user_now
 
 __all__ = [
     "SyncReport",

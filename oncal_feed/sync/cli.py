@@ -8,7 +8,7 @@ import os
 import click
 from flask import Flask
 
-from oncal_feed.cli import require_schema, with_app
+from oncal_feed.cli.helpers import require_schema, with_app
 from oncal_feed.db import get_database
 from oncal_feed.metrics import serve_metrics
 from oncal_feed.sync.tasks import get_queue

@@ -78,6 +78,8 @@ class Record:
     remote_id: str | None
     content_hash: str | None
     transaction_id: str | None = None
+    # The remote's version tag at our last write; kept for the record, the plan ignores it.
+    remote_etag: str | None = None
 
     @property
     def pending_key(self) -> str | None:

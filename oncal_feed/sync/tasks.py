@@ -12,6 +12,8 @@ nothing but a moment, and the periodic sweep catches whatever a nudge missed.
 * A nudge runs when its connection is due; if the due time moved on (more writes) it
   reschedules itself for then, and if another worker holds the connection's lease it
   tries again shortly.
+* "Sync now" (`sync_user_now`) runs the user's syncs in the request and queues the
+  ones a worker holds at that moment.
 * Every minute the sweep selects the connections that are overdue — a failed sync whose
   retry time came, a window that moved, a daily full check, a worker that died mid-sync
   (its lease expiry is its due time), a dirty mark older than its nudge — with one
@@ -30,6 +32,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app
@@ -39,9 +42,10 @@ from sqlalchemy import case, func, or_, select, update
 
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.errors import ConfigError
-from oncal_feed.models import CalendarConnection
+from oncal_feed.models import CalendarConnection, User
 from oncal_feed.notify import add_listener
-from oncal_feed.sync.engine import ACTIVE_STATUSES, SyncReport
+from oncal_feed.sync.engine import SyncReport
+from oncal_feed.sync.lease import ACTIVE_STATUSES
 from oncal_feed.sync.service import run_sync
 
 __all__ = [
@@ -54,6 +58,7 @@ __all__ = [
     "request_sync",
     "start_embedded_worker",
     "sweep_due",
+    "sync_user_now",
 ]
 
 log = logging.getLogger(__name__)
@@ -404,3 +409,35 @@ def start_embedded_worker(app: Flask, workers: int = 2) -> Callable[[], None]:
         consumer.stop(graceful=True)
 
     return stop
+
+
+def sync_user_now(user: User, days: int | None = None) -> dict[str, Any]:
+    """Sync each of the user's active connections now; return what each one did.
+
+    `days` widens or narrows the window ahead for this run only (the connection keeps
+    its own setting). A manual sync also lists the remote calendar, so events the user
+    deleted there come back at once. A connection a worker is syncing at this moment is
+    queued to run again right after (`busy` in the answer).
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    with get_database(app).sessionmaker() as session:
+        rows = session.execute(
+            select(CalendarConnection.id, CalendarConnection.provider)
+            .where(
+                CalendarConnection.user_id == user.id,
+                CalendarConnection.status.in_(ACTIVE_STATUSES),
+            )
+            .order_by(CalendarConnection.provider)
+        ).all()
+    results = []
+    totals = {"created": 0, "updated": 0, "deleted": 0, "failed": 0}
+    for connection_id, provider in rows:
+        report = run_sync(app, connection_id, full_check=True, window_days=days)
+        if report.outcome == "busy":
+            request_sync(app, [connection_id])
+        totals["created"] += report.created
+        totals["updated"] += report.updated
+        totals["deleted"] += report.deleted
+        totals["failed"] += report.outcome in ("failed", "needs_reauth")
+        results.append({"provider": provider, **report.as_dict()})
+    return {"connections": results, **totals}

@@ -22,15 +22,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from oncal_feed.connections.google import SCOPE_APP_CREATED, SCOPE_EVENTS
-from oncal_feed.connections.service import (
-    CALENDAR_NAME,
-    mark_needs_reauth,
-    provider_for,
-)
+from oncal_feed.connections.service import provider_for
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.models import CalendarConnection, OAuthFlow, Schedule, Shift, SyncRecord, User
-from oncal_feed.providers.base import AuthorizationLost
+from oncal_feed.models import (
+    CalendarConnection,
+    OAuthFlow,
+    Schedule,
+    Shift,
+    SyncRecord,
+    User,
+    mark_needs_reauth,
+)
+from oncal_feed.providers.base import CALENDAR_NAME, AuthorizationLost
 from oncal_feed.rendering.event import EventSpec
 from tests.connections.flows import (
     ALICE,

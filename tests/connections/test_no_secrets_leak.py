@@ -17,9 +17,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from oncal_feed.connections.service import mark_needs_reauth, provider_for
+from oncal_feed.connections.service import provider_for
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import utcnow
+from oncal_feed.models import mark_needs_reauth
 from oncal_feed.providers.base import AuthorizationLost
 from tests.connections.flows import (
     ALICE,

@@ -17,7 +17,7 @@ from oncal_feed.rendering.event import EventSpec, RenderOptions, shift_event
 from oncal_feed.rendering.google import UID_PROPERTY
 from oncal_feed.rendering.graph import UID_PROPERTY_ID
 from oncal_feed.shifts import shift_facts, shifts_for_user
-from oncal_feed.sync.engine import sync_window
+from oncal_feed.sync.schedule import sync_window
 from tests.connections.flows import connect
 from tests.fakes.fixtures import sign_in_client
 from tests.fakes.google import FakeGoogle

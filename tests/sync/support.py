@@ -34,6 +34,7 @@ from oncal_feed.providers.base import (
 )
 from oncal_feed.providers.memory import MemoryProvider
 from oncal_feed.rendering.event import EventSpec
+from oncal_feed.sync.apply import BatchSizer
 from oncal_feed.sync.engine import SyncReport, sync_connection
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput
 
@@ -48,6 +49,9 @@ class World:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.database = get_database(app)
+        # One per world, as one per process in production: a flaky provider's lesson
+        # carries over to the next sync of this test, never to the next test.
+        self.batch_sizer = BatchSizer()
         with self.database.session() as session:
             shifts.upsert_schedule(
                 session, "payments", ScheduleInput("Payments", "Europe/Berlin"), NOW
@@ -163,6 +167,7 @@ class World:
         self, connection_id: int, provider: CalendarProvider, now: datetime = NOW, **options
     ) -> SyncReport:
         """Run `sync_connection` for one connection."""
+        options.setdefault("batch_sizer", self.batch_sizer)
         return sync_connection(
             self.database, connection_id, provider, now, base_url=BASE_URL, **options
         )

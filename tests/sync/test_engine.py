@@ -25,8 +25,9 @@ from oncal_feed.providers.base import (
     TransientError,
 )
 from oncal_feed.providers.memory import MemoryProvider
-from oncal_feed.sync.engine import backoff_delay, describe_error, sync_window
+from oncal_feed.sync.engine import describe_error
 from oncal_feed.sync.plan import google_event_id
+from oncal_feed.sync.schedule import backoff_delay, sync_window
 from oncal_feed.validation import ScheduleInput, ShiftInput
 from tests.sync.support import (
     NOW,

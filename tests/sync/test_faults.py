@@ -30,7 +30,7 @@ from sqlalchemy import select
 from oncal_feed import shifts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, SyncRecord
-from oncal_feed.sync.engine import LEASE_TTL
+from oncal_feed.sync.lease import LEASE_TTL
 from oncal_feed.sync.service import run_sync
 from oncal_feed.sync.tasks import get_queue
 from oncal_feed.validation import ShiftInput

@@ -16,8 +16,8 @@ from sqlalchemy import update
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.memory import MemoryProvider
-from oncal_feed.sync.service import sync_user_now, use_providers
-from oncal_feed.sync.tasks import get_queue
+from oncal_feed.sync.service import use_providers
+from oncal_feed.sync.tasks import get_queue, sync_user_now
 from tests.sync.support import NOW, CountingProvider, World, live_uids
 
 

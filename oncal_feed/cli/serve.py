@@ -1,0 +1,88 @@
+"""`oncal-feed serve` and `oncal-feed demo`: the development server, and a first try."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from oncal_feed import notify
+from oncal_feed.cli.helpers import app_context, describe_database, require_schema, run_server
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.feeds.tokens import feed_links
+from oncal_feed.migrate import upgrade
+from oncal_feed.shifts import WriteResult
+
+__all__ = ["demo", "serve"]
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Run the development server (use gunicorn in production: `gunicorn wsgi:app`)."""
+    with app_context() as app:
+        require_schema(get_database(app))
+    run_server(app, host, port)
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--no-serve", is_flag=True, help="Seed the demo data and print, but don't serve.")
+def demo(host: str, port: int, no_serve: bool) -> None:
+    """Try oncal-feed with no configuration: demo data, then a local server.
+
+    Runs in demo mode (secrets are generated and kept in the instance folder), brings the
+    database up to date, creates demo users and schedules with shifts from a month ago to
+    three months ahead, prints how to sign in and the demo user's feed URL, and serves on
+    http://HOST:PORT. Running it again reuses everything and changes nothing.
+    """
+    from oncal_feed import demo as demo_data
+
+    shown_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    base_url = f"http://{shown_host}:{port}"
+    with app_context(ONCAL_MODE="demo", BASE_URL=base_url) as app:
+        database = get_database(app)
+        upgrade(database)
+        password = demo_data.demo_password(Path(app.instance_path))
+        with database.session() as session:
+            report = demo_data.seed(session, utcnow(), password)
+        notify.shifts_changed(report.touched_user_ids)
+        total = WriteResult()
+        for result in report.shift_results:
+            total.merge(result)
+        user = report.user
+        start, end = report.window
+        click.echo(f"Demo data in {describe_database(database.url)}")
+        click.echo(
+            f"  {len(demo_data.PEOPLE)} users ({report.users_created} new), "
+            f"{len(report.schedule_results)} schedules ({report.schedules_created} new), "
+            f"shifts from {start:%Y-%m-%d} to {end:%Y-%m-%d}: {total.created} created, "
+            f"{total.updated} updated, {total.unchanged} unchanged, {total.deleted} deleted"
+        )
+        click.echo("")
+        click.echo(f"Sign in at {base_url}/login")
+        click.echo(f"  email:    {user.email}")
+        click.echo(f"  password: {password}")
+        click.echo("")
+        links = feed_links(user)
+        click.echo(f"{user.display_name}'s calendar feed (subscribe to it in a calendar app):")
+        click.echo(f"  {links.https}")
+        click.echo(f"  {links.webcal}")
+    if no_serve:
+        click.echo("")
+        click.echo("To serve it: oncal-feed demo (seeding again changes nothing).")
+        return
+    from oncal_feed.sync.tasks import start_embedded_worker
+
+    click.echo("")
+    click.echo(f"Serving on {base_url}/ with a push-sync worker inside - press Ctrl+C to stop.")
+    # One process for a first try: connected calendars sync without `oncal-feed worker`.
+    stop_worker = start_embedded_worker(app)
+    try:
+        run_server(app, host, port)
+    finally:
+        stop_worker()

@@ -1,0 +1,416 @@
+"""Applying a plan: intent → batch → record.
+
+`Applier.apply(actions)` commits each batch's intent (a `creating` record carrying the
+idempotency key, or a `deleting` mark) before sending it, sends the batch through the
+provider, records every answer in one small transaction, and follows up conflicts and
+vanished events. Batch sizes adapt to the link: a batch lost whole halves the next one,
+a clean one doubles it again, and a `BatchSizer` carries the size a run ended with to the
+connection's next run.
+
+Imports `sync.lease`, `sync.status` and `sync.plan`, the providers' interface and the
+metrics; not the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from oncal_feed.metrics import record_error, record_write
+from oncal_feed.models import CalendarConnection
+from oncal_feed.providers.base import (
+    AuthorizationLost,
+    CalendarProvider,
+    Operation,
+    OperationResult,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RemoteConflict,
+    RemoteEvent,
+    RemoteNotFound,
+    TransientError,
+)
+from oncal_feed.rendering.event import EventSpec
+from oncal_feed.sync.lease import Lease
+from oncal_feed.sync.plan import (
+    Action,
+    Adopt,
+    Create,
+    Delete,
+    Forget,
+    Prune,
+    Record,
+    Recover,
+    Update,
+    google_event_id,
+)
+from oncal_feed.sync.status import StatusChange, StatusStore
+
+__all__ = ["Applier", "BatchSizer", "CalendarGone"]
+
+# Providers whose event ids the client chooses (Google, and the in-memory provider that
+# mimics it): a retried insert is a 409, never a duplicate.
+CLIENT_CHOSEN_IDS = frozenset({"google", "memory"})
+# Give up a sync after this many batches in a row were lost entirely: the remote is down.
+MAX_FAILED_BATCHES = 3
+# Follow-ups (after 409s and vanished events) of follow-ups are sent this deep at most.
+MAX_FOLLOW_UP_DEPTH = 3
+
+
+class BatchSizer:
+    """Batch sizes learned on flaky links, by connection id, for each one's next run.
+
+    A hint, not state: it lives in memory, one per process (`sync.service` keeps the app's),
+    and only reduced sizes are kept. Thread-safe: a worker's threads share it.
+    """
+
+    def __init__(self) -> None:
+        self._hints: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def first_size(self, connection_id: int, max_batch: int) -> int:
+        """The size of a run's first batch: the provider's largest, or what was learned."""
+        with self._lock:
+            return min(max_batch, self._hints.get(connection_id, max_batch))
+
+    def remember(self, connection_id: int, size: int, max_batch: int) -> None:
+        """Start the connection's next run at `size`, the size this run ended with."""
+        with self._lock:
+            if size < max_batch:
+                self._hints[connection_id] = size
+            else:
+                self._hints.pop(connection_id, None)
+
+
+@dataclass(frozen=True)
+class _Restore:
+    """After a 409 on insert: update the event that holds our key (restores a cancelled one)."""
+
+    shift_id: int
+    spec: EventSpec
+    remote_id: str
+
+
+_Remote = Create | Update | Delete | Prune | _Restore
+
+
+class Applier:
+    """One sync's remote work: builds the provider on first use, counts, collects errors.
+
+    The provider is built on first use: a sync with nothing to send never decrypts a
+    token or builds an API client (that alone costs tens of milliseconds for Google).
+    `calendar_id` is set once the engine knows the calendar (it may create it first).
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        lease: Lease,
+        status: StatusStore,
+        source: Callable[[], CalendarProvider],
+        *,
+        generation: int,
+        sizer: BatchSizer,
+        provider_name: str | None,
+    ) -> None:
+        self.factory = factory
+        self.lease = lease
+        self.connection_id = lease.connection_id
+        self.status = status
+        self.source = source
+        self.generation = generation
+        self.sizer = sizer
+        self.provider_name = provider_name  # the connection's provider, for metrics labels
+        self.calendar_id = ""
+        self.created = self.updated = self.deleted = self.writes = self.reads = 0
+        self.errors: list[ProviderError] = []
+        self.stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
+        self.batch_size = 0  # set when the first batch goes out
+        self._bumped = False
+        self._provider: CalendarProvider | None = None
+
+    @property
+    def provider(self) -> CalendarProvider:
+        """The remote calendar's adapter (built on first use)."""
+        if self._provider is None:
+            try:
+                self._provider = self.source()
+            except ProviderError as exc:  # e.g. a token refresh answered invalid_grant
+                self.count_error(exc)
+                raise
+        return self._provider
+
+    def count_error(self, exc: ProviderError) -> None:
+        """Count a failed remote operation in the metrics."""
+        record_error(self.provider_name, exc)
+
+    def count_write(self, kind: str) -> None:
+        """Count a remote write the calendar confirmed in the metrics."""
+        record_write(self.provider_name, kind)
+
+    def remember_batch_size(self) -> None:
+        """Start this connection's next run at the batch size this one ended with."""
+        if self.batch_size:
+            self.sizer.remember(self.connection_id, self.batch_size, self.max_batch)
+
+    @property
+    def max_batch(self) -> int:
+        """The provider's largest batch."""
+        return max(1, int(self.provider.max_batch))
+
+    @property
+    def client_ids(self) -> bool:
+        """Whether the provider takes client-chosen event ids (Google semantics)."""
+        return self.provider.kind in CLIENT_CHOSEN_IDS
+
+    def new_key(self, uid: str) -> str:
+        """The idempotency key of a fresh insert for `uid`."""
+        if self.client_ids:
+            return google_event_id(uid, self.generation)
+        return uuid.uuid4().hex
+
+    def _fail(self, exc: ProviderError) -> None:
+        if isinstance(exc, AuthorizationLost | RateLimited):
+            if self.stop is None or isinstance(exc, AuthorizationLost):
+                self.stop = exc
+        else:
+            self.errors.append(exc)
+
+    def _change(self) -> AbstractContextManager[StatusChange]:
+        return self.status.change(self.factory, self.lease.clock)
+
+    # -- the pass
+
+    def apply(self, actions: Sequence[Action]) -> None:
+        """Apply a plan: database-only actions first, then remote writes in batches."""
+        local = [a for a in actions if isinstance(a, Adopt | Forget)]
+        if local:
+            with self._change() as change:
+                for action in local:
+                    if isinstance(action, Adopt):
+                        change.put(
+                            Record(
+                                action.shift_id, action.uid, "synced", action.remote_id,
+                                action.content_hash,
+                            )
+                        )  # fmt: skip
+                    else:
+                        change.drop(action.shift_id)
+        remote: list[_Remote] = []
+        for action in actions:
+            if isinstance(action, Recover):
+                remote.extend(self._recover(action))
+            elif isinstance(action, Create | Update | Delete | Prune):
+                remote.append(action)
+            if self.stop is not None:
+                return
+        self._write(remote)
+
+    def _recover(self, action: Recover) -> list[_Remote]:
+        """Turn an uncertain insert into what it needs now.
+
+        Where ids are client-chosen, inserting again with the same id is the cheapest
+        question (a 409 means it exists, and the update that follows restores it). Else
+        the event is looked up by its tag.
+        """
+        if action.spec is not None and self.client_ids:
+            return [Create(action.shift_id, action.spec, action.event_key)]
+        provider = self.provider  # built (and a failed build counted) outside the try
+        try:
+            self.reads += 1
+            found = provider.find_event(self.calendar_id, action.uid)
+        except ProviderError as exc:
+            self.count_error(exc)
+            self._fail(exc)
+            return []
+        if found is None:
+            if action.spec is None:
+                with self._change() as change:
+                    change.drop(action.shift_id)
+                return []
+            # The insert never landed: send it again with the same key.
+            return [Create(action.shift_id, action.spec, action.event_key)]
+        with self._change() as change:
+            if action.spec is None and not action.keep:
+                change.drop(action.shift_id)
+                return [Prune(action.uid, found.remote_id)]
+            # Nothing proves the event found is the one our lost insert made (rather than
+            # an older one with other content), so it is adopted as unknown and rewritten.
+            change.put(
+                Record(
+                    action.shift_id, action.uid, "synced", found.remote_id, None,
+                    remote_etag=found.etag,
+                )
+            )  # fmt: skip
+        if action.spec is not None:
+            return [Update(action.shift_id, found.remote_id, action.spec)]
+        return []
+
+    def _write(self, ops: Sequence[_Remote], depth: int = 0) -> None:
+        """Send remote writes in batches; follow up 409s and vanished events.
+
+        Batches start at the provider's `max_batch`. A batch lost as a whole (a dropped
+        connection or a failed envelope takes every member with it) halves the size of
+        the next one, and a clean batch doubles it again, so a flaky link costs retries
+        of a few operations rather than of fifty.
+        """
+        follow_ups: list[_Remote] = []
+        failed_batches = 0
+        offset = 0
+        if ops and not self.batch_size:
+            self.batch_size = self.sizer.first_size(self.connection_id, self.max_batch)
+        while offset < len(ops):
+            if self.stop is not None:
+                return
+            chunk = ops[offset : offset + self.batch_size]
+            offset += len(chunk)
+            self.lease.renew()
+            self._commit_intent(chunk)
+            operations = [self._operation(op) for op in chunk]
+            self.writes += len(operations)
+            try:
+                results = self.provider.apply(self.calendar_id, operations)
+            except ProviderError as exc:
+                results = [OperationResult(error=exc)] * len(operations)
+            if len(results) != len(operations):
+                # A provider bug; treat every answer as lost rather than mis-assign them.
+                lost = TransientError("the calendar returned an incomplete batch answer")
+                results = [OperationResult(error=lost)] * len(operations)
+            follow_ups.extend(self._record_results(chunk, results))
+            lost_count = sum(isinstance(r.error, TransientError | RateLimited) for r in results)
+            if lost_count == len(results):
+                failed_batches += 1
+                self.batch_size = max(1, self.batch_size // 2)
+                if failed_batches >= MAX_FAILED_BATCHES:
+                    return
+            else:
+                failed_batches = 0
+                if lost_count == 0:
+                    self.batch_size = min(self.max_batch, self.batch_size * 2)
+        if follow_ups and self.stop is None and depth < MAX_FOLLOW_UP_DEPTH:
+            self._write(follow_ups, depth + 1)
+
+    def _operation(self, op: _Remote) -> Operation:
+        if isinstance(op, Create):
+            return Operation("insert", spec=op.spec, event_key=op.event_key)
+        if isinstance(op, Update | _Restore):
+            return Operation("update", spec=op.spec, remote_id=op.remote_id)
+        return Operation("delete", remote_id=op.remote_id)
+
+    def _commit_intent(self, chunk: Sequence[_Remote]) -> None:
+        """Record what is about to be sent, before sending it (crash safety)."""
+        intents = [op for op in chunk if isinstance(op, Create | Delete)]
+        if not intents:
+            return
+        with self._change() as change:
+            for op in intents:
+                if isinstance(op, Create):
+                    key = op.event_key
+                    change.put(
+                        Record(
+                            op.shift_id, op.spec.uid, "creating",
+                            remote_id=key if self.client_ids else None,
+                            content_hash=op.spec.content_hash,
+                            transaction_id=None if self.client_ids else key,
+                        )
+                    )  # fmt: skip
+                else:
+                    change.mark(op.shift_id, state="deleting")
+
+    def _record_results(
+        self, chunk: Sequence[_Remote], results: Sequence[OperationResult]
+    ) -> list[_Remote]:
+        """Record one batch's answers in one transaction; return the follow-up writes.
+
+        Raises `CalendarGone` when an insert found the calendar itself missing.
+        """
+        follow_ups: list[_Remote] = []
+        calendar_gone = False
+        with self._change() as change:
+            for op, result in zip(chunk, results, strict=True):
+                error = result.error
+                if error is not None:
+                    self.count_error(error)
+                if isinstance(op, Delete | Prune):
+                    if error is None or isinstance(error, RemoteNotFound):
+                        if isinstance(op, Delete):
+                            change.drop(op.shift_id)
+                        if error is None:
+                            self.deleted += 1
+                            self.count_write("delete")
+                    else:
+                        self._fail(error)
+                    continue
+                if error is None:
+                    self._record_written(change, op, result.event)
+                elif isinstance(op, Create) and isinstance(error, RemoteConflict):
+                    follow_ups.extend(self._conflict(op))
+                elif isinstance(op, Create) and isinstance(error, RemoteNotFound):
+                    calendar_gone = True
+                elif isinstance(op, Update) and isinstance(error, RemoteNotFound):
+                    # The event vanished (Graph deletes for good): insert it afresh.
+                    follow_ups.append(Create(op.shift_id, op.spec, self.new_key(op.spec.uid)))
+                elif isinstance(op, _Restore) and isinstance(
+                    error, RemoteNotFound | PermanentError
+                ):
+                    # Google refused to bring the old event back: use a new generation of ids.
+                    follow_ups.append(self._regenerate(change.session, op))
+                else:
+                    self._fail(error)
+        if calendar_gone:
+            raise CalendarGone
+        return follow_ups
+
+    def _record_written(
+        self, change: StatusChange, op: Create | Update | _Restore, event: RemoteEvent | None
+    ) -> None:
+        if event is not None and event.remote_id:
+            remote_id: str | None = event.remote_id
+        elif isinstance(op, Create):
+            remote_id = op.event_key if self.client_ids else None
+        else:
+            remote_id = op.remote_id
+        change.put(
+            Record(
+                op.shift_id, op.spec.uid, "synced", remote_id, op.spec.content_hash,
+                remote_etag=event.etag if event is not None else None,
+            )
+        )  # fmt: skip
+        # A restore after a 409 brings back the event our lost insert made: a create.
+        if isinstance(op, Update):
+            self.updated += 1
+            self.count_write("update")
+        else:
+            self.created += 1
+            self.count_write("create")
+
+    def _conflict(self, op: Create) -> list[_Remote]:
+        """A 409 on insert: the key is taken, by our own earlier (or replayed) insert."""
+        if self.client_ids:
+            return [_Restore(op.shift_id, op.spec, op.event_key)]
+        # Graph has no client-chosen ids; a conflict means it found our transactionId.
+        # Leave the record `creating`: the next pass looks the event up by its tag.
+        self._fail(TransientError("the calendar reported the event as already created"))
+        return []
+
+    def _regenerate(self, session: Session, op: _Restore) -> Create:
+        if not self._bumped:
+            self.generation = session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == self.connection_id)
+                .values(id_generation=CalendarConnection.id_generation + 1)
+                .returning(CalendarConnection.id_generation)
+            ).scalar_one()
+            self._bumped = True
+        return Create(op.shift_id, op.spec, self.new_key(op.spec.uid))
+
+
+class CalendarGone(Exception):
+    """The calendar itself answered 404."""

@@ -1,0 +1,80 @@
+"""When a connection syncs: its window, back-off after failures, the next window move and
+the daily full check. Pure functions of the time (and a connection's columns).
+
+Imports the models only (for `full_check_due`); nothing else of `sync`.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from oncal_feed.models import CalendarConnection
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_CAP",
+    "BACK_DAYS",
+    "FULL_CHECK_INTERVAL",
+    "WINDOW_MOVE_SPREAD",
+    "backoff_delay",
+    "full_check_due",
+    "next_window_move",
+    "sync_window",
+]
+
+# The window: from a week back to `window_days` ahead, on whole UTC days so that it moves
+# once a day (and the sweep re-syncs once a day for it, not every minute).
+BACK_DAYS = 7
+FULL_CHECK_INTERVAL = timedelta(days=1)
+BACKOFF_BASE = timedelta(seconds=5)
+BACKOFF_CAP = timedelta(hours=1)
+# The daily window move of all connections is spread over this span, not all at midnight.
+WINDOW_MOVE_SPREAD = timedelta(hours=1)
+
+# Jitter needs no cryptographic strength; a module-level generator is seedable in tests.
+_jitter = random.Random()  # noqa: S311
+
+
+def _day_start(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def sync_window(now: datetime, window_days: int) -> tuple[datetime, datetime]:
+    """Return the [start, end) a connection shows at `now`: 7 days back to N days ahead.
+
+    Both ends sit on UTC midnight (the end one day further out), so the window always
+    covers [now - 7 days, now + N days) and only moves once a day.
+    """
+    today = _day_start(now)
+    return today - timedelta(days=BACK_DAYS), today + timedelta(days=window_days + 1)
+
+
+def next_window_move(now: datetime, connection_id: int) -> datetime:
+    """Return when the connection's window next moves, spread over the first hour of a day."""
+    spread = (connection_id * 2_654_435_761) % int(WINDOW_MOVE_SPREAD.total_seconds())
+    return _day_start(now) + timedelta(days=1, seconds=spread)
+
+
+def backoff_delay(
+    failures: int, retry_after: float | None = None, rng: random.Random | None = None
+) -> timedelta:
+    """Return how long to wait after the `failures`-th failure in a row.
+
+    Exponential from 5 s, capped at an hour, with "full jitter" in its upper half (so a
+    fleet of connections that failed together does not come back together), and never
+    sooner than the server's `Retry-After`.
+    """
+    rng = rng or _jitter
+    exponent = min(max(failures - 1, 0), 20)
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2**exponent))
+    delay = ceiling * rng.uniform(0.5, 1.0)
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, timedelta(seconds=retry_after))
+    return delay
+
+
+def full_check_due(connection: CalendarConnection, now: datetime) -> bool:
+    """Whether the connection's last listing of the remote calendar is a day old (or never was)."""
+    last = connection.last_full_check_at
+    return last is None or now - last >= FULL_CHECK_INTERVAL
