@@ -19,15 +19,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import ColumnElement, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from oncal_feed.db import in_chunks
-from oncal_feed.errors import NotFound, ValidationError
+from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User, new_shift_uid
 from oncal_feed.rendering import ShiftFacts
-from oncal_feed.validation import MAX_SHIFT_LENGTH, FieldError, ScheduleInput, ShiftInput
+from oncal_feed.validation import MAX_SHIFT_LENGTH, ScheduleInput, ShiftInput
 
 __all__ = [
     "HANDOVER_TOLERANCE",
@@ -336,7 +337,7 @@ def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) ->
         session.execute(update(Shift), updates)
     if inserts:
         # The table, not the mapped class: the ORM would split rows by which values are None.
-        session.execute(insert(Shift.__table__), inserts)
+        session.execute(insert(cast(Table, Shift.__table__)), inserts)
     if updates or inserts:
         # Bulk statements bypass loaded objects; make any the session holds read again.
         for loaded in list(session.identity_map.values()):
@@ -380,15 +381,11 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
             key=lambda r: (r.starts_at, r.id if r.id is not None else _NEW + later[r.external_id])
         )
         starts = [row.starts_at for row in group]
-        done: set[int] = set()
+        # Clusters lie more than four reaches apart, so these ranges never overlap.
         for low, high in clusters:
             first = bisect_left(starts, low - _NEIGHBOUR_REACH)
             last = bisect_left(starts, high + _NEIGHBOUR_REACH)
-            for position in range(first, last):
-                if position in done:
-                    continue
-                done.add(position)
-                row = group[position]
+            for row in group[first:last]:
                 incoming = _incoming(group, starts, row)
                 outgoing = _outgoing(group, starts, row)
                 handover_from = (
