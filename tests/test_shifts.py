@@ -269,3 +269,21 @@ def test_upsert_shifts_refuses_repeated_ids_before_writing(db_session: Session, 
         ("[1].external_id", "appears more than once")
     ]
     assert db_session.scalars(select(Shift)).all() == []
+
+
+def test_changes_far_apart_refresh_both_neighbourhoods(db_session: Session, team) -> None:
+    """Two edits months apart in one write: the neighbours of each get the new name, the
+    shifts between them keep their revision."""
+    schedule, alice, bob = team
+    carol = make_user(db_session, "carol@example.com", "Carol")
+    shifts.upsert_shifts(db_session, schedule, rotation(200, [alice, bob]), NOW)
+    edits = rotation(1, [carol], first=10) + rotation(1, [carol], first=150)
+    result = shifts.upsert_shifts(db_session, schedule, edits, NOW + timedelta(hours=1))
+    assert result.updated == 2
+    found = {
+        key: shifts.get_shift(db_session, schedule, key)
+        for key in ("d9", "d11", "d149", "d151", "d80")
+    }
+    assert [found[k].handover_to for k in ("d9", "d149")] == ["Carol", "Carol"]
+    assert [found[k].handover_from for k in ("d11", "d151")] == ["Carol", "Carol"]
+    assert [found[k].revision for k in ("d9", "d11", "d149", "d151", "d80")] == [2, 2, 2, 2, 1]
