@@ -129,7 +129,7 @@ def upsert_schedule(
     result.touched_user_ids.update(
         session.scalars(select(Shift.user_id).where(Shift.schedule_id == schedule.id).distinct())
     )
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return schedule, False, result
 
 
@@ -281,7 +281,7 @@ def _import(
             if external_id not in seen and overlaps and row.deleted_at is None:
                 plan.tombstone(row, now, result)
     _write(session, plan, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return result
 
 
@@ -474,7 +474,7 @@ def delete_shift(
         return result
     plan.tombstone(row, now, result)
     _write(session, plan, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return result
 
 
@@ -513,17 +513,17 @@ def refresh_handovers_for_user(
         spans[schedule_id].append((start, end))
     for schedule_id, schedule_spans in spans.items():
         _write(session, _Plan(schedule_id, spans=schedule_spans), now, result)
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return result
 
 
-def _bump_calendar_versions(session: Session, user_ids: set[int]) -> None:
+def _bump_calendar_versions(session: Session, user_ids: set[int], now: datetime) -> None:
     """Raise the calendar version (part of feed ETags) of every user a write touched."""
     for chunk in in_chunks(sorted(user_ids)):
         session.execute(
             update(User)
             .where(User.id.in_(chunk))
-            .values(calendar_version=User.calendar_version + 1)
+            .values(calendar_version=User.calendar_version + 1, calendar_changed_at=now)
             .execution_options(synchronize_session=False)
         )
 

@@ -12,11 +12,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
 
 import redis
 
-__all__ = ["ByteLRU", "FirstSeen", "SharedBodies"]
+__all__ = ["ByteLRU", "SharedBodies"]
 
 log = logging.getLogger(__name__)
 
@@ -83,31 +82,6 @@ class ByteLRU:
         with self._lock:
             self._entries.clear()
             self._size = 0
-
-
-class FirstSeen:
-    """When this process first produced each ETag: the source of feed `Last-Modified`.
-
-    Bounded by count; forgetting a tag only makes its Last-Modified later, which is safe
-    (a client then gets a 200 it could have been spared, never a wrong 304).
-    """
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, datetime] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, tag: str, now: datetime) -> datetime:
-        """Return when `tag` was first seen, recording `now` if it is new."""
-        with self._lock:
-            seen = self._entries.get(tag)
-            if seen is None:
-                seen = self._entries[tag] = now
-                if len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-            else:
-                self._entries.move_to_end(tag)
-            return seen
 
 
 class SharedBodies:
