@@ -139,6 +139,7 @@ class GoogleCalendarProvider:
 
     kind = "google"
     max_batch = 50
+    client_chosen_ids = True
 
     def __init__(
         self,
