@@ -114,7 +114,9 @@ def end_sessions(user: User) -> None:
 
 def check_password(user: User, password: str) -> bool:
     """Tell whether `password` is the user's password (False when none is set)."""
-    return bool(user.password_hash) and check_password_hash(user.password_hash, password)
+    if not user.password_hash:
+        return False
+    return check_password_hash(user.password_hash, password)
 
 
 def _hash_secret(secret: str) -> str:

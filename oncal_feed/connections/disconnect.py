@@ -100,13 +100,13 @@ def _remove_events(
     else:
         # Our events in someone's primary calendar: every one we recorded, plus any the
         # records lost track of (found by our tag).
-        ids = set(
-            session.scalars(
-                select(SyncRecord.remote_id).where(
-                    SyncRecord.connection_id == connection.id, SyncRecord.remote_id.is_not(None)
-                )
+        ids = {
+            remote_id
+            for remote_id in session.scalars(
+                select(SyncRecord.remote_id).where(SyncRecord.connection_id == connection.id)
             )
-        )
+            if remote_id is not None
+        }
         ids |= {event.remote_id for event in remote.list_events(calendar_id)}
         operations = [Operation("delete", remote_id=remote_id) for remote_id in sorted(ids)]
         for start in range(0, len(operations), remote.max_batch):

@@ -163,6 +163,7 @@ def _ensure_calendar(
     previous: tuple[str | None, bool],
 ) -> None:
     """Point the connection at a usable calendar, reusing the one it had when possible."""
+    name: str | None
     if connection.use_primary:
         # Google's alias "primary"; for Graph the default calendar is addressed the same.
         calendar_id, name, owned = "primary", PRIMARY_CALENDAR_NAME, False

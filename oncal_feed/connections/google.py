@@ -177,9 +177,10 @@ def exchange_code(
         # oauthlib *raises* Warning("Scope has changed") when the user ticked fewer scopes
         # on Google's granular consent screen; the token is attached. Whether what was
         # granted is enough is checked below, for this case and the normal one alike.
-        token = getattr(changed, "token", None)
-        if token is None:
+        attached: Mapping[str, Any] | None = getattr(changed, "token", None)
+        if attached is None:
             raise  # some other warning turned into an error, not oauthlib's
+        token = attached
     except InvalidGrantError:
         raise OAuthError(
             "code_rejected",
@@ -231,7 +232,7 @@ class _TimedRequest(google.auth.transport.requests.Request):
         return super().__call__(*args, **kwargs)
 
 
-class _NotifyingCredentials(Credentials):  # type: ignore[misc]
+class _NotifyingCredentials(Credentials):
     """Credentials that report every refresh, so the new access token gets stored."""
 
     _on_refresh: Callable[[Credentials], None] | None = None
@@ -278,7 +279,7 @@ def _tokens_from(credentials: Credentials, previous: GoogleTokens) -> GoogleToke
         expiry.replace(tzinfo=UTC) if expiry is not None else datetime.now(UTC) + timedelta(hours=1)
     )
     return GoogleTokens(
-        access_token=credentials.token,
+        access_token=str(credentials.token),
         # Google keeps the refresh token unchanged on refresh, but take a new one if sent.
         refresh_token=credentials.refresh_token or previous.refresh_token,
         expires_at=expires_at,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.wrappers import Response
 
 from oncal_feed.auth import current_user, login_required
 from oncal_feed.connections import flow, service

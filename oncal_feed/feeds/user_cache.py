@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from cachetools import LRUCache
@@ -60,7 +60,7 @@ ECHO_TIMEOUT_SECONDS = 5.0
 RETRY_SECONDS = (0.5, 30.0)  # first and longest wait between connection attempts
 # TCP keepalives and a send timeout, so a vanished server or network is noticed in about
 # 15 s rather than the operating system's many minutes.
-CONNECT_OPTIONS = {
+CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 5,

@@ -27,6 +27,7 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import google.auth.exceptions
@@ -279,7 +280,7 @@ class GoogleCalendarProvider:
                 event = _remote_event(item)
                 if event.uid is not None and not event.cancelled:
                     yield event
-            request = self._call(lambda r=request, p=page: events.list_next(r, p))
+            request = self._call(partial(events.list_next, request, page))
 
     # batches -------------------------------------------------------------------
 

@@ -201,11 +201,11 @@ class Applier:
                     else:
                         change.drop(action.shift_id)
         remote: list[_Remote] = []
-        for action in actions:
-            if isinstance(action, Recover):
-                remote.extend(self._recover(action))
-            elif isinstance(action, Create | Update | Delete | Prune):
-                remote.append(action)
+        for step in actions:
+            if isinstance(step, Recover):
+                remote.extend(self._recover(step))
+            elif isinstance(step, Create | Update | Delete | Prune):
+                remote.append(step)
             if self.stop is not None:
                 return
         self._write(remote)

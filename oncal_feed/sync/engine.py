@@ -350,8 +350,7 @@ def _provider_source(
     if hasattr(provider, "apply"):
         adapter = cast(CalendarProvider, provider)
         return lambda: adapter
-    factory = cast(ProviderFactory, provider)
-    return lambda: factory(connection)
+    return lambda: provider(connection)
 
 
 def _sync_once(run: Applier, state: _State, check: bool) -> None:

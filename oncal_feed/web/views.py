@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     g,
@@ -29,6 +28,7 @@ from flask import (
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
 
 from oncal_feed import accounts
 from oncal_feed.auth import current_user, sign_in, sign_out
