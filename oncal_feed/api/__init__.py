@@ -1,4 +1,8 @@
-"""The JSON API under /api/v1: users, schedules and shifts, for bearer API keys."""
+"""The JSON API under /api/v1: users, schedules and shifts, for bearer API keys.
+
+May import: the core (db, models, errors, validation, accounts, shifts, notify); no other
+package.
+"""
 
 from oncal_feed.api.views import api_blueprint
 
