@@ -299,6 +299,8 @@ def seed(session: Session, now: datetime, password: str) -> SeedReport:
             accounts.create_user(session, data, now)
             users_created += 1
     user = accounts.get_user_by_email(session, DEMO_EMAIL)
+    # The demo user is the admin of a demo install (the admin area is part of the tour).
+    accounts.set_role(user, "admin", now)
     password_changed = not accounts.check_password(user, password)
     if password_changed:
         accounts.set_password(user, password)

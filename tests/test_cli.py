@@ -178,13 +178,15 @@ def test_create_user_validates_input(run: Run, app: Flask) -> None:
 def test_create_user_with_password_prompt(run: Run, app: Flask) -> None:
     """--password asks twice and stores a hash that checks."""
     result = run(
-        "create-user", "bob@example.com", "--name", "Bob", "--password", input="s3cret!\ns3cret!\n"
-    )
+        "create-user", "bob@example.com", "--name", "Bob", "--password",
+        input="s3cret! and more\ns3cret! and more\n",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     with session_of(app) as session:
         user = accounts.get_user_by_email(session, "bob@example.com")
-    assert accounts.check_password(user, "s3cret!")
+    assert accounts.check_password(user, "s3cret! and more")
     assert "s3cret!" not in result.stdout
+    assert user.role == "member"
 
 
 def test_create_api_key_prints_only_the_key(run: Run, app: Flask) -> None:

@@ -195,3 +195,48 @@ def test_derived_defaults(tmp_path: Path) -> None:
     assert settings["MAX_CONTENT_LENGTH"] == 1_048_576
     plain = load(tmp_path, SECRET_KEY="s" * 40, BASE_URL="http://127.0.0.1:8000")
     assert plain["SESSION_COOKIE_SECURE"] is False
+
+
+def test_sign_in_settings_are_normalised(tmp_path: Path) -> None:
+    """Providers and domains become lists; the account-creation flag a boolean; Microsoft's
+    discovery URL follows the authority and tenant."""
+    settings = load(
+        tmp_path,
+        SECRET_KEY="s" * 40,
+        SIGNIN_PROVIDERS=" OIDC, microsoft ",
+        OIDC_DISCOVERY_URL="https://sso.example/.well-known/openid-configuration",
+        OIDC_CLIENT_ID="c",
+        OIDC_CLIENT_SECRET="s",
+        MICROSOFT_CLIENT_ID="m",
+        MICROSOFT_CLIENT_SECRET="ms",
+        MICROSOFT_TENANT_ID="organizations",
+        SIGNIN_ALLOWED_DOMAINS="@Example.com, corp.example",
+        SIGNIN_CREATE_ACCOUNTS="yes",
+        TOKEN_ENCRYPTION_KEYS=GOOD_KEY,
+    )
+    assert settings["SIGNIN_PROVIDERS"] == ["oidc", "microsoft"]
+    assert settings["SIGNIN_ALLOWED_DOMAINS"] == ["example.com", "corp.example"]
+    assert settings["SIGNIN_CREATE_ACCOUNTS"] is True
+    assert settings["MICROSOFT_DISCOVERY_URL"] == (
+        "https://login.microsoftonline.com/organizations/v2.0/.well-known/openid-configuration"
+    )
+    assert load(tmp_path, SECRET_KEY="s" * 40)["SIGNIN_CREATE_ACCOUNTS"] is False
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({"SIGNIN_PROVIDERS": "github"}, "not github"),
+        ({"SIGNIN_PROVIDERS": "google"}, "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are not set"),
+        ({"SIGNIN_PROVIDERS": "oidc", "OIDC_CLIENT_ID": "c", "OIDC_CLIENT_SECRET": "s"},
+         "OIDC_DISCOVERY_URL is not set"),
+        ({"SIGNIN_CREATE_ACCOUNTS": "maybe"}, "SIGNIN_CREATE_ACCOUNTS must be true or false"),
+        ({"PASSWORD_LINK_HOURS": "0"}, "PASSWORD_LINK_HOURS must be at least 1"),
+    ],
+)  # fmt: skip
+def test_bad_sign_in_settings_are_refused(
+    tmp_path: Path, environ: dict[str, str], words: str
+) -> None:
+    """Each mistake is named with what to set."""
+    with pytest.raises(ConfigError, match=words):
+        load(tmp_path, SECRET_KEY="s" * 40, **environ)

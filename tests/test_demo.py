@@ -275,6 +275,10 @@ def test_seeding_twice_changes_nothing(db_session: Session) -> None:
     assert db_session.scalar(select(func.count()).select_from(User)) == len(demo.PEOPLE)
     user = accounts.get_user_by_email(db_session, demo.DEMO_EMAIL)
     assert accounts.check_password(user, "pw-one-two-three")
+    # The demo user is the demo's admin; the rest of the team are members.
+    roles = dict(db_session.execute(select(User.email, User.role)).all())
+    assert roles.pop(demo.DEMO_EMAIL) == "admin"
+    assert set(roles.values()) == {"member"}
 
 
 def test_seeding_a_week_later_keeps_every_uid(db_session: Session) -> None:

@@ -27,9 +27,12 @@ COMMANDS = {
     "feed-url": "oncal_feed.feeds.cli:feed_url",
     "import": "oncal_feed.cli.import_shifts:import_shifts",
     "init-db": "oncal_feed.cli.admin:init_db",
+    "invite": "oncal_feed.cli.people:invite",
     "rotate-feed": "oncal_feed.feeds.cli:rotate_feed",
     "rotate-token-key": "oncal_feed.connections.cli:rotate_token_key",
     "serve": "oncal_feed.cli.serve:serve",
+    "source": "oncal_feed.sources.cli:source",
+    "set-password": "oncal_feed.cli.people:set_password",
     "worker": "oncal_feed.sync.cli:worker",
 }
 

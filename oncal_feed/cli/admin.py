@@ -36,9 +36,12 @@ def init_db(app: Flask) -> None:
 @click.option("--name", "display_name", required=True, help="Display name.")
 @click.option("--time-zone", default="UTC", show_default=True, help="IANA time zone.")
 @click.option("--password", is_flag=True, help="Prompt for a sign-in password.")
+@click.option("--admin", is_flag=True, help="Make the user an admin (of the /admin area).")
 @with_app
-def create_user(app: Flask, email: str, display_name: str, time_zone: str, password: bool) -> None:
-    """Create a user who can receive shifts."""
+def create_user(
+    app: Flask, email: str, display_name: str, time_zone: str, password: bool, admin: bool
+) -> None:
+    """Create a user who can receive shifts (a member, or with --admin an admin)."""
     data = parse_user({"email": email, "display_name": display_name, "time_zone": time_zone})
     database = get_database(app)
     require_schema(database)
@@ -46,13 +49,15 @@ def create_user(app: Flask, email: str, display_name: str, time_zone: str, passw
     secret = (
         click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
     )
-    if secret is not None and not secret.strip():
-        fail("the password must not be empty")
+    if secret is not None:
+        accounts.check_new_password(secret)
     with database.session() as session:
         user = accounts.create_user(session, data, utcnow())
+        if admin:
+            accounts.set_role(user, "admin", utcnow())
         if secret is not None:
             accounts.set_password(user, secret)
-    click.echo(f"Created user {user.email} ({user.public_id}).")
+    click.echo(f"Created {'admin' if admin else 'user'} {user.email} ({user.public_id}).")
 
 
 @click.command("create-api-key")

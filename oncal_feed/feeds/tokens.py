@@ -3,6 +3,12 @@
 A token is `URLSafeSerializer(SECRET_KEY, salt="oncal-feed.feed").dumps([public_id, generation])`.
 It never expires (calendar apps keep a subscription URL for years); rotating the feed bumps
 `users.feed_generation`, and a token whose generation is not the current one is dead.
+
+The payload is signed, not encrypted: anyone holding a feed URL can base64-decode the
+user's public id (the `u_...` id the API uses, which grants nothing by itself) and the
+feed generation (how often the URL was replaced). That is deliberate and documented in
+docs/deployment.md: making the token opaque would end every subscription handed out so
+far, and the URL is already the secret that grants the feed.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from oncal_feed.models import User
 
 __all__ = [
     "FEED_PATH",
+    "NOT_FOUND_MESSAGE",
     "FeedLinks",
     "feed_links",
     "make_feed_token",
@@ -33,6 +40,12 @@ SALT = "oncal-feed.feed"
 FEED_PATH = "/feeds/{token}.ics"
 # Real tokens are about 90 characters; anything far longer is not worth an HMAC.
 _MAX_TOKEN_LENGTH = 256
+
+# One message for every dead link, so a 404 tells nothing about why (forged or revoked).
+NOT_FOUND_MESSAGE = (
+    "There is no calendar feed at this address. Feed links stop working when they are "
+    "replaced; copy the current one from your settings page."
+)
 
 
 @lru_cache(maxsize=4)
@@ -51,12 +64,15 @@ def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
     """Return `(public_id, generation)` from a genuine token, or None for anything else.
 
     Forged, truncated, garbled, oversized or differently salted tokens all give None;
-    this never raises. Whether the generation is still current is the caller's check.
+    this never raises. So do other spellings of a genuine token (base64 decoding
+    forgives a trailing `=`, for one): only the exact string we issued is a token.
+    Whether the generation is still current is the caller's check.
     """
     if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
         return None
+    serializer = _serializer(secret_key)
     try:
-        payload = _serializer(secret_key).loads(token)
+        payload = serializer.loads(token)
     except (BadData, ValueError, TypeError, UnicodeError):
         return None
     if not (isinstance(payload, list) and len(payload) == 2):
@@ -64,6 +80,8 @@ def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
     public_id, generation = payload
     # bool is an int in Python; a signed payload never holds one, but be exact anyway.
     if not isinstance(public_id, str) or type(generation) is not int or generation < 1:
+        return None
+    if serializer.dumps([public_id, generation]) != token:  # signing is deterministic
         return None
     return public_id, generation
 

@@ -22,9 +22,9 @@ from werkzeug.wrappers import Request
 
 from oncal_feed.db import Database, get_database
 from oncal_feed.errors import ValidationError
-from oncal_feed.errors_http import error_body
+from oncal_feed.errors_http import error_body, wants_page
 from oncal_feed.feeds.service import FeedAnswer, FeedNotFound, FeedQuery, FeedService
-from oncal_feed.feeds.tokens import FEED_PATH
+from oncal_feed.feeds.tokens import FEED_PATH, NOT_FOUND_MESSAGE
 from oncal_feed.feeds.user_cache import user_cache_for
 from oncal_feed.metrics import FEED_RENDER_SECONDS, FEED_REQUESTS
 from oncal_feed.web.security import security_headers
@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 PREFIX, SUFFIX = FEED_PATH.split("{token}")
 ALLOWED_METHODS = "GET, HEAD"
 NOT_MODIFIED = f"304 {HTTP_STATUS_CODES[304]}"
-
-# One message for every dead link, so a 404 tells nothing about why (forged or revoked).
-NOT_FOUND_MESSAGE = (
-    "There is no calendar feed at this address. Feed links stop working when they are "
-    "replaced; copy the current one from your settings page."
-)
 
 
 def init_feeds(app: Flask) -> None:
@@ -92,12 +86,17 @@ class FeedEndpoint:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve `/feeds/<token>.ics`; pass anything else on."""
-        token = _token(environ.get("PATH_INFO", ""))
+        token = _token(environ)
         if token is None:
             return self.next_app(environ, start_response)
         started = time.perf_counter()
-        answer = self.respond(Request(environ), token)
+        request = Request(environ)
+        answer = self.respond(request, token)
         status = answer.status
+        if status == 404 and wants_page(request.accept_mimetypes, request.path):
+            # A dead link opened in a browser: Flask renders the page (`web.dead_feed`).
+            FEED_REQUESTS.labels("404").inc()
+            return self.next_app(environ, start_response)
         FEED_REQUESTS.labels(str(status)).inc()
         if status == 200:
             FEED_RENDER_SECONDS.observe(time.perf_counter() - started)
@@ -139,12 +138,29 @@ class FeedEndpoint:
             return _error(500, "internal_error", "Something went wrong on our side.")
 
 
-def _token(path: str) -> str | None:
-    """Return the token of a feed path, or None for any other path."""
+def _token(environ: WSGIEnvironment) -> str | None:
+    """Return the token of a feed path, or None for any other path.
+
+    Only the canonical spelling is a feed: the server decodes `/feeds%2F<token>.ics`
+    and `/fe%65ds/<token>.ics` into the same PATH_INFO, and serving those would invite
+    clients (and their logs) to spell feed URLs in ways nobody redacts. So the path as
+    sent (`RAW_URI`, which gunicorn and werkzeug set) must be the decoded path itself;
+    for anything else this returns "", which no token is: the dead link's 404.
+    """
+    path = str(environ.get("PATH_INFO", ""))
     if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
         return None
     token = path[len(PREFIX) : -len(SUFFIX)]
-    return token if token and "/" not in token else None
+    if not token or "/" in token:
+        return None
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is not None:
+        raw_path = raw.split("?", 1)[0]
+        if "://" in raw_path:  # the absolute form, GET http://host/feeds/... HTTP/1.1
+            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        if raw_path != environ.get("SCRIPT_NAME", "") + path:
+            return ""
+    return token
 
 
 def _query(request: Request, token: str) -> FeedQuery:

@@ -15,11 +15,12 @@ import logging
 from flask import Flask, Response, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 
-from oncal_feed import accounts
+from oncal_feed import accounts, sso
 from oncal_feed.auth import current_user, sign_in
 from oncal_feed.db import get_session
 from oncal_feed.errors import NotFound
 from oncal_feed.errors_http import error_response
+from oncal_feed.web import signin  # noqa: F401  (adds the SSO and password-link routes)
 from oncal_feed.web.security import init_security, trusted_peer
 from oncal_feed.web.views import web_blueprint
 
@@ -28,7 +29,7 @@ __all__ = ["init_web", "web_blueprint"]
 log = logging.getLogger(__name__)
 
 # Blueprints whose requests are authenticated by the session cookie.
-SESSION_BLUEPRINTS = ("web", "calendar")
+SESSION_BLUEPRINTS = ("web", "calendar", "admin")
 CSRF_PAGE_MESSAGE = (
     "This form has expired or did not come from this site, so nothing was changed. "
     "Reload the page and try again."
@@ -41,11 +42,13 @@ def init_web(app: Flask) -> None:
     init_security(app)
     app.before_request(_proxy_sign_in)
     app.register_error_handler(CSRFError, _csrf_failed)
+    providers = sso.signin_providers(app.config)
+    app.context_processor(lambda: {"signin_providers": providers})
 
 
 def _csrf_failed(exc: CSRFError) -> Response | tuple[str, int]:
     """A write without a valid CSRF token: a page for browsers, JSON for the JSON routes."""
-    if request.blueprint == "web":
+    if request.blueprint in ("web", "admin"):
         if request.endpoint == "web.login":
             body = render_template("login.html", email="", next=None, error=CSRF_PAGE_MESSAGE)
         else:
@@ -98,6 +101,6 @@ def _no_account() -> Response | tuple[str, int]:
         "You are signed in to your organisation, but oncal-feed has no account for your "
         "email address. Ask the person who runs oncal-feed to add you."
     )
-    if request.blueprint == "web":
+    if request.blueprint in ("web", "admin"):
         return render_template("error.html", title="No account", message=message), 403
     return error_response(403, "no_account", message)

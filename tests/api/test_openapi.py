@@ -142,9 +142,21 @@ def test_request_schemas_refuse_unknown_fields() -> None:
         for path, method in _document_operations()
         if "requestBody" in _operation(path, method.lower())
     ]
-    assert len(bodies) == 5
+    assert len(bodies) == 11
     names = {n["$ref"].rsplit("/", 1)[1] for b in bodies for n in _walk(b) if "$ref" in n}
-    assert names == {"UserCreate", "UserUpdate", "ScheduleInput", "ShiftInput", "ShiftItem"}
+    assert names == {
+        "UserCreate",
+        "UserUpdate",
+        "ScheduleInput",
+        "ShiftInput",
+        "ShiftItem",
+        "ApiKeyCreate",
+        "RoleInput",
+        "PasswordLinkInput",
+        "SourceInput",
+        "SourceUpdate",
+        "PollRequest",
+    }
     for name in names:
         assert schemas[name]["type"] == "object"
         assert schemas[name]["additionalProperties"] is False, name
@@ -267,6 +279,20 @@ def test_examples_are_accepted_and_answers_match_the_document(api: FlaskClient) 
     assert (
         _send(api, shift_path, "DELETE", None, key="payments", external_id="w1").status_code == 204
     )
+
+    # The admin operations.
+    role_path = "/users/{public_id}/role"
+    assert _send(api, role_path, "PUT", examples[(role_path, "PUT")],
+                 public_id=user_id).get_json()["role"] == "admin"  # fmt: skip
+    link_path = "/users/{public_id}/password-links"
+    assert _send(api, link_path, "POST", examples[(link_path, "POST")],
+                 public_id=user_id).status_code == 201  # fmt: skip
+    new_key = _send(api, "/api-keys", "POST", examples[("/api-keys", "POST")])
+    assert new_key.status_code == 201
+    assert len(_send(api, "/api-keys", "GET", None).get_json()["api_keys"]) == 2
+    key_id = str(new_key.get_json()["id"])
+    assert _send(api, "/api-keys/{key_id}", "DELETE", None, key_id=key_id).status_code == 204
+    assert _send(api, "/connections", "GET", None).status_code == 200
 
     # Error answers match the documented Error schema of their operation too.
     assert _send(api, "/schedules/{key}", "GET", None, key="nope").status_code == 404
