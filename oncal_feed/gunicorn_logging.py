@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from gunicorn.glogging import Logger, SafeAtoms
@@ -53,7 +54,9 @@ class RedactingAccessLogger(Logger):
         if not any(isinstance(f, RedactingFilter) for f in self.error_log.filters):
             self.error_log.addFilter(RedactingFilter())
 
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+    def access(
+        self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any
+    ) -> None:
         """Write one access line (JSON when configured)."""
         if not self.cfg.accesslog:
             return

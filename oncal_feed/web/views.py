@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     g,
@@ -30,11 +29,14 @@ from flask import (
 )
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
 from oncal_feed import accounts
 from oncal_feed.auth import current_user, sign_in, sign_out
 from oncal_feed.connections import service as connections
+from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
+from oncal_feed.connections.flow import start_connect
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import NotFound, ValidationError
@@ -351,7 +353,7 @@ def connect(provider: str) -> Response | str:
         return _back("connections")
     primary = request.form.get("primary")
     try:
-        url = connections.start_connect(
+        url = start_connect(
             get_session(), _user(), provider, use_primary=True if primary == "1" else None
         )
     except OAuthError as exc:
@@ -395,7 +397,7 @@ def disconnect(provider: str) -> Response | str:
             fields={"events": "remove" if remove else "keep"},
         )
     try:
-        result = connections.disconnect(get_session(), _user(), provider, remove_events=remove)
+        result = disconnect_calendar(get_session(), _user(), provider, remove_events=remove)
     except OAuthError as exc:
         tell(exc.message, "error", "connections")
         return _back("connections")
