@@ -22,6 +22,7 @@ __all__ = [
     "Operation",
     "OperationResult",
     "PermanentError",
+    "PreconditionFailed",
     "ProviderError",
     "RateLimited",
     "RemoteConflict",
@@ -68,6 +69,14 @@ class RemoteConflict(ProviderError):
     """409: an event with the id we chose exists already (perhaps cancelled)."""
 
 
+class PreconditionFailed(ProviderError):
+    """412: the event's etag is no longer the one the write named in If-Match.
+
+    Someone (the user, or a late write of ours) changed the event since we last saw it;
+    the write did not happen. The engine refetches and decides.
+    """
+
+
 class PermanentError(ProviderError):
     """Any other 4xx: retrying the same request won't help."""
 
@@ -91,6 +100,9 @@ class Operation:
     remote_id: str | None = None
     # Google: the client-chosen event id; Graph: the transactionId. Makes retries safe.
     event_key: str | None = None
+    # Updates and deletes: the etag the event must still carry (sent as If-Match), so a
+    # write based on an old view of the event fails with 412 instead of overwriting.
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,12 +139,21 @@ class CalendarProvider(Protocol):
         """Create an event; raises `RemoteConflict` when `event_key` is taken (Google)."""
         ...
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
-        """Replace an event's content; restores a cancelled event (Google)."""
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
+        """Replace an event's content; restores a cancelled event (Google).
+
+        With `etag`, only if the event still carries it (`PreconditionFailed` otherwise).
+        """
         ...
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
-        """Delete an event; 404 and 410 count as done."""
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
+        """Delete an event; 404 and 410 count as done. `etag` as for `update_event`."""
+        ...
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Read one event by id (Google: cancelled ones too); None when it is gone."""
         ...
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
@@ -161,11 +182,11 @@ def apply_one_by_one(
                 results.append(OperationResult(event=event))
             elif op.kind == "update":
                 assert op.spec is not None and op.remote_id is not None
-                event = provider.update_event(calendar_id, op.remote_id, op.spec)
+                event = provider.update_event(calendar_id, op.remote_id, op.spec, etag=op.etag)
                 results.append(OperationResult(event=event))
             else:
                 assert op.remote_id is not None
-                provider.delete_event(calendar_id, op.remote_id)
+                provider.delete_event(calendar_id, op.remote_id, etag=op.etag)
                 results.append(OperationResult())
         except ProviderError as exc:
             results.append(OperationResult(error=exc))

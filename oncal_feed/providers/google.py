@@ -43,6 +43,7 @@ from oncal_feed.providers.base import (
     Operation,
     OperationResult,
     PermanentError,
+    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteConflict,
@@ -111,6 +112,8 @@ def map_google_error(exc: BaseException) -> ProviderError:
             return RemoteNotFound(text, status)
         if status == 409:
             return RemoteConflict(text, status)
+        if status == 412:
+            return PreconditionFailed(text, status)
         if status == 403 and reason == "insufficientPermissions":
             return InsufficientPermissions(text, status)
         return PermanentError(text, status)
@@ -231,27 +234,47 @@ class GoogleCalendarProvider:
         body = google_event(spec) | {"id": event_key}
         return self._service.events().insert(calendarId=calendar_id, body=body)
 
-    def _update_request(self, calendar_id: str, remote_id: str, spec: EventSpec) -> HttpRequest:
+    def _update_request(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, etag: str | None
+    ) -> HttpRequest:
         # A PUT describes the whole event, so `status: confirmed` restores a cancelled one.
-        return self._service.events().update(
+        request = self._service.events().update(
             calendarId=calendar_id, eventId=remote_id, body=google_event(spec)
         )
+        return _if_match(request, etag)
 
-    def _delete_request(self, calendar_id: str, remote_id: str) -> HttpRequest:
-        return self._service.events().delete(calendarId=calendar_id, eventId=remote_id)
+    def _delete_request(self, calendar_id: str, remote_id: str, etag: str | None) -> HttpRequest:
+        request = self._service.events().delete(calendarId=calendar_id, eventId=remote_id)
+        return _if_match(request, etag)
 
     def insert_event(self, calendar_id: str, spec: EventSpec, event_key: str) -> RemoteEvent:
         """Create the event with id `event_key`; `RemoteConflict` if the id is taken."""
         return _remote_event(self._execute(self._insert_request(calendar_id, spec, event_key)))
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
-        """Replace the event's content (and restore it if it was cancelled)."""
-        return _remote_event(self._execute(self._update_request(calendar_id, remote_id, spec)))
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
+        """Replace the event's content (and restore it if it was cancelled).
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
-        """Cancel the event; 404 and 410 (already deleted) count as done."""
+        With `etag`, only if the event still carries it: Google answers 412 otherwise.
+        """
+        request = self._update_request(calendar_id, remote_id, spec, etag)
+        return _remote_event(self._execute(request))
+
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
+        """Cancel the event; 404 and 410 (already deleted) count as done. If-Match: `etag`."""
         with contextlib.suppress(RemoteNotFound):
-            self._execute(self._delete_request(calendar_id, remote_id))
+            self._execute(self._delete_request(calendar_id, remote_id, etag))
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Read one event (a cancelled one too: Google keeps it under its id)."""
+        request = self._service.events().get(
+            calendarId=calendar_id, eventId=remote_id, fields="id,etag,status,extendedProperties"
+        )
+        try:
+            return _remote_event(self._execute(request))
+        except RemoteNotFound:
+            return None
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find our live event for a shift UID by its private extended property."""
@@ -333,9 +356,16 @@ class GoogleCalendarProvider:
             return self._insert_request(calendar_id, op.spec, op.event_key)
         if op.kind == "update":
             assert op.spec is not None and op.remote_id is not None
-            return self._update_request(calendar_id, op.remote_id, op.spec)
+            return self._update_request(calendar_id, op.remote_id, op.spec, op.etag)
         assert op.remote_id is not None
-        return self._delete_request(calendar_id, op.remote_id)
+        return self._delete_request(calendar_id, op.remote_id, op.etag)
+
+
+def _if_match(request: HttpRequest, etag: str | None) -> HttpRequest:
+    """Make the request conditional on the event's etag (Calendar v3 answers 412 if it moved)."""
+    if etag is not None:
+        request.headers["If-Match"] = etag
+    return request
 
 
 def refresh_error(exc: google.auth.exceptions.RefreshError) -> ProviderError:

@@ -32,6 +32,7 @@ from oncal_feed.providers.base import (
     Operation,
     OperationResult,
     PermanentError,
+    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteConflict,
@@ -89,6 +90,8 @@ def map_graph_status(
         return RemoteNotFound(text, status)
     if status == 409:
         return RemoteConflict(text, status)
+    if status == 412:
+        return PreconditionFailed(text, status)
     return PermanentError(text, status)
 
 
@@ -217,20 +220,43 @@ class GraphCalendarProvider:
         created = self._request("POST", f"{self._calendar_path(calendar_id)}/events", json=body)
         return RemoteEvent(str(created["id"]), spec.uid, created.get("@odata.etag"))
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
-        """Patch the event's content; a cancelled spec deletes it (Graph has no cancelled)."""
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
+        """Patch the event's content; a cancelled spec deletes it (Graph has no cancelled).
+
+        With `etag` (the event's `@odata.etag`), only if the event still carries it:
+        Graph answers 412 otherwise.
+        """
         if spec.cancelled:
-            self.delete_event(calendar_id, remote_id)
+            self.delete_event(calendar_id, remote_id, etag=etag)
             return RemoteEvent(remote_id, spec.uid, None, cancelled=True)
         updated = self._request(
-            "PATCH", self._event_path(calendar_id, remote_id), json=graph_event(spec)
+            "PATCH",
+            self._event_path(calendar_id, remote_id),
+            json=graph_event(spec),
+            headers=_if_match(etag),
         )
         return RemoteEvent(str(updated["id"]), spec.uid, updated.get("@odata.etag"))
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
-        """Delete the event; 404 and 410 count as done."""
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
+        """Delete the event; 404 and 410 count as done. If-Match: `etag`."""
         with contextlib.suppress(RemoteNotFound):
-            self._request("DELETE", self._event_path(calendar_id, remote_id))
+            self._request(
+                "DELETE", self._event_path(calendar_id, remote_id), headers=_if_match(etag)
+            )
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Read one event's id, etag and tag; None when it is gone (Graph deletes for good)."""
+        try:
+            item = self._request(
+                "GET",
+                self._event_path(calendar_id, remote_id),
+                params={"$expand": _TAG_EXPAND, "$select": "id"},
+            )
+        except RemoteNotFound:
+            return None
+        return _remote_event(item)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find our event for a shift UID by its extended property."""
@@ -290,11 +316,13 @@ class GraphCalendarProvider:
                 method="PATCH",
                 url=self._event_path(calendar_id, op.remote_id),
                 body=graph_event(op.spec),
-                headers=json_headers,
+                headers=json_headers | _if_match(op.etag),
             )
         else:
             assert op.remote_id is not None
             member.update(method="DELETE", url=self._event_path(calendar_id, op.remote_id))
+            if op.etag is not None:
+                member["headers"] = _if_match(op.etag)
         return member
 
     def _apply_batch(
@@ -337,6 +365,11 @@ class GraphCalendarProvider:
                 str(body.get("id") or op.remote_id), op.spec.uid, body.get("@odata.etag")
             )
         )
+
+
+def _if_match(etag: str | None) -> dict[str, str]:
+    """The If-Match header for a write conditional on `etag` (none without one)."""
+    return {"If-Match": etag} if etag is not None else {}
 
 
 def _deletes(op: Operation) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from oncal_feed.providers.base import (
     Operation,
     OperationResult,
+    PreconditionFailed,
     RemoteConflict,
     RemoteEvent,
     RemoteNotFound,
@@ -93,25 +94,38 @@ class MemoryProvider:
             self.writes += 1
             return RemoteEvent(event_key, spec.uid, stored.etag)
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
-        """Replace an event's content, restoring it if it was cancelled."""
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
+        """Replace an event's content, restoring it if it was cancelled (If-Match: `etag`)."""
         with self._lock:
             events = self._calendar(calendar_id).events
             if remote_id not in events:
                 raise RemoteNotFound("event not found", 404)
+            _check_etag(events[remote_id].etag, etag)
             stored = StoredEvent(remote_id, spec, self._etag())
             events[remote_id] = stored
             self.writes += 1
             return RemoteEvent(remote_id, spec.uid, stored.etag)
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
         """Cancel an event (it keeps its id, as in Google); missing counts as done."""
         with self._lock:
             stored = self._calendar(calendar_id).events.get(remote_id)
+            if stored is not None:
+                _check_etag(stored.etag, etag)
             if stored is not None and not stored.cancelled:
                 stored.cancelled = True
                 stored.etag = self._etag()
                 self.writes += 1
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Read one event by id, cancelled ones included."""
+        with self._lock:
+            stored = self._calendar(calendar_id).events.get(remote_id)
+            if stored is None:
+                return None
+            return RemoteEvent(remote_id, stored.spec.uid, stored.etag, stored.cancelled)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find the live event tagged with `uid`."""
@@ -134,3 +148,9 @@ class MemoryProvider:
         with self._lock:
             events = self._calendar(calendar_id).events.values()
             return [e.spec for e in events if not e.cancelled]
+
+
+def _check_etag(current: str, wanted: str | None) -> None:
+    """Answer like the real APIs' If-Match: 412 when the event moved on."""
+    if wanted is not None and wanted != current:
+        raise PreconditionFailed("the event changed since it was read", 412)

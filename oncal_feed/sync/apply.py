@@ -30,6 +30,7 @@ from oncal_feed.providers.base import (
     Operation,
     OperationResult,
     PermanentError,
+    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteConflict,
@@ -132,6 +133,9 @@ class Applier:
         self.batch_size = 0  # set when the first batch goes out
         self._bumped = False
         self._provider: CalendarProvider | None = None
+        # Shifts whose write met a 412 and was refetched in this run: a second 412 is left
+        # to the next run rather than refetched again (no endless chase of a moving event).
+        self._refetched: set[int] = set()
 
     @property
     def provider(self) -> CalendarProvider:
@@ -297,8 +301,12 @@ class Applier:
     def _operation(self, op: _Remote) -> Operation:
         if isinstance(op, Create):
             return Operation("insert", spec=op.spec, event_key=op.event_key)
-        if isinstance(op, Update | _Restore):
+        if isinstance(op, Update):
+            return Operation("update", spec=op.spec, remote_id=op.remote_id, etag=op.etag)
+        if isinstance(op, _Restore):
             return Operation("update", spec=op.spec, remote_id=op.remote_id)
+        if isinstance(op, Delete):
+            return Operation("delete", remote_id=op.remote_id, etag=op.etag)
         return Operation("delete", remote_id=op.remote_id)
 
     def _commit_intent(self, chunk: Sequence[_Remote]) -> None:
@@ -329,12 +337,19 @@ class Applier:
         Raises `CalendarGone` when an insert found the calendar itself missing.
         """
         follow_ups: list[_Remote] = []
+        stale: list[Update | Delete] = []
         calendar_gone = False
         with self._change() as change:
             for op, result in zip(chunk, results, strict=True):
                 error = result.error
                 if error is not None:
                     self.count_error(error)
+                if isinstance(op, Update | Delete) and isinstance(error, PreconditionFailed):
+                    if op.shift_id in self._refetched:
+                        self._fail(TransientError("the event kept changing while we wrote it"))
+                    else:
+                        stale.append(op)
+                    continue
                 if isinstance(op, Delete | Prune):
                     if error is None or isinstance(error, RemoteNotFound):
                         if isinstance(op, Delete):
@@ -363,6 +378,42 @@ class Applier:
                     self._fail(error)
         if calendar_gone:
             raise CalendarGone
+        if stale:
+            follow_ups.extend(self._refetch(stale))
+        return follow_ups
+
+    def _refetch(self, stale: Sequence[Update | Delete]) -> list[_Remote]:
+        """After a 412: read the events again and decide each write afresh.
+
+        The etag we sent is not the event's any more: someone changed it behind us (the
+        user, or a late write of an earlier, timed-out call). The calendar is ours, so the
+        write is sent again on the fresh etag; an event that is gone is created afresh
+        (update) or counts as deleted (delete). Each shift is refetched once per run.
+        """
+        follow_ups: list[_Remote] = []
+        gone: list[int] = []
+        for op in stale:
+            self._refetched.add(op.shift_id)
+            try:
+                self.reads += 1
+                fresh = self.provider.get_event(self.calendar_id, op.remote_id)
+            except ProviderError as exc:
+                self.count_error(exc)
+                self._fail(exc)
+                continue
+            if isinstance(op, Delete):
+                if fresh is None or fresh.cancelled:
+                    gone.append(op.shift_id)
+                else:
+                    follow_ups.append(Delete(op.shift_id, op.remote_id, fresh.etag))
+            elif fresh is None:
+                follow_ups.append(Create(op.shift_id, op.spec, self.new_key(op.spec.uid)))
+            else:
+                follow_ups.append(Update(op.shift_id, op.remote_id, op.spec, fresh.etag))
+        if gone:
+            with self._change() as change:
+                for shift_id in gone:
+                    change.drop(shift_id)
         return follow_ups
 
     def _record_written(

@@ -110,6 +110,8 @@ class Update:
     shift_id: int
     remote_id: str
     spec: EventSpec
+    # The etag the event should still carry (sent as If-Match); None: write unconditionally.
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class Delete:
 
     shift_id: int
     remote_id: str
+    etag: str | None = None  # as for `Update`
 
 
 @dataclass(frozen=True)
@@ -280,11 +283,11 @@ def _incremental(
         # A `deleting` record may or may not still have its event; an update settles it
         # either way (Google restores a cancelled event, a 404 leads to a fresh insert).
         if record.state == "deleting" or record.content_hash != spec.content_hash:
-            yield Update(shift_id, record.remote_id, spec)
+            yield Update(shift_id, record.remote_id, spec, record.remote_etag)
         return
     if kept and record.state == "synced":
         return
-    yield Delete(shift_id, record.remote_id)
+    yield Delete(shift_id, record.remote_id, record.remote_etag)
 
 
 def _edited(record: Record, found: Sequence[RemoteEvent]) -> bool:
@@ -317,7 +320,7 @@ def _checked(
         # The shift is gone: every event of it goes.
         for remote_id in ids:
             if remote_id == current:
-                yield Delete(shift_id, remote_id)
+                yield Delete(shift_id, remote_id, _listed_etag(found, remote_id))
             else:
                 yield Prune(uid, remote_id)
         if current is None and record is not None:
@@ -353,4 +356,9 @@ def _checked(
         yield Create(shift_id, spec, pending or new_key(uid))
         return
     if spec is not None and believed != spec.content_hash:
-        yield Update(shift_id, current, spec)
+        yield Update(shift_id, current, spec, _listed_etag(found, current))
+
+
+def _listed_etag(found: Sequence[RemoteEvent], remote_id: str) -> str | None:
+    """The etag the full check's listing shows for `remote_id` (fresher than our record's)."""
+    return next((e.etag for e in found if e.remote_id == remote_id), None)

@@ -25,6 +25,7 @@ from oncal_feed.providers.base import (
     CalendarProvider,
     Operation,
     OperationResult,
+    PreconditionFailed,
     ProviderError,
     RemoteConflict,
     RemoteEvent,
@@ -226,15 +227,22 @@ class CountingProvider:
         self._count("insert_event")
         return self.inner.insert_event(calendar_id, spec, event_key)
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
         """Count and delegate."""
         self._count("update_event")
-        return self.inner.update_event(calendar_id, remote_id, spec)
+        return self.inner.update_event(calendar_id, remote_id, spec, etag=etag)
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
         """Count and delegate."""
         self._count("delete_event")
-        self.inner.delete_event(calendar_id, remote_id)
+        self.inner.delete_event(calendar_id, remote_id, etag=etag)
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Count and delegate."""
+        self._count("get_event")
+        return self.inner.get_event(calendar_id, remote_id)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Count and delegate."""
@@ -307,23 +315,36 @@ class GraphLikeProvider:
             events[remote_id] = _GraphEvent(remote_id, spec, f"W/{next(self._ids)}", event_key)
             return RemoteEvent(remote_id, spec.uid, events[remote_id].etag)
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
         """Patch an event; a deleted one is 404."""
         with self._lock:
             events = self._events(calendar_id)
             if remote_id not in events:
                 raise RemoteNotFound("event not found", 404)
             old = events[remote_id]
+            if etag is not None and etag != old.etag:
+                raise PreconditionFailed("change key mismatch", 412)
             events[remote_id] = _GraphEvent(
                 remote_id, spec, f"W/{next(self._ids)}", old.transaction_id
             )
             return RemoteEvent(remote_id, spec.uid, events[remote_id].etag)
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
         """Delete for good; missing is 404."""
         with self._lock:
+            stored = self._events(calendar_id).get(remote_id)
+            if stored is not None and etag is not None and etag != stored.etag:
+                raise PreconditionFailed("change key mismatch", 412)
             if self._events(calendar_id).pop(remote_id, None) is None:
                 raise RemoteNotFound("event not found", 404)
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Read one event; None once deleted."""
+        with self._lock:
+            stored = self._events(calendar_id).get(remote_id)
+        return None if stored is None else RemoteEvent(remote_id, stored.spec.uid, stored.etag)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find an event by its tag."""
@@ -378,11 +399,11 @@ class FlakyProvider:
             return "after"
         return None
 
-    def _call(self, call, *args):
+    def _call(self, call, *args, **kwargs):
         fault = self._roll()
         if fault == "before":
             raise TransientError("injected failure", 503)
-        result = call(*args)
+        result = call(*args, **kwargs)
         if fault == "after":
             raise TransientError("injected: answer lost after the write", None)
         return result
@@ -403,13 +424,19 @@ class FlakyProvider:
         """Maybe fail, else delegate."""
         return self._call(self.inner.insert_event, calendar_id, spec, event_key)
 
-    def update_event(self, calendar_id: str, remote_id: str, spec: EventSpec) -> RemoteEvent:
+    def update_event(
+        self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
+    ) -> RemoteEvent:
         """Maybe fail, else delegate."""
-        return self._call(self.inner.update_event, calendar_id, remote_id, spec)
+        return self._call(self.inner.update_event, calendar_id, remote_id, spec, etag=etag)
 
-    def delete_event(self, calendar_id: str, remote_id: str) -> None:
+    def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
         """Maybe fail, else delegate."""
-        self._call(self.inner.delete_event, calendar_id, remote_id)
+        self._call(self.inner.delete_event, calendar_id, remote_id, etag=etag)
+
+    def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
+        """Maybe fail, else delegate."""
+        return self._call(self.inner.get_event, calendar_id, remote_id)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Maybe fail, else delegate."""
@@ -449,9 +476,9 @@ class ScriptedErrors:
         if not callable(target):
             return target
 
-        def wrapped(*args):
+        def wrapped(*args, **kwargs):
             self._check(name)
-            return target(*args)
+            return target(*args, **kwargs)
 
         return wrapped
 
