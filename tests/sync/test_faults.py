@@ -254,6 +254,44 @@ def test_a_changed_shift_restores_its_deleted_or_edited_event_at_once(
     assert_exact(app, fakes, ids, now)
 
 
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+def test_a_late_write_from_a_timed_out_call_cannot_overwrite_a_newer_one(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any], provider: str
+) -> None:
+    """The race If-Match closes: a write that timed out lands after a newer one, and loses.
+
+    The first update is held by the server past our timeout (the call fails here, but the
+    write still arrives later, as on the real services); the next sync writes newer content;
+    then the held write reaches the server naming the etag it was planned on: 412, refused.
+    """
+    ids = connect_both(app, client, fakes)
+    connection_id, fake = ids[provider], fakes[provider]
+    start = tomorrow_noon()
+    put_shifts(world, [shift("s0", start)], utcnow())
+    now = utcnow()
+    assert run_sync(app, connection_id, now=now).created == 1
+
+    put_shifts(world, [shift("s0", start + timedelta(hours=1))], utcnow())  # moved
+    fake.faults.fail_next(kind="slow", delay=3.0)  # longer than PROVIDER_TIMEOUT (1 s)
+    timed_out = run_sync(app, connection_id, now=now)
+    assert (timed_out.outcome, timed_out.updated) == ("failed", 0), timed_out
+    before = remote_writes(fakes)
+    put_shifts(world, [shift("s0", start + timedelta(hours=2))], utcnow())  # moved again
+    newer = run_sync(app, connection_id, now=now)
+    assert (newer.outcome, newer.updated) == ("ok", 1), newer
+
+    deadline = time.monotonic() + 15
+    while remote_writes(fakes) < before + 2:  # the newer write, then the held one
+        assert time.monotonic() < deadline, "the held write never reached the fake"
+        time.sleep(0.05)
+    row = connection(app, connection_id)
+    assert mismatch(desired_events(app, row.user_id, now), remote_events(fakes, row)) == {}
+    [event] = remote_events(fakes, row)
+    assert event.start == start + timedelta(hours=2)
+    # The records still name the event's etag: nothing to rewrite at the full check.
+    assert run_sync(app, connection_id, now=now, full_check=True).writes == 0
+
+
 def test_sync_now_endpoint(
     app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
 ) -> None:
