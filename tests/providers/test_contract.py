@@ -27,6 +27,7 @@ from oncal_feed.connections.google import GoogleSettings, GoogleTokens, build_cr
 from oncal_feed.providers.base import (
     AuthorizationLost,
     Operation,
+    PreconditionFailed,
     RateLimited,
     RemoteConflict,
     RemoteNotFound,
@@ -274,6 +275,39 @@ class TestProviderContract:
             (seen,) = read(remote.server, remote.calendar_id)
             assert seen.end == spec(1, hours=12).ends_at
         assert uids(remote) == ["shift-1@oncal-feed"]
+
+    def test_writes_on_a_stale_etag_are_refused(self, remote: Remote) -> None:
+        """If-Match: an update or delete naming an etag the event no longer has is a 412."""
+        created = remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
+        newer = remote.provider.update_event(
+            remote.calendar_id, created.remote_id, spec(1, hours=10), etag=created.etag
+        )
+        assert created.etag is not None and newer.etag not in (None, created.etag)
+        with pytest.raises(PreconditionFailed) as stale:
+            remote.provider.update_event(
+                remote.calendar_id, created.remote_id, spec(1, hours=12), etag=created.etag
+            )
+        assert stale.value.status == 412
+        with pytest.raises(PreconditionFailed):
+            remote.provider.delete_event(remote.calendar_id, created.remote_id, etag=created.etag)
+        results = remote.provider.apply(
+            remote.calendar_id,
+            [
+                Operation("update", spec(1, hours=12), remote_id=created.remote_id,
+                          etag=created.etag),
+                Operation("delete", remote_id=created.remote_id, etag=created.etag),
+            ],
+        )  # fmt: skip
+        assert [type(r.error) for r in results] == [PreconditionFailed, PreconditionFailed]
+        # Nothing stale landed; the event still holds the newer write, under its etag.
+        fresh = remote.provider.get_event(remote.calendar_id, created.remote_id)
+        assert fresh is not None and fresh.etag == newer.etag
+        assert fresh.uid == "shift-1@oncal-feed"
+        remote.provider.delete_event(remote.calendar_id, created.remote_id, etag=fresh.etag)
+        assert uids(remote) == []
+
+    def test_get_event_of_a_missing_event_is_none(self, remote: Remote) -> None:
+        assert remote.provider.get_event(remote.calendar_id, remote.missing_id) is None
 
     def test_update_of_a_missing_event_is_not_found(self, remote: Remote) -> None:
         with pytest.raises(RemoteNotFound):

@@ -19,6 +19,7 @@ from oncal_feed.providers.base import (
     Operation,
     OperationResult,
     PermanentError,
+    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteNotFound,
@@ -341,6 +342,80 @@ def test_refused_restore_bumps_the_id_generation(world: World, memory, refusal) 
     new_id = google_event_id(world.uid("a"), 2)
     assert world.records(cid)[0].remote_id == new_id
     assert live_uids(memory, cal) == [world.uid("a")]
+
+
+# ---------------------------------------------------------------- conditional writes
+
+
+def edited_behind_us(memory: MemoryProvider, calendar_id: str) -> str:
+    """The user retitles our only event in their calendar app; return its new etag."""
+    [spec] = live(memory, calendar_id)
+    event_id = google_event_id(spec.uid, 1)
+    return (
+        memory.update_event(
+            calendar_id, event_id, dataclasses.replace(spec, summary="Dentist")
+        ).etag
+        or ""
+    )
+
+
+def test_an_update_on_a_stale_etag_refetches_and_rewrites(world: World, memory) -> None:
+    """412: the event changed behind us; it is read again and rewritten on its fresh etag."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    cal = calendar(world, cid)
+    sent_on = world.records(cid)[0].remote_etag
+    assert sent_on is not None
+    assert edited_behind_us(memory, cal) != sent_on
+    world.put_shift("a", 2)  # the shift moves: an incremental update, on the old etag
+    counting = CountingProvider(memory)
+
+    report = world.sync(cid, counting, full_check=False)
+
+    assert (report.outcome, report.updated, report.error) == ("ok", 1, None), report
+    assert counting.calls["get_event"] == 1
+    [event] = live(memory, cal)
+    assert event.summary != "Dentist"
+    assert event.starts_at.date() == (NOW + timedelta(days=2)).date()
+    fresh = memory.get_event(cal, google_event_id(world.uid("a"), 1))
+    assert fresh is not None
+    assert world.records(cid)[0].remote_etag == fresh.etag
+
+
+def test_a_delete_on_a_stale_etag_refetches_and_deletes(world: World, memory) -> None:
+    """The shift is gone and the user had edited its event: it still goes (the calendar is ours)."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    cal = calendar(world, cid)
+    edited_behind_us(memory, cal)
+    world.delete_shift("a")
+    report = world.sync(cid, memory, full_check=False)
+    assert (report.outcome, report.deleted) == ("ok", 1), report
+    assert live(memory, cal) == []
+    assert world.records(cid) == []
+
+
+def test_an_event_that_keeps_changing_is_left_for_the_next_run(world: World, memory) -> None:
+    """A second 412 in one run is not chased: the run reports it, the next one settles it."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.put_shift("a", 2)
+    scripted = ScriptedErrors(memory)
+    for _ in range(2):
+        scripted.fail_next("update_event", PreconditionFailed("changed", 412))
+
+    report = world.sync(cid, scripted, full_check=False)
+
+    assert (report.outcome, report.updated) == ("failed", 0), report
+    assert scripted.queue == []  # both 412s were met: one refetch, then it stopped
+    report = world.sync(cid, memory, full_check=False)
+    assert (report.outcome, report.updated) == ("ok", 1), report
+    assert (
+        live(memory, calendar(world, cid))[0].starts_at.date() == (NOW + timedelta(days=2)).date()
+    )
 
 
 def test_event_deleted_by_the_user_in_outlook_comes_back(world: World) -> None:
