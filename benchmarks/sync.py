@@ -13,6 +13,11 @@ fakes' counters), remote write operations and wall time for:
 - one change: one shift's notes edited (expect one round trip with one write);
 - no change: nothing to do (expect no round trip at all).
 
+Then, with the worker running (Huey's consumer, embedded), change-to-calendar latency:
+--rounds times, one shift is moved and the time until both fakes show the moved event is
+taken (median and max per provider); and a burst of 10 moves 0.2 s apart, with the event
+writes it cost (batching: far fewer than 10 per provider).
+
 Then, with --idle connections (10,000 by default, each with a user and five synced
 shifts), it times:
 
@@ -44,15 +49,21 @@ from oncal_feed import accounts, create_app, shifts  # noqa: E402
 from oncal_feed.db import fresh_database, get_database, utcnow  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
 from oncal_feed.models import CalendarConnection, Shift, SyncRecord, User  # noqa: E402
+from oncal_feed.notify import shifts_changed  # noqa: E402
 from oncal_feed.providers.memory import MemoryProvider  # noqa: E402
 from oncal_feed.rendering import RenderOptions, shift_event  # noqa: E402
 from oncal_feed.shifts import shift_facts  # noqa: E402
 from oncal_feed.sync.service import run_sync, use_providers  # noqa: E402
-from oncal_feed.sync.tasks import get_queue, sweep_due  # noqa: E402
+from oncal_feed.sync.tasks import (  # noqa: E402
+    DEBOUNCE,
+    get_queue,
+    start_embedded_worker,
+    sweep_due,
+)
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput  # noqa: E402
 from tests.fakes.google import FakeGoogle  # noqa: E402
 from tests.fakes.microsoft import FakeMicrosoft  # noqa: E402
-from tests.sync.remote import connect_both  # noqa: E402
+from tests.sync.remote import connect_both, connection, remote_events  # noqa: E402
 
 BASE_URL = "https://oncal.example.test"
 CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
@@ -104,7 +115,7 @@ def measure(app: Any, fake: FakeGoogle | FakeMicrosoft, connection_id: int) -> s
     return f"{trips:4d} round trips, {writes:4d} writes, {elapsed * 1000:8.1f} ms"
 
 
-def provider_figures(app: Any, fakes: dict[str, Any], count: int) -> None:
+def provider_figures(app: Any, fakes: dict[str, Any], count: int) -> dict[str, int]:
     """Initial / one change / no change, for Google and Outlook."""
     ids = connect_both(app, app.test_client(), fakes)
     start = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -131,6 +142,70 @@ def provider_figures(app: Any, fakes: dict[str, Any], count: int) -> None:
     for provider, fake in fakes.items():
         name = "Google" if provider == "google" else "Outlook"
         print(f"  {name:8s} no change   {measure(app, fake, ids[provider])}")
+    return ids
+
+
+def move_shift(app: Any, starts: Any) -> None:
+    """Move the benchmark's shift as the API does: commit, then notify the sync queue."""
+    with app.app_context():
+        with get_database(app).session() as session:
+            schedule = shifts.get_schedule(session, "payments")
+            item = ShiftInput("latency", ALICE, starts, starts + timedelta(hours=3))
+            touched = shifts.upsert_shift(session, schedule, item, utcnow()).touched_user_ids
+        shifts_changed(touched)
+
+
+def shown_at(app: Any, fakes: dict[str, Any], ids: dict[str, int], starts: Any) -> set[str]:
+    """The providers whose calendar shows the benchmark's shift starting at `starts`."""
+    return {
+        provider
+        for provider, connection_id in ids.items()
+        if any(e.start == starts for e in remote_events(fakes, connection(app, connection_id)))
+    }
+
+
+def latency_figures(app: Any, fakes: dict[str, Any], ids: dict[str, int], rounds: int) -> None:
+    """Change → event in the fake with the worker running; then a burst's writes."""
+    print(f"\nchange-to-calendar latency, worker running (debounce {DEBOUNCE.total_seconds()} s)")
+    base = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    samples: dict[str, list[float]] = {provider: [] for provider in ids}
+    stop = start_embedded_worker(app, workers=2)
+    try:
+        for n in range(rounds):
+            starts = base + timedelta(minutes=15 * (n + 1))
+            started = time.perf_counter()
+            move_shift(app, starts)
+            waiting = set(ids)
+            while waiting:
+                assert time.perf_counter() - started < 60, f"not synced: {waiting}"
+                for provider in shown_at(app, fakes, ids, starts) & waiting:
+                    samples[provider].append(time.perf_counter() - started)
+                    waiting.discard(provider)
+                time.sleep(0.02)
+            time.sleep(0.3)  # let the run finish recording before the next change
+        for provider, values in samples.items():
+            name = "Google" if provider == "google" else "Outlook"
+            print(
+                f"  {name:8s} median {statistics.median(values):5.2f} s, "
+                f"max {max(values):5.2f} s over {len(values)} changes"
+            )
+        for fake in fakes.values():
+            fake.reset_stats()
+        last = base
+        for n in range(10):
+            last = base + timedelta(days=1, minutes=5 * n)
+            move_shift(app, last)
+            time.sleep(0.2)
+        started = time.perf_counter()
+        while shown_at(app, fakes, ids, last) != set(ids):
+            assert time.perf_counter() - started < 120, "the burst never synced"
+            time.sleep(0.05)
+        for provider, fake in fakes.items():
+            name = "Google" if provider == "google" else "Outlook"
+            _trips, writes = round_trips(fake)
+            print(f"  {name:8s} burst of 10 moves 0.2 s apart: {writes} event writes")
+    finally:
+        stop()
 
 
 def describe(app: Any) -> str:
@@ -285,6 +360,7 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL server URL (default: SQLite)")
     parser.add_argument("--shifts", type=int, default=500)
     parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=15, help="latency samples")
     args = parser.parse_args()
     with (
         fresh_database(args.database_url, "oncal_bench") as url,
@@ -315,7 +391,9 @@ def main() -> None:
             shifts.upsert_schedule(
                 session, "payments", ScheduleInput("Payments", "Europe/Berlin"), utcnow()
             )
-        provider_figures(app, fakes, args.shifts)
+        ids = provider_figures(app, fakes, args.shifts)
+        if args.rounds:
+            latency_figures(app, fakes, ids, args.rounds)
         if args.idle:
             idle_connections(app, args.idle)
         database.dispose()

@@ -5,10 +5,10 @@ The queue carries only "reconcile connection N" nudges; the truth lives in the d
 nothing but a moment, and the periodic sweep catches whatever a nudge missed.
 
 * A committed shift write calls our `notify` listener with the touched users. It marks
-  their connections dirty and pushes each one's due time a couple of seconds out (a
-  trailing debounce, capped so a steady stream of writes still syncs every half
-  minute). Only a connection that was clean gets a nudge: an import of 1,000 shifts,
-  however it arrives, is one sync per connection.
+  their connections dirty and pushes each one's due time half a second out (a short
+  debounce that extends while writes keep coming, capped so a steady stream of writes
+  still syncs every half minute). Only a connection that was clean gets a nudge: an
+  import of 1,000 shifts, however it arrives, is one sync per connection.
 * A nudge runs when its connection is due; if the due time moved on (more writes) it
   reschedules itself for then, and if another worker holds the connection's lease it
   tries again shortly.
@@ -63,7 +63,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE = timedelta(seconds=2)
+# Short, so a change shows in the calendar in about a second (the debounce, then up to one
+# tick of Huey's scheduler, then the sync); each further write extends it, so a burst of
+# writes (an import, a script's PUTs in a row) still ends in one sync.
+DEBOUNCE = timedelta(seconds=0.5)
 MAX_DEBOUNCE = timedelta(seconds=30)
 # The sweep leaves connections alone this long past their due time, so it doesn't race
 # the nudges already scheduled for them.

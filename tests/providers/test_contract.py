@@ -282,7 +282,8 @@ class TestProviderContract:
         newer = remote.provider.update_event(
             remote.calendar_id, created.remote_id, spec(1, hours=10), etag=created.etag
         )
-        assert created.etag is not None and newer.etag not in (None, created.etag)
+        assert created.etag is not None
+        assert newer.etag not in (None, created.etag)
         with pytest.raises(PreconditionFailed) as stale:
             remote.provider.update_event(
                 remote.calendar_id, created.remote_id, spec(1, hours=12), etag=created.etag
@@ -301,7 +302,8 @@ class TestProviderContract:
         assert [type(r.error) for r in results] == [PreconditionFailed, PreconditionFailed]
         # Nothing stale landed; the event still holds the newer write, under its etag.
         fresh = remote.provider.get_event(remote.calendar_id, created.remote_id)
-        assert fresh is not None and fresh.etag == newer.etag
+        assert fresh is not None
+        assert fresh.etag == newer.etag
         assert fresh.uid == "shift-1@oncal-feed"
         remote.provider.delete_event(remote.calendar_id, created.remote_id, etag=fresh.etag)
         assert uids(remote) == []

@@ -130,14 +130,14 @@ def test_a_thousand_writes_make_one_sync_per_connection(
 def test_debounce_trails_the_last_write_but_is_capped(
     world: World, queue: SyncQueue, providers: Providers, memory: MemoryProvider
 ) -> None:
-    """Writes 1.5 s apart keep postponing the sync, but not beyond 30 s after the first."""
+    """Writes closer together than the debounce keep postponing the sync, up to 30 s."""
     cid = world.connect(memory)
     start = queue.clock.now
     n = 0
     while queue.clock.now < start + MAX_DEBOUNCE + timedelta(seconds=5):
         write_shift(world, f"s{n}", 1 + n / 24)
         n += 1
-        queue.clock.step(seconds=1.5)
+        queue.clock.step(seconds=DEBOUNCE.total_seconds() * 0.8)
         queue.drain()
         if providers.syncs:
             break
