@@ -38,7 +38,8 @@ def current_user() -> User | None:
     """Return the signed-in user of this request, or None (looked up once per request)."""
     cached = g.get("current_user", _UNSET)
     if cached is not _UNSET:
-        return cached  # type: ignore[return-value]
+        assert cached is None or isinstance(cached, User)
+        return cached
     user = None
     public_id = session.get(SESSION_USER_KEY)
     if isinstance(public_id, str):

@@ -209,14 +209,17 @@ def get_database(app: Flask | None = None) -> Database:
     """Return the app's `Database` (the current app when none is given)."""
     from flask import current_app
 
-    return (app or current_app).extensions["oncal_db"]
+    database = (app or current_app).extensions["oncal_db"]
+    assert isinstance(database, Database)
+    return database
 
 
 def get_session() -> Session:
     """Return this request's session, opening it on first use."""
     if "db_session" not in g:
         g.db_session = get_database().sessionmaker()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def _close_request_session(_exc: BaseException | None) -> None:

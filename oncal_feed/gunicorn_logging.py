@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import MutableMapping
 from typing import Any
 
 from gunicorn.glogging import Logger, SafeAtoms
@@ -43,7 +44,9 @@ class RedactingAccessLogger(Logger):
 
     atoms_wrapper_class = RedactingAtoms
 
-    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+    def access(
+        self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any
+    ) -> None:
         """Write one access line (JSON when configured)."""
         if not self.cfg.accesslog:
             return

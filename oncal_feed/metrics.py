@@ -40,6 +40,7 @@ from oncal_feed.providers.base import (
     RemoteNotFound,
     TransientError,
 )
+from oncal_feed.providers.registry import provider_names
 
 __all__ = [
     "FEED_RENDER_SECONDS",
@@ -99,9 +100,9 @@ _QUEUE_LAG_HELP = (
     "at each scrape; no sample when the database did not answer."
 )
 
-# connections.service.PROVIDERS; a run that failed before reading its connection is
+# The registry's providers; a run that failed before reading its connection is
 # `unknown`, and any other name `other`.
-_PROVIDERS = frozenset({"google", "microsoft"})
+_PROVIDERS = frozenset(provider_names())
 _OUTCOMES = frozenset(
     {"ok", "failed", "needs_reauth", "busy", "inactive", "missing", "lease_lost", "crashed"}
 )

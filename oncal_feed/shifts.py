@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
-from oncal_feed.errors import NotFound, ValidationError
+from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User
 from oncal_feed.rendering import ShiftFacts
-from oncal_feed.validation import MAX_SHIFT_LENGTH, FieldError, ScheduleInput, ShiftInput
+from oncal_feed.validation import MAX_SHIFT_LENGTH, ScheduleInput, ShiftInput
 
 __all__ = [
     "HANDOVER_TOLERANCE",

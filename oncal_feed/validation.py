@@ -127,7 +127,7 @@ class _Errors:
             raise ValidationError(self.items)
 
 
-def _object(data: Any, allowed: set[str], required: set[str], errors: _Errors) -> Mapping:
+def _object(data: Any, allowed: set[str], required: set[str], errors: _Errors) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         # The whole value is at fault: name it `body`, or `[3]` for an item of a list.
         where = errors.prefix.removesuffix(".") or "body"
@@ -140,7 +140,7 @@ def _object(data: Any, allowed: set[str], required: set[str], errors: _Errors) -
 
 
 def _text(
-    data: Mapping,
+    data: Mapping[str, Any],
     name: str,
     errors: _Errors,
     *,
@@ -186,7 +186,7 @@ def parse_instant(value: Any, field: str) -> datetime:
     return parsed
 
 
-def _instant(data: Mapping, name: str, errors: _Errors) -> datetime | None:
+def _instant(data: Mapping[str, Any], name: str, errors: _Errors) -> datetime | None:
     if name not in data:
         return None
     try:
@@ -196,7 +196,7 @@ def _instant(data: Mapping, name: str, errors: _Errors) -> datetime | None:
         return None
 
 
-def _zone(data: Mapping, name: str, errors: _Errors) -> str | None:
+def _zone(data: Mapping[str, Any], name: str, errors: _Errors) -> str | None:
     value = _text(data, name, errors, max_length=64)
     if value is not None and not is_known_zone(value):
         errors.add(name, f"{value!r} is not a known IANA time zone (e.g. Europe/Berlin)")
@@ -204,7 +204,7 @@ def _zone(data: Mapping, name: str, errors: _Errors) -> str | None:
     return value
 
 
-def _email(data: Mapping, name: str, errors: _Errors) -> str | None:
+def _email(data: Mapping[str, Any], name: str, errors: _Errors) -> str | None:
     value = _text(data, name, errors, max_length=320)
     if value is not None and not _EMAIL.fullmatch(value):
         errors.add(name, "must be an email address")
@@ -212,7 +212,7 @@ def _email(data: Mapping, name: str, errors: _Errors) -> str | None:
     return value.lower() if value else value
 
 
-def _url(data: Mapping, name: str, errors: _Errors) -> str | None:
+def _url(data: Mapping[str, Any], name: str, errors: _Errors) -> str | None:
     if data.get(name) is None:
         return None  # null and absent both mean "no link"
     value = _text(data, name, errors, max_length=2000)

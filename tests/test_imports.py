@@ -47,7 +47,7 @@ def test_the_walk_finds_the_modules_that_had_cycles() -> None:
     names = package_modules()
     for name in ("oncal_feed.sync.cli", "oncal_feed.connections.cli", "oncal_feed.feeds.cli",
                  "oncal_feed.cli.helpers", "oncal_feed.sync.tasks", "oncal_feed.sync.service",
-                 "oncal_feed.connections.service", "oncal_feed.sync.engine"):  # fmt: skip
+                 "oncal_feed.connections.flow", "oncal_feed.sync.engine"):  # fmt: skip
         assert name in names
 
 

@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from oncal_feed.connections.service import PROVIDERS
 from oncal_feed.metrics import record_error, record_run, record_write, serve_metrics
 from oncal_feed.providers.base import (
     AuthorizationLost,
@@ -29,6 +28,7 @@ from oncal_feed.providers.base import (
     TransientError,
 )
 from oncal_feed.providers.memory import MemoryProvider
+from oncal_feed.providers.registry import provider_names
 from tests.processes import free_port
 from tests.sync.support import ScriptedErrors, World
 
@@ -52,7 +52,7 @@ def samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 # ---------------------------------------------------------------- label values
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("provider", provider_names())
 def test_every_provider_a_connection_can_have_is_a_label(provider: str) -> None:
     """The metrics' closed set of providers keeps up with the connections package's list."""
     before = sample("oncal_sync_runs_total", provider=provider, outcome="ok")

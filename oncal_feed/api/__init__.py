@@ -1,6 +1,9 @@
 """The JSON API under /api/v1: users, schedules and shifts, and the admin actions
-(`admin`, imported by `create_app`: `connections.service` imports this package, and
-the admin views import it back), for bearer API keys."""
+(`admin`, imported by `create_app`), for bearer API keys.
+
+May import: the core (db, models, errors, validation, accounts, shifts, notify); no other
+package.
+"""
 
 from oncal_feed.api.views import api_blueprint
 

@@ -6,6 +6,9 @@ the shared helpers from the leaf `oncal_feed.cli.helpers`, never this package's 
 The group imports a command's module only when the command is looked up, so importing
 any of those modules first can't run into a half-imported group, and `oncal-feed --help`
 stays the one place that loads them all.
+
+May import: anything (it is the outermost layer); `cli.helpers` is a leaf any package's
+`cli.py` may import.
 """
 
 from __future__ import annotations

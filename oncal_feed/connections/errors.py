@@ -7,6 +7,7 @@ token, code, verifier or state value. The blueprint in `views.py` turns them int
 from __future__ import annotations
 
 from oncal_feed.errors import OncalError
+from oncal_feed.providers.registry import provider_info
 
 __all__ = ["OAuthError", "ProviderNotConfigured", "UpstreamError"]
 
@@ -30,7 +31,8 @@ class ProviderNotConfigured(OAuthError):
     status = 409
 
     def __init__(self, provider: str) -> None:
-        label = "Google Calendar" if provider == "google" else "Outlook (Microsoft 365)"
+        info = provider_info(provider)
+        label = info.setup_label if info is not None else provider
         super().__init__(
             "provider_not_configured",
             f"{label} is not set up on this server; ask the administrator to configure it.",

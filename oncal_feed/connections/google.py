@@ -15,21 +15,23 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import google.auth.exceptions
 import google.auth.transport.requests
 import requests
+from flask import Flask
 from google.oauth2.credentials import Credentials
 from google_auth_oauthlib.flow import Flow
 from oauthlib.oauth2.rfc6749.errors import InvalidGrantError, OAuth2Error
 
 from oncal_feed.connections.errors import OAuthError, UpstreamError
+from oncal_feed.connections.oauth import Grant, SaveTokens
 from oncal_feed.connections.transport import allow_loopback_http
 from oncal_feed.providers.base import TransientError
-from oncal_feed.providers.google import refresh_error
+from oncal_feed.providers.google import GoogleCalendarProvider, refresh_error
 
 __all__ = [
     "SCOPE_APP_CREATED",
@@ -175,9 +177,10 @@ def exchange_code(
         # oauthlib *raises* Warning("Scope has changed") when the user ticked fewer scopes
         # on Google's granular consent screen; the token is attached. Whether what was
         # granted is enough is checked below, for this case and the normal one alike.
-        token = getattr(changed, "token", None)
-        if token is None:
+        attached: Mapping[str, Any] | None = getattr(changed, "token", None)
+        if attached is None:
             raise  # some other warning turned into an error, not oauthlib's
+        token = attached
     except InvalidGrantError:
         raise OAuthError(
             "code_rejected",
@@ -229,7 +232,7 @@ class _TimedRequest(google.auth.transport.requests.Request):
         return super().__call__(*args, **kwargs)
 
 
-class _NotifyingCredentials(Credentials):  # type: ignore[misc]
+class _NotifyingCredentials(Credentials):
     """Credentials that report every refresh, so the new access token gets stored."""
 
     _on_refresh: Callable[[Credentials], None] | None = None
@@ -276,7 +279,7 @@ def _tokens_from(credentials: Credentials, previous: GoogleTokens) -> GoogleToke
         expiry.replace(tzinfo=UTC) if expiry is not None else datetime.now(UTC) + timedelta(hours=1)
     )
     return GoogleTokens(
-        access_token=credentials.token,
+        access_token=str(credentials.token),
         # Google keeps the refresh token unchanged on refresh, but take a new one if sent.
         refresh_token=credentials.refresh_token or previous.refresh_token,
         expires_at=expires_at,
@@ -316,3 +319,76 @@ def revoke(settings: GoogleSettings, tokens: GoogleTokens) -> bool:
         return True
     log.warning("google revocation answered %s", response.status_code)
     return False
+
+
+# ------------------------------------------------------ as a `connections.oauth.OAuthClient`
+
+# Refresh this long before the access token expires, so a sync never starts with a
+# token that dies halfway through.
+REFRESH_MARGIN = timedelta(minutes=5)
+
+
+def start(
+    app: Flask, state: str, *, login_hint: str, use_primary: bool
+) -> tuple[str, dict[str, Any]]:
+    """The authorization URL, and the PKCE verifier to keep until the callback."""
+    settings = GoogleSettings.from_config(app.config)
+    url, verifier = authorization_url(settings, state, use_primary=use_primary)
+    return url, {"code_verifier": verifier}
+
+
+def exchange(
+    app: Flask,
+    secret: Mapping[str, Any],
+    params: Mapping[str, str],
+    *,
+    use_primary: bool,
+    now: datetime,
+) -> Grant:
+    """Redeem the callback's code with the kept verifier."""
+    settings = GoogleSettings.from_config(app.config)
+    tokens = exchange_code(
+        settings,
+        params["code"],
+        str(secret.get("code_verifier") or ""),
+        use_primary=use_primary,
+        now=now,
+    )
+    return Grant(tokens.to_dict(), tokens.expires_at, tokens.scopes, None)
+
+
+def build_adapter(
+    app: Flask,
+    document: dict[str, Any],
+    save: SaveTokens,
+    *,
+    now: datetime,
+    refresh_now: bool,
+    expires_at: datetime | None,
+) -> GoogleCalendarProvider:
+    """The Google Calendar adapter for a token document, refreshed first when `refresh_now`.
+
+    `expires_at` (the connection's `token_expires_at` column) wins over the expiry in
+    the document, so an operator or the sync engine can force a refresh by moving it.
+    """
+    settings = GoogleSettings.from_config(app.config)
+    tokens = GoogleTokens.from_dict(document)
+    if expires_at is not None:
+        tokens = replace(tokens, expires_at=expires_at)
+    if refresh_now and tokens.expires_at - now < REFRESH_MARGIN:
+        tokens = refresh(settings, tokens)
+        save(tokens.to_dict(), tokens.expires_at)
+    credentials = build_credentials(
+        settings, tokens, on_refresh=lambda t: save(t.to_dict(), t.expires_at)
+    )
+    return GoogleCalendarProvider(
+        credentials,
+        api_endpoint=settings.api_endpoint,
+        batch_uri=settings.batch_uri,
+        timeout=settings.timeout,
+    )
+
+
+def revoke_grant(app: Flask, document: Mapping[str, Any]) -> bool:
+    """Revoke the whole grant at Google; True when it is gone (or was already)."""
+    return revoke(GoogleSettings.from_config(app.config), GoogleTokens.from_dict(document))

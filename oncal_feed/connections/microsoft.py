@@ -24,11 +24,14 @@ from typing import Any
 
 import msal
 import requests
+from flask import Flask
 
 from oncal_feed.connections.errors import OAuthError, UpstreamError
+from oncal_feed.connections.oauth import Grant, SaveTokens
 from oncal_feed.connections.transport import allow_loopback_http
 from oncal_feed.db import utcnow
 from oncal_feed.providers.base import AuthorizationLost, PermanentError, TransientError
+from oncal_feed.providers.graph import GraphCalendarProvider
 
 __all__ = [
     "SCOPES",
@@ -279,3 +282,64 @@ class TokenSource:
         if error == "invalid_client":
             raise PermanentError("Microsoft rejected the server's application credentials")
         raise PermanentError(f"Microsoft refused to refresh access ({error or 'unknown error'})")
+
+
+# ------------------------------------------------------ as a `connections.oauth.OAuthClient`
+
+
+def _settings(app: Flask) -> MicrosoftSettings:
+    # msal keeps the authority's metadata in this cache, one per app, between clients.
+    cache = app.extensions.setdefault("oncal_msal_http_cache", {})
+    return MicrosoftSettings.from_config(app.config, http_cache=cache)
+
+
+def start(
+    app: Flask, state: str, *, login_hint: str, use_primary: bool
+) -> tuple[str, dict[str, Any]]:
+    """The authorization URL, and msal's flow dict to keep until the callback.
+
+    Graph's scope is the same for the primary and a dedicated calendar.
+    """
+    url, flow = authorization_url(_settings(app), state, login_hint=login_hint)
+    return url, {"flow": flow}
+
+
+def exchange(
+    app: Flask,
+    secret: Mapping[str, Any],
+    params: Mapping[str, str],
+    *,
+    use_primary: bool,
+    now: datetime,
+) -> Grant:
+    """Redeem the callback's code with the kept flow dict."""
+    account = exchange_code(_settings(app), secret.get("flow") or {}, params, now=now)
+    return Grant(account.to_dict(), account.expires_at, account.scopes, account.username)
+
+
+def build_adapter(
+    app: Flask,
+    document: dict[str, Any],
+    save: SaveTokens,
+    *,
+    now: datetime,
+    refresh_now: bool,
+    expires_at: datetime | None,
+) -> GraphCalendarProvider:
+    """The Graph adapter for a token document (msal's cache), refreshed first when `refresh_now`.
+
+    msal refreshes when fewer than five minutes are left, like Google's `REFRESH_MARGIN`,
+    and keeps the expiry in its cache, so `expires_at` is not needed.
+    """
+    ms = _settings(app)
+    source = TokenSource(ms, document, on_change=save)
+    if refresh_now:
+        source.access_token(now=now)
+    return GraphCalendarProvider(
+        source.access_token, graph_endpoint=ms.graph_endpoint, timeout=ms.timeout
+    )
+
+
+def revoke_grant(app: Flask, document: Mapping[str, Any]) -> bool:
+    """Microsoft has no revocation endpoint for this flow: dropping the tokens is all."""
+    return True

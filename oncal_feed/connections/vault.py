@@ -73,7 +73,8 @@ def get_vault(app: Flask | None = None) -> TokenVault:
     vault = app.extensions.get(_EXTENSION)
     if vault is None:
         vault = app.extensions[_EXTENSION] = TokenVault(app.config["TOKEN_ENCRYPTION_KEYS"])
-    return vault  # type: ignore[no-any-return]
+    assert isinstance(vault, TokenVault)
+    return vault
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.wrappers import Response
 
 from oncal_feed.auth import current_user, login_required
-from oncal_feed.connections import service
+from oncal_feed.connections import flow, service
+from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.db import get_session
 from oncal_feed.errors import ValidationError
@@ -94,7 +96,7 @@ def connections() -> Response:
 @login_required
 def connect(provider: str) -> Response:
     """Start OAuth; `?primary=1` writes into the primary calendar instead of our own."""
-    url = service.start_connect(get_session(), _user(), provider, use_primary=_flag("primary"))
+    url = flow.start_connect(get_session(), _user(), provider, use_primary=_flag("primary"))
     return jsonify({"authorization_url": url})
 
 
@@ -107,9 +109,7 @@ def callback(provider: str) -> Response:
     """
 
     def finish() -> CalendarConnection:
-        connection = service.finish_connect(
-            get_session(), _user(), provider, request.args.to_dict()
-        )
+        connection = flow.finish_connect(get_session(), _user(), provider, request.args.to_dict())
         _sync_soon(connection.id)
         return connection
 
@@ -134,5 +134,5 @@ def sync_now() -> Response:
 def disconnect(provider: str) -> tuple[str, int]:
     """Revoke and forget the connection; `?remove_events=1` also deletes what we wrote."""
     remove = bool(_flag("remove_events"))
-    service.disconnect(get_session(), _user(), provider, remove_events=remove)
+    disconnect_calendar(get_session(), _user(), provider, remove_events=remove)
     return "", 204

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
 import redis
+from cachetools import LRUCache
 
 __all__ = ["ByteLRU", "FirstSeen", "SharedBodies"]
 
@@ -25,16 +25,24 @@ log = logging.getLogger(__name__)
 _ENTRY_OVERHEAD = 160
 
 
+def _entry_cost(entry: tuple[bytes, int]) -> int:
+    return entry[1]
+
+
 class ByteLRU:
     """A thread-safe least-recently-used map of str to bytes, bounded by total size.
 
     A value larger than the whole budget is not kept. `max_bytes=0` disables the cache.
+    cachetools' `LRUCache` does the bookkeeping; each entry is kept with its cost (key,
+    value and overhead), since `getsizeof` sees only the stored value. cachetools is not
+    thread-safe (even a read reorders), so every call holds the lock.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
+        self._entries: LRUCache[str, tuple[bytes, int]] = LRUCache(
+            maxsize=max_bytes, getsizeof=_entry_cost
+        )
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -46,13 +54,12 @@ class ByteLRU:
     def get(self, key: str) -> bytes | None:
         """Return the value for `key` (marking it recently used), or None."""
         with self._lock:
-            value = self._entries.get(key)
-            if value is None:
+            entry = self._entries.get(key)
+            if entry is None:
                 self.misses += 1
                 return None
-            self._entries.move_to_end(key)
             self.hits += 1
-            return value
+            return entry[0]
 
     def put(self, key: str, value: bytes) -> None:
         """Store `value`, evicting the least recently used entries to stay in budget."""
@@ -60,19 +67,12 @@ class ByteLRU:
         if cost > self.max_bytes:
             return
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._size -= self._cost(key, old)
-            self._entries[key] = value
-            self._size += cost
-            while self._size > self.max_bytes:
-                evicted_key, evicted = self._entries.popitem(last=False)
-                self._size -= self._cost(evicted_key, evicted)
+            self._entries[key] = (value, cost)
 
     @property
     def size(self) -> int:
         """Bytes accounted to the entries held now."""
-        return self._size
+        return int(self._entries.currsize)
 
     def __len__(self) -> int:
         """Number of entries held now."""
@@ -82,7 +82,6 @@ class ByteLRU:
         """Drop every entry (the counters stay)."""
         with self._lock:
             self._entries.clear()
-            self._size = 0
 
 
 class FirstSeen:
@@ -94,19 +93,17 @@ class FirstSeen:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, datetime] = OrderedDict()
+        self._entries: LRUCache[str, datetime] = LRUCache(maxsize=max(max_entries, 1))
         self._lock = threading.Lock()
 
     def get(self, tag: str, now: datetime) -> datetime:
         """Return when `tag` was first seen, recording `now` if it is new."""
+        if self.max_entries <= 0:
+            return now
         with self._lock:
             seen = self._entries.get(tag)
             if seen is None:
                 seen = self._entries[tag] = now
-                if len(self._entries) > self.max_entries:
-                    self._entries.popitem(last=False)
-            else:
-                self._entries.move_to_end(tag)
             return seen
 
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache, partial
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Any, cast
 
 import icalendar
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 from werkzeug.http import http_date
 
@@ -115,7 +115,7 @@ class FeedUser:
     feed_last_client: str | None
 
 
-_USERS = User.__table__
+_USERS = cast(Table, User.__table__)
 # Built once: constructing a statement costs as much as running this one.
 _FEED_USER_QUERY = select(*(_USERS.c[f.name] for f in fields(FeedUser))).where(
     _USERS.c.public_id == bindparam("public_id")

@@ -99,7 +99,7 @@ def rotate_feed(session: Session, user: User, now: datetime) -> int:
     The increment is done in SQL, so two concurrent rotations both count. Returns the new
     generation; the caller commits.
     """
-    user.feed_generation = User.feed_generation + 1  # type: ignore[assignment]
+    user.feed_generation = User.feed_generation + 1
     user.updated_at = now
     session.flush()
     session.refresh(user, ["feed_generation"])

@@ -23,12 +23,12 @@ import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
+from cachetools import LRUCache
 from prometheus_client import Gauge
 from sqlalchemy.engine import make_url
 
@@ -60,7 +60,7 @@ ECHO_TIMEOUT_SECONDS = 5.0
 RETRY_SECONDS = (0.5, 30.0)  # first and longest wait between connection attempts
 # TCP keepalives and a send timeout, so a vanished server or network is noticed in about
 # 15 s rather than the operating system's many minutes.
-CONNECT_OPTIONS = {
+CONNECT_OPTIONS: dict[str, Any] = {
     "connect_timeout": 5,
     "keepalives": 1,
     "keepalives_idle": 5,
@@ -92,7 +92,8 @@ class FeedUserCache:
         self.entries = entries
         self._listener = listener
         self._listening_gauge = listening_gauge
-        self._rows: OrderedDict[str, FeedUser] = OrderedDict()
+        # Not thread-safe by itself (even a read reorders): every use holds the lock.
+        self._rows: LRUCache[str, FeedUser] = LRUCache(maxsize=max(entries, 1))
         self._lock = threading.Lock()
         self._epoch = 0
         self._live = False
@@ -106,10 +107,7 @@ class FeedUserCache:
         if self._pid != os.getpid():
             self._start()
         with self._lock:
-            user = self._rows.get(public_id)
-            if user is not None:
-                self._rows.move_to_end(public_id)
-            return user
+            return self._rows.get(public_id)
 
     def epoch(self) -> int | None:
         """Take before reading a row to `put`; None while rows cannot be trusted."""
@@ -122,9 +120,6 @@ class FeedUserCache:
             if epoch is None or epoch != self._epoch:
                 return
             self._rows[user.public_id] = user
-            self._rows.move_to_end(user.public_id)
-            while len(self._rows) > self.entries:
-                self._rows.popitem(last=False)
 
     def replace(self, old: FeedUser, new: FeedUser) -> None:
         """Swap in `new` for `old` (same user, columns changed by this process), if `old`

@@ -61,7 +61,9 @@ def init_feeds(app: Flask) -> None:
 
 def feed_service(app: Flask | None = None) -> FeedService:
     """Return the app's feed service (the current app when none is given)."""
-    return (app or current_app).extensions["oncal_feeds"]
+    service = (app or current_app).extensions["oncal_feeds"]
+    assert isinstance(service, FeedService)
+    return service
 
 
 class FeedEndpoint:

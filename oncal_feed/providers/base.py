@@ -106,6 +106,10 @@ class CalendarProvider(Protocol):
 
     kind: str
     max_batch: int
+    # Whether inserts carry an event id the client chose (Google): then a retried insert
+    # is a 409, never a duplicate. Otherwise (Graph) ids are the server's, and lost
+    # inserts are found again by their tag.
+    client_chosen_ids: bool
 
     def create_calendar(self, name: str, time_zone: str) -> str:
         """Create a calendar of our own and return its id."""

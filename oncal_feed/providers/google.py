@@ -27,6 +27,7 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import google.auth.exceptions
@@ -139,6 +140,7 @@ class GoogleCalendarProvider:
 
     kind = "google"
     max_batch = 50
+    client_chosen_ids = True
 
     def __init__(
         self,
@@ -278,7 +280,7 @@ class GoogleCalendarProvider:
                 event = _remote_event(item)
                 if event.uid is not None and not event.cancelled:
                     yield event
-            request = self._call(lambda r=request, p=page: events.list_next(r, p))
+            request = self._call(partial(events.list_next, request, page))
 
     # batches -------------------------------------------------------------------
 

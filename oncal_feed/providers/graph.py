@@ -109,6 +109,7 @@ class GraphCalendarProvider:
 
     kind = "microsoft"
     max_batch = 20
+    client_chosen_ids = False
 
     def __init__(
         self,

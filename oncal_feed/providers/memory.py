@@ -46,6 +46,7 @@ class MemoryProvider:
 
     kind = "memory"
     max_batch = 50
+    client_chosen_ids = True  # like Google
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

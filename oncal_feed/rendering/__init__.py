@@ -2,6 +2,8 @@
 
 `shift_event()` turns one shift into an `EventSpec`; `ics`, `google` and `graph` turn
 that one description into each calendar's format, so all three always say the same thing.
+
+May import: nothing of the package (icalendar and the standard library only).
 """
 
 from oncal_feed.rendering.event import EventSpec, RenderOptions, ShiftFacts, shift_event

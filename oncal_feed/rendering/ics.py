@@ -22,7 +22,7 @@ def vevent_bytes(spec: EventSpec) -> bytes:
     Every value comes from `spec` (UID and DTSTAMP included), so the same spec always
     renders to the same bytes.
     """
-    return vevent(spec).to_ical()
+    return bytes(vevent(spec).to_ical())
 
 
 def vevent(spec: EventSpec) -> Event:

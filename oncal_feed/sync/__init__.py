@@ -1,4 +1,14 @@
-"""Push sync: plan (pure diff) → engine (apply, record) → tasks (queue wiring).
+"""Push sync: plan (pure diff) → engine (run loop) → apply (batches) → tasks (queue).
+
+Owns: the pure planner (`plan`), the lease (`lease`), the status store of records
+(`status`), when to sync (`schedule`: window, back-off, full check), applying a plan
+(`apply`, with `BatchSizer`), one connection's sync (`engine.sync_connection`), running
+syncs with the app's providers (`service`), the queue and sweep (`tasks`) and the
+`worker` command (`cli`).
+
+May import: the core (db, models, shifts, notify, metrics), `rendering`, `providers`;
+`service` also `connections.credentials` (live adapters), `cli` also `cli.helpers`.
+Never `api` or `web`.
 
 Entry points for the rest of the app:
 

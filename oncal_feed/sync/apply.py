@@ -55,9 +55,6 @@ from oncal_feed.sync.status import StatusChange, StatusStore
 
 __all__ = ["Applier", "BatchSizer", "CalendarGone"]
 
-# Providers whose event ids the client chooses (Google, and the in-memory provider that
-# mimics it): a retried insert is a 409, never a duplicate.
-CLIENT_CHOSEN_IDS = frozenset({"google", "memory"})
 # Give up a sync after this many batches in a row were lost entirely: the remote is down.
 MAX_FAILED_BATCHES = 3
 # Follow-ups (after 409s and vanished events) of follow-ups are sent this deep at most.
@@ -168,7 +165,7 @@ class Applier:
     @property
     def client_ids(self) -> bool:
         """Whether the provider takes client-chosen event ids (Google semantics)."""
-        return self.provider.kind in CLIENT_CHOSEN_IDS
+        return self.provider.client_chosen_ids
 
     def new_key(self, uid: str) -> str:
         """The idempotency key of a fresh insert for `uid`."""
@@ -204,11 +201,11 @@ class Applier:
                     else:
                         change.drop(action.shift_id)
         remote: list[_Remote] = []
-        for action in actions:
-            if isinstance(action, Recover):
-                remote.extend(self._recover(action))
-            elif isinstance(action, Create | Update | Delete | Prune):
-                remote.append(action)
+        for step in actions:
+            if isinstance(step, Recover):
+                remote.extend(self._recover(step))
+            elif isinstance(step, Create | Update | Delete | Prune):
+                remote.append(step)
             if self.stop is not None:
                 return
         self._write(remote)

@@ -41,6 +41,7 @@ from oncal_feed.providers.base import (
     RemoteNotFound,
     TransientError,
 )
+from oncal_feed.providers.registry import provider_info
 from oncal_feed.rendering.event import EventSpec, RenderOptions, shift_event
 from oncal_feed.shifts import shift_facts, shifts_for_user
 from oncal_feed.sync.apply import Applier, BatchSizer, CalendarGone
@@ -74,7 +75,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_LABELS = {"google": "Google Calendar", "microsoft": "Outlook"}
 _SQL_CHUNK = 500
 
 ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
@@ -127,7 +127,8 @@ def describe_error(exc: ProviderError, provider: str) -> str:
     Adapters already put the service's name, the HTTP status and the service's reason in
     their messages (and never a token or URL), so those are quoted as they are.
     """
-    label = _LABELS.get(provider, "The calendar")
+    info = provider_info(provider)
+    label = info.label if info is not None else "The calendar"
     detail = str(exc).strip().rstrip(".")
     if exc.status and str(exc.status) not in detail:
         detail = f"{detail} (HTTP {exc.status})"
@@ -349,8 +350,7 @@ def _provider_source(
     if hasattr(provider, "apply"):
         adapter = cast(CalendarProvider, provider)
         return lambda: adapter
-    factory = cast(ProviderFactory, provider)
-    return lambda: factory(connection)
+    return lambda: provider(connection)
 
 
 def _sync_once(run: Applier, state: _State, check: bool) -> None:

@@ -199,7 +199,11 @@ def plan(
     for shift_id in sorted(desired.keys() | by_shift.keys()):
         spec = desired.get(shift_id)
         record = by_shift.get(shift_id)
-        uid = spec.uid if spec is not None else record.uid  # type: ignore[union-attr]
+        if spec is not None:
+            uid = spec.uid
+        else:
+            assert record is not None  # the id came from one of the two
+            uid = record.uid
         seen_uids.add(uid)
         if listing is None:
             yield from _incremental(shift_id, spec, record, shift_id in kept, new_key)

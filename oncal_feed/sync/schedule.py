@@ -67,7 +67,7 @@ def backoff_delay(
     """
     rng = rng or _jitter
     exponent = min(max(failures - 1, 0), 20)
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2**exponent))
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << exponent))
     delay = ceiling * rng.uniform(0.5, 1.0)
     if retry_after is not None and retry_after > 0:
         delay = max(delay, timedelta(seconds=retry_after))

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import update
 
-from oncal_feed.connections.service import provider_for
+from oncal_feed.connections.credentials import provider_for
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection
 from oncal_feed.providers.base import CalendarProvider

@@ -15,9 +15,9 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from oncal_feed.models import SyncRecord
@@ -26,7 +26,7 @@ from oncal_feed.sync.plan import Record
 
 __all__ = ["StatusChange", "StatusStore"]
 
-_RECORDS = SyncRecord.__table__
+_RECORDS = cast(Table, SyncRecord.__table__)
 _SQL_CHUNK = 500
 # Record field -> column; `updated_at` is stamped on every write and is not a field.
 _COLUMNS = {

@@ -363,7 +363,9 @@ def init_app(app: Flask) -> SyncQueue:
 
 def get_queue(app: Flask | None = None) -> SyncQueue:
     """Return the app's `SyncQueue` (the current app's by default)."""
-    return (app or current_app).extensions[_EXTENSION]  # type: ignore[no-any-return]
+    queue = (app or current_app).extensions[_EXTENSION]
+    assert isinstance(queue, SyncQueue)
+    return queue
 
 
 def request_sync(app: Flask, connection_ids: Iterable[int], *, delay: timedelta = DEBOUNCE) -> None:

@@ -2,6 +2,10 @@
 
 `init_web(app)` is the one call `create_app` makes; it must come after the other
 blueprints are registered (CSRF exemptions name them).
+
+May import: the core, `feeds`, `connections`, `sync`, `providers.registry`; nothing
+imports `web` except the app factory and two views (`connections.views`,
+`feeds.views`) for shared page helpers and headers.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Response, flash, redirect, session, url_for
+from flask import flash, redirect, session, url_for
+from werkzeug.wrappers import Response
 
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.models import CalendarConnection

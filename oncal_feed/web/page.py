@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from oncal_feed.feeds.tokens import FeedLinks
 from oncal_feed.models import CalendarConnection, Shift
+from oncal_feed.providers.registry import PROVIDERS
 from oncal_feed.validation import is_known_zone
 
 __all__ = [
@@ -40,7 +41,7 @@ UPCOMING_DAYS = 14
 EN_DASH = "\u2013"
 PAST_DAY_CHOICES = (0, 7, 14, 30, 90, 180, 365)
 FUTURE_DAY_CHOICES = (30, 60, 90, 180, 365, 730, 1095)
-PROVIDER_LABELS = {"google": "Google Calendar", "microsoft": "Outlook"}
+PROVIDER_LABELS = {info.name: info.label for info in PROVIDERS}
 ROLE_LABELS = {
     "primary": "Primary",
     "secondary": "Secondary",

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     flash,
     g,
@@ -29,11 +28,14 @@ from flask import (
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
 
 from oncal_feed import accounts
 from oncal_feed.auth import current_user, sign_in, sign_out
 from oncal_feed.connections import service as connections
+from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
+from oncal_feed.connections.flow import start_connect
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.feeds.service import (
@@ -340,7 +342,7 @@ def connect(provider: str) -> Response:
         return _back("connections")
     primary = request.args.get("primary")
     try:
-        url = connections.start_connect(
+        url = start_connect(
             get_session(), _user(), provider, use_primary=True if primary == "1" else None
         )
     except OAuthError as exc:
@@ -384,7 +386,7 @@ def disconnect(provider: str) -> Response | str:
             fields={"events": "remove" if remove else "keep"},
         )
     try:
-        result = connections.disconnect(get_session(), _user(), provider, remove_events=remove)
+        result = disconnect_calendar(get_session(), _user(), provider, remove_events=remove)
     except OAuthError as exc:
         tell(exc.message, "error", "connections")
         return _back("connections")

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from oncal_feed.connections.credentials import provider_for
 from oncal_feed.connections.google import SCOPE_APP_CREATED, SCOPE_EVENTS
-from oncal_feed.connections.service import provider_for
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import (

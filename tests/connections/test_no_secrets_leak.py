@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from oncal_feed.connections.service import provider_for
+from oncal_feed.connections.credentials import provider_for
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import utcnow
 from oncal_feed.models import mark_needs_reauth

@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from oncal_feed import create_app
-from oncal_feed.connections.service import provider_for
+from oncal_feed.connections.credentials import provider_for
 from oncal_feed.connections.vault import TokenVault, VaultError, get_vault, rotate_all
 from oncal_feed.db import get_database
 from oncal_feed.models import OAuthFlow

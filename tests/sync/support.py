@@ -189,6 +189,7 @@ class CountingProvider:
     def __init__(self, inner: CalendarProvider) -> None:
         self.inner = inner
         self.kind = inner.kind
+        self.client_chosen_ids = inner.client_chosen_ids
         self.max_batch = inner.max_batch
         self.calls: dict[str, int] = {}
 
@@ -267,8 +268,9 @@ class GraphLikeProvider:
     final (404 afterwards), and batches hold up to 20 operations.
     """
 
-    kind = "microsoft"
+    kind = "graph-like"
     max_batch = 20
+    client_chosen_ids = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -360,6 +362,7 @@ class FlakyProvider:
     def __init__(self, inner: CalendarProvider, rate: float, seed: int = 0) -> None:
         self.inner = inner
         self.kind = inner.kind
+        self.client_chosen_ids = inner.client_chosen_ids
         self.max_batch = inner.max_batch
         self.rate = rate
         self.rng = random.Random(seed)
@@ -427,6 +430,7 @@ class ScriptedErrors:
     def __init__(self, inner: CalendarProvider) -> None:
         self.inner = inner
         self.kind = inner.kind
+        self.client_chosen_ids = inner.client_chosen_ids
         self.max_batch = inner.max_batch
         self.queue: list[tuple[str, ProviderError]] = []
 
