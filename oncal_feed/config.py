@@ -181,6 +181,8 @@ def load_config(
     settings["MICROSOFT_CONFIGURED"] = bool(
         settings["MICROSOFT_CLIENT_ID"] and settings["MICROSOFT_CLIENT_SECRET"]
     )
+    # The built-in demo calendar provider (providers/demo.py) exists only in demo mode.
+    settings["DEMO_CALENDAR_CONFIGURED"] = mode == "demo"
     _signin_settings(settings)
     settings["SESSION_COOKIE_HTTPONLY"] = True
     settings["SESSION_COOKIE_SAMESITE"] = "Lax"

@@ -31,6 +31,7 @@ from oncal_feed.admin import overview
 from oncal_feed.admin.links import password_link
 from oncal_feed.auth import current_user
 from oncal_feed.connections import service as connections
+from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.db import get_database, get_session, utcnow
 from oncal_feed.errors import NotFound
@@ -193,7 +194,7 @@ def disconnect(public_id: str, provider: str) -> Response:
         tell("There is no such calendar connection.", "error", "connections")
         return _back(public_id, "connections")
     try:
-        connections.disconnect(get_session(), target, provider, remove_events=False)
+        disconnect_calendar(get_session(), target, provider, remove_events=False)
     except OAuthError as exc:
         tell(exc.message, "error", "connections")
         return _back(public_id, "connections")

@@ -93,7 +93,7 @@ class DemoCalendarProvider:
         """Close (a no-op)."""
         self.close()
 
-    def _owned(self, calendar_id: str) -> Select[tuple[DemoCalendar]]:
+    def _owned(self, calendar_id: str) -> Select[DemoCalendar]:
         return select(DemoCalendar).where(
             DemoCalendar.id == calendar_id, DemoCalendar.owner_email == self._owner
         )
