@@ -30,7 +30,6 @@ from oncal_feed import accounts, ops
 from oncal_feed.admin import overview
 from oncal_feed.admin.links import password_link
 from oncal_feed.auth import current_user
-from oncal_feed.connections import service as connections
 from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.db import get_database, get_session, utcnow
