@@ -148,9 +148,11 @@ def test_a_code_for_another_verifier_is_refused(app: Flask, signed_in: FlaskClie
 
 
 def test_outside_demo_mode_there_is_no_demo_calendar(
-    app_config: dict[str, Any], tmp_path: Any
+    app: Flask, app_config: dict[str, Any]
 ) -> None:
-    """Production and test mode: no card, no pages, and connecting is refused."""
+    """Production and test mode: no card, no pages, and connecting is refused.
+
+    (`app`, in demo mode, is there to empty the shared database afterwards.)"""
     from oncal_feed import create_app
 
     other = create_app({**app_config, "ONCAL_MODE": "test"})
@@ -176,7 +178,8 @@ def test_week_grid_splits_an_overnight_event_over_two_days() -> None:
         datetime(2026, 12, 8, 5, tzinfo=UTC),
     )
     weeks = grid("week", date(2026, 12, 9), zone, [event], date(2026, 12, 9))
-    assert len(weeks) == 1 and [cell.day.day for cell in weeks[0]] == list(range(7, 14))
+    assert len(weeks) == 1
+    assert [cell.day.day for cell in weeks[0]] == list(range(7, 14))
     assert [[e.when for e in cell.events] for cell in weeks[0][:3]] == [
         ["from 22:00"], ["until 06:00"], [],
     ]  # fmt: skip
@@ -189,4 +192,34 @@ def test_month_grid_covers_whole_weeks() -> None:
     assert (first, last) == (date(2026, 11, 30), date(2027, 1, 4))
     weeks = grid("month", date(2026, 12, 15), ZoneInfo("UTC"), [], date(2026, 12, 15))
     assert len(weeks) == 5
-    assert not weeks[0][0].in_range and weeks[0][1].in_range and not weeks[-1][-1].in_range
+    assert not weeks[0][0].in_range
+    assert weeks[0][1].in_range
+    assert not weeks[-1][-1].in_range
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [
+        ("http://127.0.0.1:8000", True),
+        ("http://localhost:8000", True),
+        ("http://[::1]:8000", True),
+        ("https://oncal.example.test", False),
+    ],
+)
+def test_settings_page_warns_about_a_feed_address_only_this_machine_reaches(
+    app: Flask, app_config: dict[str, Any], base_url: str, warned: bool
+) -> None:
+    """A loopback BASE_URL gets the warning naming BASE_URL; a public one does not."""
+    from oncal_feed import create_app
+
+    other = create_app({**app_config, "BASE_URL": base_url})
+    with get_database(other).session() as session:
+        user = accounts.create_user(session, UserInput(EMAIL, "Robin", "UTC"), utcnow())
+        accounts.set_password(user, PASSWORD)
+    client = other.test_client()
+    log_in(client, EMAIL)
+    page = client.get("/settings").text
+    assert ('id="feed-local-only"' in page) is warned
+    if warned:
+        assert "set <code>BASE_URL</code>" in page
+        assert "Google Calendar and Outlook on the web" in page
