@@ -5,7 +5,7 @@
 // - "busy" labels on forms marked data-busy, so a slow sync isn't clicked twice;
 // - while a connected calendar waits for its sync, poll the JSON status route and
 //   reload when something changed;
-// - on the demo calendar page, refresh the calendar every two seconds.
+// - on the demo calendar page, refresh the calendar every second.
 // Served from our own origin; the Content-Security-Policy allows no inline script.
 "use strict";
 
@@ -136,7 +136,7 @@
     window.setTimeout(poll, 2000);
   }
 
-  // The demo calendar page: fetch the page again every two seconds and swap in its
+  // The demo calendar page: fetch the page again every second and swap in its
   // calendar, so a shift moved through the API shows moved without a reload.
   function setUpCalendarRefresh() {
     var section = document.querySelector("[data-refresh]");
@@ -159,10 +159,10 @@
         })
         .catch(function () {})
         .then(function () {
-          window.setTimeout(refresh, 2000);
+          window.setTimeout(refresh, 1000);
         });
     }
-    window.setTimeout(refresh, 2000);
+    window.setTimeout(refresh, 1000);
   }
 
   function setUpBrowserZone() {
