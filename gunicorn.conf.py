@@ -1,7 +1,9 @@
 """Production gunicorn settings: `gunicorn wsgi:app` reads this file.
 
 Every value can be overridden with GUNICORN_* style flags or environment variables named
-below. Threads serve slow calendar clients without holding a whole process each.
+below. Each worker is a gevent loop (oncal_feed.gunicorn_worker): a slow or stalled
+client costs a greenlet, not one of a few threads, so hundreds of them don't keep
+/healthz or a feed from answering (benchmarks/slow_clients.py measures it).
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ from typing import Any
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 9)))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "oncal_feed.gunicorn_worker.JsonErrorGeventWorker"
+# Open connections per worker, slow ones included; past it a worker stops accepting.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+# The longest request line gunicorn reads (its maximum): a long shift external id or
+# query must reach the app, which answers 422 naming the field. Headers keep gunicorn's
+# limits (100 fields of 8190 bytes); what it still refuses gets a short JSON answer.
+limit_request_line = 8190
 # Feeds answer in milliseconds; anything near this limit is stuck.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # SIGTERM: stop accepting, let in-flight requests finish for up to this long.

@@ -19,6 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.admin.views import admin_blueprint
     from oncal_feed.api import admin as _api_admin  # noqa: F401  (adds its routes first)
     from oncal_feed.api import api_blueprint
+    from oncal_feed.api import sources as _api_sources  # noqa: F401  (adds its routes first)
     from oncal_feed.config import instance_path_setting, load_config
     from oncal_feed.connections.views import connections_blueprint
     from oncal_feed.db import Database
@@ -26,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.feeds.views import init_feeds
     from oncal_feed.logs import configure_logging
     from oncal_feed.ops import ops_blueprint
+    from oncal_feed.sources.tasks import init_app as init_sources
     from oncal_feed.sso import init_sso
     from oncal_feed.sync.tasks import init_app as init_sync
     from oncal_feed.web import init_web
@@ -55,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # After the other blueprints: CSRF protection exempts some of them by name.
     init_web(app)
     init_sync(app)
+    init_sources(app)
     # Last: the feed endpoint wraps everything else, ProxyFix included (see feeds.views).
     init_feeds(app)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -151,11 +152,27 @@ def end_sessions(user: User) -> None:
     user.session_generation += 1
 
 
-def check_password(user: User, password: str) -> bool:
-    """Tell whether `password` is the user's password (False when none is set)."""
-    if not user.password_hash:
+@cache
+def _dummy_hash() -> str:
+    """A hash of nobody's password, for checks that must cost what a real one costs.
+
+    Made on first use: a scrypt hash at import would slow every process start.
+    """
+    return generate_password_hash("not a password of anyone")
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """Tell whether `password` is the user's password (False when none is set).
+
+    Every failure costs one full hash check: without a user (an unknown email) or
+    without a password (an account made by the API), a dummy hash is checked, so the
+    answer time doesn't tell which accounts exist or have a password.
+    """
+    stored = user.password_hash if user is not None else None
+    if not stored:
+        check_password_hash(_dummy_hash(), password)
         return False
-    return check_password_hash(user.password_hash, password)
+    return check_password_hash(stored, password)
 
 
 def _hash_secret(secret: str) -> str:

@@ -11,6 +11,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable, Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,18 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_AUTH_HEADER": None,  # e.g. X-Forwarded-Email, only behind a trusted proxy
     # Comma-separated IPs/CIDRs of the proxies whose TRUSTED_AUTH_HEADER is believed.
     "TRUSTED_AUTH_PROXIES": None,
-    # Sign-in attempts per client address and per email address (Flask-Limiter syntax).
+    # Clients that may read /readyz and /metrics: comma-separated IPs/CIDRs (loopback and
+    # private networks by default); others get 404. /healthz answers everyone.
+    "OPS_ALLOWED_NETWORKS": "127.0.0.0/8,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7",
+    # Sign-in attempts per client address, and per client address + email (Flask-Limiter
+    # syntax).
     "LOGIN_RATE_LIMIT": "10 per minute",
-    # Where rate-limit counters live: memory:// per process, redis://host:6379/1 shared.
-    "RATELIMIT_STORAGE_URI": "memory://",
+    # Seconds each failure on an email beyond the first five (in 15 minutes) adds before
+    # its next sign-in is checked, up to ten times this.
+    "LOGIN_SLOWDOWN_SECONDS": 1.0,
+    # Where rate-limit counters live. Default: sqlite:///<instance>/ratelimit.sqlite, shared
+    # by the workers of one machine; redis://host:6379/1 for several machines.
+    "RATELIMIT_STORAGE_URI": None,
     # Per worker process: rendered events by content hash, and whole feed bodies by ETag.
     "FEED_EVENT_CACHE_BYTES": 32 * 1024 * 1024,
     "FEED_BODY_CACHE_BYTES": 32 * 1024 * 1024,
@@ -67,6 +76,18 @@ DEFAULTS: dict[str, Any] = {
     # Per worker process, on PostgreSQL: user rows of feeds, dropped when a change is
     # notified, so a 304 needs no query. 0 turns it off; SQLite never has it.
     "FEED_USER_CACHE_ENTRIES": 20_000,
+    # Schedule sources (polled ICS feeds, PagerDuty): seconds between polls of a new source,
+    # the largest body read, seconds allowed per fetch, redirects followed, and how far ahead
+    # a poll reads (days).
+    "SOURCE_POLL_INTERVAL": 60,
+    "SOURCE_MAX_BYTES": 10 * 1024 * 1024,
+    "SOURCE_TIMEOUT": 20,
+    "SOURCE_MAX_REDIRECTS": 5,
+    "SOURCE_WINDOW_DAYS": 180,
+    # Comma-separated IPs/CIDRs sources may be fetched from although they are loopback,
+    # private or link-local (on-premise tools, tests). Default: none.
+    "SOURCE_ALLOWED_NETWORKS": None,
+    "PAGERDUTY_API_BASE": "https://api.pagerduty.com",
     # Single sign-on: which of google, microsoft, oidc the sign-in page offers.
     "SIGNIN_PROVIDERS": None,
     "GOOGLE_DISCOVERY_URL": "https://accounts.google.com/.well-known/openid-configuration",
@@ -98,6 +119,11 @@ INTEGER_SETTINGS = (
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
     "FEED_USER_CACHE_ENTRIES",
+    "SOURCE_POLL_INTERVAL",
+    "SOURCE_MAX_BYTES",
+    "SOURCE_TIMEOUT",
+    "SOURCE_MAX_REDIRECTS",
+    "SOURCE_WINDOW_DAYS",
     "PASSWORD_LINK_HOURS",
     "SMTP_PORT",
 )
@@ -160,9 +186,18 @@ def load_config(
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a whole number.") from None
 
+    try:
+        settings["LOGIN_SLOWDOWN_SECONDS"] = float(settings["LOGIN_SLOWDOWN_SECONDS"])
+    except (TypeError, ValueError):
+        raise ConfigError("LOGIN_SLOWDOWN_SECONDS must be a number of seconds.") from None
+    if not 0 <= settings["LOGIN_SLOWDOWN_SECONDS"] <= 10:
+        raise ConfigError("LOGIN_SLOWDOWN_SECONDS must be from 0 to 10.")
+
     settings["BASE_URL"] = str(settings["BASE_URL"]).rstrip("/")
     if not settings["DATABASE_URL"]:
         settings["DATABASE_URL"] = f"sqlite:///{instance_path / 'oncal-feed.sqlite'}"
+    if not settings["RATELIMIT_STORAGE_URI"]:
+        settings["RATELIMIT_STORAGE_URI"] = f"sqlite:///{instance_path / 'ratelimit.sqlite'}"
     if not settings["QUEUE_URL"]:
         settings["QUEUE_URL"] = f"sqlite:///{instance_path / 'queue.sqlite'}"
 
@@ -194,11 +229,32 @@ def load_config(
     )
     # The built-in demo calendar provider (providers/demo.py) exists only in demo mode.
     settings["DEMO_CALENDAR_CONFIGURED"] = mode == "demo"
+    settings["SOURCE_ALLOWED_NETWORKS"] = _networks(settings["SOURCE_ALLOWED_NETWORKS"])
+    settings["PAGERDUTY_API_BASE"] = str(settings["PAGERDUTY_API_BASE"]).rstrip("/")
     _signin_settings(settings)
     settings["SESSION_COOKIE_HTTPONLY"] = True
     settings["SESSION_COOKIE_SAMESITE"] = "Lax"
     settings["SESSION_COOKIE_SECURE"] = settings["BASE_URL"].startswith("https://")
     return settings
+
+
+def _networks(value: Any) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Parse SOURCE_ALLOWED_NETWORKS (a comma-separated string, or a list from tests)."""
+    if not value:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    networks = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ip_network(text, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"SOURCE_ALLOWED_NETWORKS entry {text!r} is not an IP address or CIDR network."
+            ) from None
+    return tuple(networks)
 
 
 def _words(value: Any) -> list[str]:

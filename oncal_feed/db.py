@@ -6,10 +6,11 @@ use the same sessions with or without a Flask app around them.
 
 from __future__ import annotations
 
+import os
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "Base",
     "Database",
     "UTCDateTime",
+    "create_private_file",
     "fresh_database",
     "get_database",
     "get_session",
@@ -98,11 +100,29 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def create_private_file(path: str | Path) -> None:
+    """Create the file at `path` readable by its owner only (0600), if it doesn't exist.
+
+    For SQLite databases: sqlite3 would create them with the umask's 0644, readable by
+    every account on the machine, and they hold emails and encrypted tokens. SQLite
+    gives its -wal and -shm files the database file's permissions.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return  # SQLite's own error says what is wrong when it tries to open it
+    # An existing database keeps the permissions its operator gave it.
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 class Database:
     """An engine plus a session factory for one database URL."""
 
     def __init__(self, url: str, **engine_options: Any) -> None:
         self.url = normalise_url(url)
+        database_file = make_url(self.url).database
+        if self.url.startswith("sqlite") and database_file and database_file != ":memory:":
+            create_private_file(database_file)
         self.engine: Engine = create_engine(self.url, **self._engine_options(engine_options))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _configure_sqlite)

@@ -26,9 +26,20 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from oncal_feed.errors import Conflict, NotFound, Unauthorized, ValidationError
 
-__all__ = ["error_body", "error_page", "error_response", "register_error_handlers", "wants_page"]
+__all__ = [
+    "MAX_LISTED_ERRORS",
+    "error_body",
+    "error_page",
+    "error_response",
+    "register_error_handlers",
+    "wants_page",
+]
 
 log = logging.getLogger(__name__)
+
+# A body of 100,000 bad items would otherwise answer with 100,000 problems (26 MB): the
+# first ones say what is wrong, and `more_errors` how many more there are.
+MAX_LISTED_ERRORS = 100
 
 # The parameter that identifies each kind of thing in our URLs.
 _ID_FIELDS = {"user": "id", "schedule": "key", "shift": "external_id"}
@@ -107,12 +118,20 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def invalid(exc: ValidationError) -> Response:
-        return error_response(
-            422,
-            "invalid_input",
-            "The request has invalid fields.",
-            [e.as_dict() for e in exc.errors],
-        )
+        listed = exc.errors[:MAX_LISTED_ERRORS]
+        more = len(exc.errors) - len(listed)
+        message = "The request has invalid fields."
+        if more:
+            message = (
+                f"The request has {len(exc.errors)} invalid fields; the first "
+                f"{len(listed)} are listed."
+            )
+        body = error_body("invalid_input", message, [e.as_dict() for e in listed])
+        if more:
+            body["more_errors"] = more
+        response = jsonify(body)
+        response.status_code = 422
+        return response
 
     @app.errorhandler(NotFound)
     def not_found(exc: NotFound) -> Response:

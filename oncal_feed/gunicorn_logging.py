@@ -9,7 +9,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger, SafeAtoms
 
-from oncal_feed.logs import redact
+from oncal_feed.logs import RedactingFilter, escape_controls, redact
 
 __all__ = ["RedactingAccessLogger", "RedactingAtoms"]
 
@@ -31,9 +31,12 @@ class RedactingAtoms(SafeAtoms):
 
 
 def _redacted(key: str, value: Any) -> Any:
-    if isinstance(value, str) and (key in _URL_ATOMS or key.startswith("{")):
-        return redact(value)
-    return value
+    if not isinstance(value, str):
+        return value
+    if key in _URL_ATOMS or key.startswith("{"):
+        return redact(value)  # escapes control characters too
+    # The user agent and the like are the client's words as well: no forged lines.
+    return escape_controls(value)
 
 
 class RedactingAccessLogger(Logger):
@@ -43,6 +46,13 @@ class RedactingAccessLogger(Logger):
     """
 
     atoms_wrapper_class = RedactingAtoms
+
+    def setup(self, cfg: Any) -> None:
+        """Set gunicorn's loggers up, and redact its error log too: its warnings about
+        refused requests quote the request line."""
+        super().setup(cfg)
+        if not any(isinstance(f, RedactingFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(RedactingFilter())
 
     def access(
         self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: Any

@@ -7,19 +7,51 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from sqlalchemy import func, select, text
 
 from oncal_feed.db import Database, get_database, utcnow
+from oncal_feed.errors_http import error_response
 from oncal_feed.metrics import metrics_response
 from oncal_feed.migrate import schema_state
 from oncal_feed.models import CalendarConnection
 from oncal_feed.sync.lease import ACTIVE_STATUSES
+from oncal_feed.web.security import address_in, parse_proxies
 
 __all__ = ["check_queue", "ops_blueprint", "queue_lag"]
 
 ops_blueprint = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
+
+# Probes that tell more than "alive" (schema state, queue, every metric): answered only to
+# clients in OPS_ALLOWED_NETWORKS; anyone else gets the 404 of a path that isn't there.
+_INTERNAL_ENDPOINTS = ("ops.readyz", "ops.metrics")
+_NETWORKS = "oncal_ops_networks"
+
+
+@ops_blueprint.record_once
+def _read_allowed_networks(state: BlueprintSetupState) -> None:
+    config = state.app.config
+    networks = parse_proxies(config["OPS_ALLOWED_NETWORKS"], "OPS_ALLOWED_NETWORKS")
+    state.app.extensions[_NETWORKS] = networks
+
+
+@ops_blueprint.before_request
+def _internal_only() -> Response | None:
+    """Hide /readyz and /metrics from clients outside OPS_ALLOWED_NETWORKS.
+
+    The client's address is `request.remote_addr`: the TCP peer, or behind
+    TRUSTED_PROXY_COUNT proxies the address they forwarded.
+    """
+    if request.endpoint not in _INTERNAL_ENDPOINTS:
+        return None
+    if address_in(request.remote_addr, current_app.extensions[_NETWORKS]):
+        return None
+    return error_response(
+        404, "not_found", "No such endpoint.", [{"field": "path", "problem": "no such endpoint"}]
+    )
+
 
 # What /readyz says of the schema. `ahead`, a newer release's schema (a rolling deploy
 # under way), still passes: migrations only ever add what older code does not notice.

@@ -139,7 +139,7 @@ def upsert_schedule(
     result.touched_user_ids.update(
         session.scalars(select(Shift.user_id).where(Shift.schedule_id == schedule.id).distinct())
     )
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return schedule, False, result
 
 
@@ -318,7 +318,7 @@ def _refresh_neighbourhood(
         low = min(start for start, _ in result.changed_spans)
         high = max(end for _, end in result.changed_spans)
         _refresh_handovers(session, schedule, low, high, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
 
 
 def _refresh_handovers(
@@ -411,16 +411,16 @@ def refresh_handovers_for_user(
         low = min(start for start, _ in bounds)
         high = max(end for _, end in bounds)
         _refresh_handovers(session, schedule, low, high, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return result
 
 
-def _bump_calendar_versions(session: Session, user_ids: set[int]) -> None:
+def _bump_calendar_versions(session: Session, user_ids: set[int], now: datetime) -> None:
     if user_ids:
         session.execute(
             update(User)
             .where(User.id.in_(user_ids))
-            .values(calendar_version=User.calendar_version + 1)
+            .values(calendar_version=User.calendar_version + 1, calendar_changed_at=now)
             .execution_options(synchronize_session=False)
         )
 

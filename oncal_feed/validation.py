@@ -8,13 +8,15 @@ whatever passes is safe to store on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
+
+from email_validator import EmailNotValidError, validate_email
 
 from oncal_feed.errors import FieldError, ValidationError
 
@@ -27,8 +29,10 @@ __all__ = [
     "ROLES",
     "ScheduleInput",
     "ShiftInput",
+    "SourceInput",
     "UserInput",
     "is_known_zone",
+    "normalize_email",
     "parse_external_id",
     "parse_instant",
     "parse_page",
@@ -37,14 +41,21 @@ __all__ = [
     "parse_schedule_key",
     "parse_shift",
     "parse_shift_list",
+    "parse_source",
+    "parse_source_id",
     "parse_user",
     "parse_window",
+    "refuse_repeated",
+    "repeated_parameters",
 ]
 
 MAX_SHIFT_LENGTH = timedelta(days=31)
 MAX_WINDOW_LENGTH = timedelta(days=3 * 366)
 ROLES = ("primary", "secondary", "override", "shadow")
 MAX_NOTES_LENGTH = 4000
+SOURCE_KINDS = ("ics", "pagerduty")
+# Seconds between polls of a source: not more often than every 15 s, at least once a day.
+POLL_INTERVAL_RANGE = (15, 86_400)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
 # Instants outside this range are refused: the store widens query ranges by a shift's
@@ -58,10 +69,11 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )
 _SPACE_FOR_PLUS = re.compile(r".*\d \d{2}:\d{2}", re.ASCII)
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
 _EXTERNAL_ID = re.compile(r"[A-Za-z0-9._:~@-]{1,255}", re.ASCII)
 _PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,40}", re.ASCII)
+_PAGERDUTY_ID = re.compile(r"[A-Z0-9]{1,20}", re.ASCII)
+_SOURCE_ID = re.compile(r"[0-9]{1,12}", re.ASCII)
 _PAGE_LIMIT = re.compile(r"[0-9]{1,6}", re.ASCII)
 # PostgreSQL refuses NUL in text and no database can store a lone surrogate; other
 # control characters would end up inside calendar events. Notes may keep line breaks.
@@ -204,12 +216,29 @@ def _zone(data: Mapping[str, Any], name: str, errors: _Errors) -> str | None:
     return value
 
 
+def normalize_email(value: str) -> str | None:
+    """Return the email address `value` in the form we store (lower case), or None when
+    it is not one.
+
+    email-validator checks the syntax (no display names or angle brackets, no dot or
+    hyphen in the wrong place, a domain with a dot that is not reserved); it makes no
+    DNS lookup, so the answer never depends on the network.
+    """
+    try:
+        checked = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return checked.normalized.lower()
+
+
 def _email(data: Mapping[str, Any], name: str, errors: _Errors) -> str | None:
     value = _text(data, name, errors, max_length=320)
-    if value is not None and not _EMAIL.fullmatch(value):
-        errors.add(name, "must be an email address")
+    if value is None:
         return None
-    return value.lower() if value else value
+    email = normalize_email(value)
+    if email is None:
+        errors.add(name, "must be an email address, such as name@example.com")
+    return email
 
 
 def _url(data: Mapping[str, Any], name: str, errors: _Errors) -> str | None:
@@ -362,3 +391,125 @@ def parse_window(start: Any, end: Any) -> tuple[datetime, datetime]:
     errors.raise_if_any()
     assert window_start and window_end
     return window_start, window_end
+
+
+def repeated_parameters(
+    args: Mapping[str, Sequence[str]], repeatable: Collection[str] = ()
+) -> list[FieldError]:
+    """Name each query parameter given more than once that may be given only once.
+
+    A request that says `from=A&to=B&from=C` is ambiguous; taking either value would
+    act on something the client may not have meant (and the call may delete).
+    """
+    return [
+        FieldError(name, "must be given at most once")
+        for name, values in sorted(args.items())
+        if len(values) > 1 and name not in repeatable
+    ]
+
+
+def refuse_repeated(args: Mapping[str, Sequence[str]], repeatable: Collection[str] = ()) -> None:
+    """Raise `ValidationError` when a single-valued query parameter is repeated."""
+    errors = repeated_parameters(args, repeatable)
+    if errors:
+        raise ValidationError(errors)
+
+
+@dataclass(frozen=True)
+class SourceInput:
+    """Validated source fields; `None` means "not given" (for partial updates).
+
+    `url` (an ICS/webcal feed) and `api_token` (PagerDuty) are secrets: the store keeps
+    them only encrypted.
+    """
+
+    kind: str | None = None
+    name: str | None = None
+    url: str | None = None
+    api_token: str | None = None
+    pagerduty_schedule_ids: tuple[str, ...] | None = None
+    user_email: str | None = None
+    role: str | None = None
+    poll_interval: int | None = None
+
+
+def parse_source(data: Any, *, partial: bool = False) -> SourceInput:
+    """Validate a source: `kind` "ics" needs `url`; "pagerduty" `api_token` and schedule ids.
+
+    With `partial` (PATCH) every field is optional and `kind` can't change.
+    """
+    errors = _Errors()
+    allowed = {
+        "name", "url", "api_token", "pagerduty_schedule_ids", "user_email", "role",
+        "poll_interval",
+    } | (set() if partial else {"kind"})  # fmt: skip
+    data = _object(data, allowed, set() if partial else {"kind", "name"}, errors)
+    kind = _text(data, "kind", errors, max_length=16)
+    if kind is not None and kind not in SOURCE_KINDS:
+        errors.add("kind", f"must be one of {', '.join(SOURCE_KINDS)}")
+    url = _text(data, "url", errors, max_length=2000)
+    if url is not None:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https", "webcal") or not urlsplit(url).hostname or " " in url:
+            errors.add("url", "must be an https://, http:// or webcal:// address")
+            url = None
+    token = _text(data, "api_token", errors, max_length=200)
+    schedule_ids = _pagerduty_ids(data, errors)
+    role = _text(data, "role", errors, max_length=32)
+    if role is not None and role not in ROLES:
+        errors.add("role", f"must be one of {', '.join(ROLES)}")
+    interval = data.get("poll_interval")
+    low, high = POLL_INTERVAL_RANGE
+    if interval is not None and (
+        not isinstance(interval, int) or isinstance(interval, bool) or not low <= interval <= high
+    ):
+        errors.add("poll_interval", f"must be a whole number of seconds from {low} to {high}")
+        interval = None
+    if not partial and kind == "ics" and "url" not in data:
+        errors.add("url", "is required for an ics source")
+    if not partial and kind == "pagerduty":
+        for name in ("api_token", "pagerduty_schedule_ids"):
+            if name not in data:
+                errors.add(name, "is required for a pagerduty source")
+    if not partial and kind == "ics":
+        for name in ("api_token", "pagerduty_schedule_ids"):
+            if name in data:
+                errors.add(name, "only a pagerduty source has this")
+    if not partial and kind == "pagerduty" and "url" in data:
+        errors.add("url", "a pagerduty source reads PagerDuty's API; give no url")
+    result = SourceInput(
+        kind=kind,
+        name=_text(data, "name", errors, max_length=200),
+        url=url,
+        api_token=token,
+        pagerduty_schedule_ids=schedule_ids,
+        user_email=_email(data, "user_email", errors),
+        role=role,
+        poll_interval=interval,
+    )
+    errors.raise_if_any()
+    return result
+
+
+def _pagerduty_ids(data: Mapping[str, Any], errors: _Errors) -> tuple[str, ...] | None:
+    if "pagerduty_schedule_ids" not in data:
+        return None
+    value = data["pagerduty_schedule_ids"]
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 20
+        or not all(isinstance(v, str) and _PAGERDUTY_ID.fullmatch(v) for v in value)
+    ):
+        errors.add(
+            "pagerduty_schedule_ids",
+            "must be a list of 1-20 PagerDuty schedule ids such as PI7DH85",
+        )
+        return None
+    return tuple(value)
+
+
+def parse_source_id(value: Any) -> int:
+    """Check a source id as given in a URL path or on the command line."""
+    if not isinstance(value, str | int) or not _SOURCE_ID.fullmatch(str(value)):
+        raise ValidationError.single("source_id", "must be a source id (a whole number)")
+    return int(value)

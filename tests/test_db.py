@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import socket
+import stat
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from oncal_feed import create_app
 from oncal_feed.db import Database, get_database, with_reconnect
 
 
@@ -85,3 +89,27 @@ def test_an_unresponsive_postgresql_host_fails_fast() -> None:
     assert len(outcome) == 1
     assert isinstance(outcome[0], OperationalError)
     database.dispose()
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Issue 13.12: the database (emails, encrypted tokens) was created 0644."""
+    path = tmp_path / "oncal.sqlite"
+    database = Database(f"sqlite:///{path}")
+    with database.engine.connect() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        connection.commit()
+    database.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_app_creates_its_sqlite_files_owner_only(
+    app_config: dict[str, Any], tmp_path: Path
+) -> None:
+    instance = tmp_path / "fresh"
+    app = create_app({**app_config, "INSTANCE_PATH": str(instance), "DATABASE_URL": None,
+                      "QUEUE_URL": None})  # fmt: skip
+    try:
+        for name in ("oncal-feed.sqlite", "queue.sqlite", "ratelimit.sqlite"):
+            assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600, name
+    finally:
+        get_database(app).dispose()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.feeds.tokens import feed_links, rotate_feed
+from oncal_feed.gunicorn_worker import REFUSALS
 from oncal_feed.models import User
 from oncal_feed.validation import UserInput
 from tests.processes import free_port, http_request, start_gunicorn, wait_until_serving
@@ -179,3 +182,169 @@ def test_a_rotated_feed_url_stops_working_in_every_worker(
             time.sleep(0.01)
         else:
             pytest.fail("the old feed URL still answers 200 after 5 s")
+
+
+# ------------------------------------------------------------- issue 13: the edges
+
+
+class SlowClients:
+    """Connections that send a request's headers one line every `interval` seconds and
+    never finish them (a slowloris), held open until `close()`."""
+
+    def __init__(self, url: str, count: int, interval: float = 1.5) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.sockets = []
+        for _ in range(count):
+            conn = socket.create_connection((host, int(port)), timeout=10)
+            conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n".encode())
+            self.sockets.append(conn)
+        self.interval = interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        number = 0
+        while not self.stop.wait(self.interval):
+            number += 1
+            for conn in self.sockets:
+                with suppress(OSError):  # the server gave up on it: fine
+                    conn.sendall(f"X-Slow-{number}: 1\r\n".encode())
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        for conn in self.sockets:
+            conn.close()
+
+
+def feed_path_of(app: Flask, email: str) -> str:
+    """Create a user and return the path of their feed."""
+    with app.app_context(), get_database(app).session() as session:
+        user = accounts.create_user(session, UserInput(email, "Slow Test", "UTC"), utcnow())
+        session.flush()
+        return feed_links(user).https.removeprefix(app.config["BASE_URL"])
+
+
+def test_slow_clients_do_not_stall_health_or_feeds(
+    app_config: dict[str, Any], database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 13.1: 30 connections trickling header lines made /healthz time out (gthread
+    gave each a thread). 60 here, on two workers; benchmarks/slow_clients.py goes to 1000s."""
+    app_config["SECRET_KEY"] = SECRET_KEY
+    app: Flask = request.getfixturevalue("app")
+    feed = feed_path_of(app, "slow@example.com")
+    with serving(database_url, tmp_path) as (url, _process):
+        slow = SlowClients(url, 60)
+        try:
+            time.sleep(2)  # every slow connection accepted, a header line or two sent
+            for path in ("/healthz", feed, "/healthz", feed):
+                started = time.monotonic()
+                status, _ = http_request("GET", url + path, timeout=5)
+                assert status == 200, path
+                assert time.monotonic() - started < 1.0, path
+        finally:
+            slow.close()
+
+
+def test_sign_in_attempts_are_counted_across_workers(
+    app_config: dict[str, Any], database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Issue 13.2: with memory:// every gunicorn worker counted on its own (28 of 60
+    guesses were checked). The SQLite counters in the instance folder are shared."""
+    import requests
+
+    with serving(
+        database_url, tmp_path, WEB_CONCURRENCY="4", LOGIN_RATE_LIMIT="5 per minute",
+        LOGIN_SLOWDOWN_SECONDS="0",
+        RATELIMIT_STORAGE_URI=f"sqlite:///{tmp_path / 'ratelimit.sqlite'}",
+    ) as (url, _process):  # fmt: skip
+        statuses = []
+        for attempt in range(7):
+            # A fresh connection each time, so the attempts spread over the workers.
+            session = requests.Session()
+            session.trust_env = False
+            page = session.get(f"{url}/login", headers={"Connection": "close"}, timeout=10)
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert token, page.text
+            answer = session.post(
+                f"{url}/login",
+                data={"email": f"guess{attempt}@example.com", "password": "x",
+                      "csrf_token": token.group(1)},
+                headers={"Connection": "close"},
+                allow_redirects=False,
+                timeout=10,
+            )  # fmt: skip
+            statuses.append(answer.status_code)
+    assert statuses == [401] * 5 + [429] * 2, statuses
+
+
+def test_what_gunicorn_refuses_is_answered_in_json(
+    database_url: str, tmp_path: Path, api_key: str
+) -> None:
+    """Issue 13.10: gunicorn's 414 and 431 were HTML pages; a 5,000-character id now
+    reaches the app (422 naming it); a chunked body over the limit is 413, not 'invalid'."""
+    with serving(database_url, tmp_path) as (url, _process):
+        auth = {"Authorization": f"Bearer {api_key}"}
+        schedule = {"name": "X", "time_zone": "UTC"}
+        assert http_request("PUT", f"{url}/api/v1/schedules/x", schedule, headers=auth)[0] == 201
+        status, body = http_request(
+            "PUT", f"{url}/api/v1/schedules/x/shifts/{'a' * 5000}", {}, headers=auth
+        )
+        assert status == 422, body
+        assert body["errors"][0]["field"] == "external_id"
+
+        status, body = http_request("GET", f"{url}/api/v1/users?after={'a' * 9000}", headers=auth)
+        assert status == 414, body
+        assert body["error"] == "uri_too_long"
+        assert body["errors"] == [{"field": "path", "problem": REFUSALS[414][3]}]
+
+        status, body = http_request(
+            "GET", f"{url}/api/v1/users", headers={"Authorization": "Bearer " + "k" * 16_000}
+        )
+        assert status == 431, body
+        assert body["errors"][0]["field"] == "headers"
+
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=20) as conn:
+            conn.sendall(
+                f"PUT /api/v1/schedules/x/shifts?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"
+                f" HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {api_key}\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            chunk = b"[" + b'{"external_id": "x"},' * 4000
+            try:
+                for _ in range(20):  # 1.6 MB in all
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                conn.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass  # the server answered and closed before reading it all
+            answer = b""
+            try:
+                while data := conn.recv(65536):
+                    answer += data
+            except ConnectionResetError:
+                pass  # closed with our unread body in its buffer, after answering
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+        assert b'"field":"body"' in answer.replace(b" ", b""), answer[-300:]
+
+
+def test_no_spelling_of_a_feed_url_reaches_the_access_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Issue 13.4: percent-encoded, doubled and upper-case spellings were logged raw."""
+    token = "WyJ1X2FiYyIsMV0." + "S" * 43
+    spellings = [
+        f"/feeds%2F{token}.ics", f"/%66eeds/{token}.ics", f"/fe%65ds/{token}.ics",
+        f"/feeds//{token}.ics", f"/FEEDS/{token}.ics", f"/feeds/{token}=.ics",
+    ]  # fmt: skip
+    with serving(database_url, tmp_path, LOG_FORMAT="json") as (url, process):
+        for path in spellings:
+            assert http_request("GET", url + path)[0] == 404, path
+        status, _ = http_request("GET", url + "/healthz%0A2099%20CRITICAL%20fake")
+        assert status == 404
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "SSSSSSSSSS" not in output
+    assert "\n2099 CRITICAL" not in output

@@ -14,6 +14,7 @@ from sqlalchemy import update
 
 from oncal_feed import create_app
 from oncal_feed.db import get_database
+from oncal_feed.errors import ConfigError
 from oncal_feed.logs import redact
 from oncal_feed.models import CalendarConnection
 from oncal_feed.providers.memory import MemoryProvider
@@ -206,3 +207,73 @@ def test_development_server_request_log_is_redacted(app, caplog) -> None:
     assert "SECRETtok" not in caplog.text
     assert "abc" not in caplog.text
     assert "/feeds/[redacted]" in caplog.text
+
+
+@pytest.mark.parametrize("path", ["/readyz", "/metrics"])
+def test_internal_probes_answer_only_the_allowed_networks(client: FlaskClient, path: str) -> None:
+    """Issue 13.12: /metrics and /readyz answered anyone on the app port."""
+    assert client.get(path).status_code == 200  # the test client is 127.0.0.1
+    client.environ_base["REMOTE_ADDR"] = "10.1.2.3"  # private: a probe or Prometheus
+    assert client.get(path).status_code == 200
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    hidden = client.get(path)
+    assert hidden.status_code == 404
+    assert hidden.get_json()["errors"] == [{"field": "path", "problem": "no such endpoint"}]
+    assert client.get("/healthz").status_code == 200  # liveness tells nothing: public
+
+
+def test_the_allowed_networks_are_a_setting(app_config: dict[str, Any]) -> None:
+    app = create_app({**app_config, "OPS_ALLOWED_NETWORKS": "203.0.113.0/24"})
+    try:
+        client = app.test_client()
+        assert client.get("/metrics").status_code == 404
+        client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+        assert client.get("/metrics").status_code == 200
+    finally:
+        get_database(app).dispose()
+
+
+def test_a_bad_allowed_network_is_a_clear_error(app_config: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="OPS_ALLOWED_NETWORKS entry 'intranet'"):
+        create_app({**app_config, "OPS_ALLOWED_NETWORKS": "intranet"})
+
+
+TOKEN = "WyJ1X2FiYyIsMV0." + "S" * 43  # shaped like a feed token
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"GET /feeds%2F{TOKEN}.ics HTTP/1.1",
+        f"GET /%66eeds/{TOKEN}.ics HTTP/1.1",
+        f"GET /fe%65ds/{TOKEN}.ics HTTP/1.1",
+        f"GET /feeds//{TOKEN}.ics HTTP/1.1",
+        f"GET /FEEDS/{TOKEN}.ics HTTP/1.1",
+        f"GET /feeds/{TOKEN[:4]}%{ord(TOKEN[4]):02X}{TOKEN[5:]}.ics HTTP/1.1",
+        f"Referer: https://elsewhere.example/{TOKEN}",
+    ],
+)
+def test_redact_finds_feed_tokens_in_any_spelling(line: str) -> None:
+    """Issue 13.4: these reached gunicorn's access log in clear."""
+    cleaned = redact(line)
+    assert "SSSSSSSSSS" not in cleaned, cleaned
+    assert "[redacted]" in cleaned
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("error x\n2099 CRITICAL fake", "error x\\x0a2099 CRITICAL fake"),
+        ("a\rb\x1b[31mc\x00", "a\\x0db\\x1b[31mc\\x00"),
+        ("line\u2028sep\x85", "line\\u2028sep\\x85"),
+        ("/path?q=%0Afake", "/path?q=%0Afake"),  # encoded stays encoded: one line already
+    ],
+)
+def test_redact_escapes_control_characters(line: str, expected: str) -> None:
+    """Issue 13.5: a value a client sent must never start a log line of its own."""
+    assert redact(line) == expected
+
+
+def test_redact_leaves_ordinary_lines_alone() -> None:
+    line = "GET /settings?page=2&q=50%25 HTTP/1.1 200 ua=Mozilla/5.0"
+    assert redact(line) == line

@@ -1,7 +1,7 @@
 """demo calendar: the built-in calendar provider's calendars and events (demo mode)
 
 Revision ID: 0014
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 13:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import oncal_feed.db
 
 revision = "0014"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,5 @@
-"""The JSON API under /api/v1: users, schedules and shifts, and the admin actions
-(`admin`, imported by `create_app`), for bearer API keys.
+"""The JSON API under /api/v1: users, schedules, shifts and sources, and the admin actions
+(`admin` and `sources`, imported by `create_app`), for bearer API keys.
 
 May import: the core (db, models, errors, validation, accounts, shifts, notify); no other
 package.

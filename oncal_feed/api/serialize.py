@@ -1,13 +1,13 @@
-"""JSON shapes of users, schedules and shifts in API answers. Never includes a secret."""
+"""JSON shapes of users, schedules, shifts and sources in API answers. Never includes a secret."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from oncal_feed.db import instant_json
-from oncal_feed.models import ApiKey, Schedule, Shift, User
+from oncal_feed.models import ApiKey, Schedule, Shift, Source, User
 
-__all__ = ["api_key_json", "schedule_json", "shift_json", "user_json"]
+__all__ = ["api_key_json", "schedule_json", "shift_json", "source_json", "user_json"]
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -54,6 +54,36 @@ def shift_json(shift: Shift, user: User) -> dict[str, Any]:
         "created_at": instant_json(shift.created_at),
         "updated_at": instant_json(shift.updated_at),
         "deleted": shift.deleted_at is not None,
+    }
+
+
+def source_json(source: Source, schedule_key: str, user_email: str | None) -> dict[str, Any]:
+    """Fields and status of a source; its URL or token only redacted (`address`)."""
+    return {
+        "id": source.id,
+        "schedule": schedule_key,
+        "kind": source.kind,
+        "name": source.name,
+        "address": source.redacted,
+        "pagerduty_schedule_ids": (source.options or {}).get("schedule_ids"),
+        "user_email": user_email,
+        "role": source.role,
+        "poll_interval": source.poll_interval,
+        "status": {
+            "state": source.status,
+            "last_poll_at": instant_json(source.last_poll_at),
+            "last_success_at": instant_json(source.last_success_at),
+            "last_change_at": instant_json(source.last_change_at),
+            "next_poll_at": instant_json(source.next_poll_at),
+            "events_read": source.events_read,
+            "shifts_mapped": source.shifts_mapped,
+            "unmatched": source.unmatched_count,
+            "unmatched_examples": list(source.unmatched_examples or []),
+            "last_error": source.last_error,
+            "failure_count": source.failure_count,
+        },
+        "created_at": instant_json(source.created_at),
+        "updated_at": instant_json(source.updated_at),
     }
 
 

@@ -12,7 +12,7 @@ from importlib.resources import files
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from oncal_feed import accounts, shifts
 from oncal_feed.api.serialize import schedule_json, shift_json, user_json
@@ -20,6 +20,7 @@ from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import Unauthorized, ValidationError
 from oncal_feed.models import Schedule
 from oncal_feed.notify import shifts_changed
+from oncal_feed.query import refuse_repeated_parameters
 from oncal_feed.validation import (
     parse_external_id,
     parse_page,
@@ -56,13 +57,23 @@ def require_api_key() -> None:
     g.api_key_id = key.id
 
 
+# After the key check: an unauthenticated caller learns nothing about the parameters.
+api_blueprint.before_request(refuse_repeated_parameters)
+
+
 def json_body() -> Any:
     """Return the parsed JSON body, or raise a 413/415/422 that says what is wrong.
 
-    A body over MAX_CONTENT_LENGTH raises werkzeug's 413 while it is read.
+    A body over MAX_CONTENT_LENGTH raises werkzeug's 413 while it is read. A chunked
+    body (no Content-Length) is cut at the limit by werkzeug, silently: one that fills
+    the limit is taken as too large, not parsed as truncated JSON.
     """
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+    limit = request.max_content_length
+    chunked = request.content_length is None
+    if chunked and limit is not None and len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
     try:
         return request.get_json()
     except (BadRequest, RecursionError):

@@ -31,6 +31,7 @@ COMMANDS = {
     "rotate-feed": "oncal_feed.feeds.cli:rotate_feed",
     "rotate-token-key": "oncal_feed.connections.cli:rotate_token_key",
     "serve": "oncal_feed.cli.serve:serve",
+    "source": "oncal_feed.sources.cli:source",
     "set-password": "oncal_feed.cli.people:set_password",
     "worker": "oncal_feed.sync.cli:worker",
 }

@@ -21,12 +21,14 @@ from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_response
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.base import ProviderError
+from oncal_feed.query import refuse_repeated_parameters
 from oncal_feed.sync import request_sync, sync_user_now
 from oncal_feed.web.oauth import finish_on_page, started_from_page
 
 __all__ = ["connections_blueprint"]
 
 connections_blueprint = Blueprint("calendar", __name__, url_prefix="/api/calendar")
+connections_blueprint.before_request(refuse_repeated_parameters)
 
 MAX_SYNC_DAYS = 3650
 # Libraries that log request or response bodies (codes, client secrets, tokens) at DEBUG.
@@ -92,10 +94,13 @@ def connections() -> Response:
     return jsonify({"connections": [service.connection_summary(row) for row in rows]})
 
 
-@connections_blueprint.get("/<provider>/connect")
+@connections_blueprint.post("/<provider>/connect")
 @login_required
 def connect(provider: str) -> Response:
-    """Start OAuth; `?primary=1` writes into the primary calendar instead of our own."""
+    """Start OAuth; `?primary=1` writes into the primary calendar instead of our own.
+
+    A POST with the CSRF token: starting replaces the flow under way.
+    """
     url = flow.start_connect(get_session(), _user(), provider, use_primary=_flag("primary"))
     return jsonify({"authorization_url": url})
 

@@ -11,12 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 
 import redis
 from cachetools import LRUCache
 
-__all__ = ["ByteLRU", "FirstSeen", "SharedBodies"]
+__all__ = ["ByteLRU", "SharedBodies"]
 
 log = logging.getLogger(__name__)
 
@@ -82,29 +81,6 @@ class ByteLRU:
         """Drop every entry (the counters stay)."""
         with self._lock:
             self._entries.clear()
-
-
-class FirstSeen:
-    """When this process first produced each ETag: the source of feed `Last-Modified`.
-
-    Bounded by count; forgetting a tag only makes its Last-Modified later, which is safe
-    (a client then gets a 200 it could have been spared, never a wrong 304).
-    """
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: LRUCache[str, datetime] = LRUCache(maxsize=max(max_entries, 1))
-        self._lock = threading.Lock()
-
-    def get(self, tag: str, now: datetime) -> datetime:
-        """Return when `tag` was first seen, recording `now` if it is new."""
-        if self.max_entries <= 0:
-            return now
-        with self._lock:
-            seen = self._entries.get(tag)
-            if seen is None:
-                seen = self._entries[tag] = now
-            return seen
 
 
 class SharedBodies:

@@ -35,15 +35,15 @@ from werkzeug.http import http_date
 
 from oncal_feed.db import Database, utcnow, with_reconnect
 from oncal_feed.errors import FieldError, NotFound, ValidationError
-from oncal_feed.feeds.cache import ByteLRU, FirstSeen, SharedBodies
+from oncal_feed.feeds.cache import ByteLRU, SharedBodies
 from oncal_feed.feeds.tokens import read_feed_token
 from oncal_feed.feeds.user_cache import FeedUserCache
-from oncal_feed.models import Schedule, User
+from oncal_feed.models import User
 from oncal_feed.rendering import RenderOptions, shift_event
 from oncal_feed.rendering.event import RENDER_VERSION
 from oncal_feed.rendering.ics import calendar_bytes, vevent_bytes
 from oncal_feed.shifts import shift_facts, shifts_for_user
-from oncal_feed.validation import parse_schedule_key
+from oncal_feed.validation import parse_schedule_key, repeated_parameters
 
 __all__ = [
     "FeedAnswer",
@@ -59,6 +59,7 @@ __all__ = [
     "feed_etag",
     "feed_window",
     "fetch_record_due",
+    "last_modified_of",
     "parse_feed_options",
 ]
 
@@ -67,6 +68,8 @@ log = logging.getLogger(__name__)
 PAST_DAYS_RANGE = (0, 366)
 FUTURE_DAYS_RANGE = (1, 1096)
 MAX_SCHEDULE_KEYS = 50
+# Query parameters of a feed that may be given once (`schedule` may be repeated).
+_SINGLE_VALUED = ("past_days", "future_days", "busy")
 # Cancelled shifts stay in feeds this long, so clients that cache events drop them.
 TOMBSTONE_DAYS = 30
 # `feed_last_fetched_at` is "about when", not an access log: write at most this often.
@@ -113,6 +116,7 @@ class FeedUser:
     feed_schedule_keys: list[str] | None
     feed_last_fetched_at: datetime | None
     feed_last_client: str | None
+    calendar_changed_at: datetime | None
 
 
 _USERS = cast(Table, User.__table__)
@@ -222,23 +226,24 @@ def client_kind(user_agent: str) -> str:
     return "other"
 
 
-def parse_feed_options(
-    connect: Callable[[], Connection], args: Mapping[str, Sequence[str]], user: FeedUser
-) -> FeedOptions:
+def parse_feed_options(args: Mapping[str, Sequence[str]], user: FeedUser) -> FeedOptions:
     """Read `past_days`, `future_days`, `schedule` (repeatable) and `busy` from a query.
 
     Missing values fall back to the user's settings; bad ones raise `ValidationError`
-    naming each parameter. Other parameters (cache busters) are ignored. `connect` is
-    called only to check `schedule` keys.
+    naming each parameter. Other parameters (cache busters) are ignored. A `schedule`
+    key is checked for its spelling only: a key no schedule has filters to no shifts,
+    exactly like a schedule the user has no shifts in, so a feed URL cannot be used to
+    learn which schedule keys exist.
     """
-    errors: list[FieldError] = []
+    # Only our own parameters: unknown ones (cache busters) are ignored, repeated or not.
+    errors = repeated_parameters({name: args[name] for name in _SINGLE_VALUED if name in args})
     past_days = _whole_number(args, "past_days", user.feed_past_days, PAST_DAYS_RANGE, errors)
     future_days = _whole_number(
         args, "future_days", user.feed_future_days, FUTURE_DAYS_RANGE, errors
     )
     busy = _flag(args, "busy", user.feed_busy, errors)
     if "schedule" in args:
-        keys = _schedule_keys(connect, args["schedule"], errors)
+        keys = _schedule_keys(args["schedule"], errors)
     else:
         keys = tuple(sorted(set(user.feed_schedule_keys or ())))
     if errors:
@@ -248,10 +253,7 @@ def parse_feed_options(
 
 def _single(args: Mapping[str, Sequence[str]], name: str, errors: list[FieldError]) -> str | None:
     values = args.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        errors.append(FieldError(name, "must be given at most once"))
+    if not values or len(values) > 1:  # repeated: `repeated_parameters` says so
         return None
     return values[0]
 
@@ -298,9 +300,7 @@ def _flag(
     return raw == "1"
 
 
-def _schedule_keys(
-    connect: Callable[[], Connection], given: Sequence[str], errors: list[FieldError]
-) -> tuple[str, ...]:
+def _schedule_keys(given: Sequence[str], errors: list[FieldError]) -> tuple[str, ...]:
     keys = set()
     for raw in given:
         try:
@@ -313,9 +313,6 @@ def _schedule_keys(
     if len(keys) > MAX_SCHEDULE_KEYS:
         errors.append(FieldError("schedule", f"at most {MAX_SCHEDULE_KEYS} schedules"))
         return ()
-    known = set(connect().scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
-    for key in sorted(keys - known):
-        errors.append(FieldError("schedule", f"no schedule has the key {key!r}"))
     return tuple(sorted(keys))
 
 
@@ -337,7 +334,7 @@ class FeedService:
 
     `event_cache` maps `EventSpec.cache_key` to VEVENT bytes; `body_cache` maps an ETag
     (plus encoding) to a whole body, and `shared` (optional) an ETag to a gzip body for
-    every process; `first_seen` dates each ETag for Last-Modified; `users` (optional, on
+    every process; `users` (optional, on
     PostgreSQL) holds user rows until a notification says they changed.
     """
 
@@ -348,7 +345,6 @@ class FeedService:
         *,
         event_cache_bytes: int,
         body_cache_bytes: int,
-        validator_entries: int = 100_000,
         token_entries: int = 20_000,
         shared: SharedBodies | None = None,
         users: FeedUserCache | None = None,
@@ -360,7 +356,6 @@ class FeedService:
         self._read_token = lru_cache(maxsize=token_entries)(partial(read_feed_token, secret_key))
         self.event_cache = ByteLRU(event_cache_bytes)
         self.body_cache = ByteLRU(body_cache_bytes)
-        self.first_seen = FirstSeen(validator_entries)
         self.shared = shared
         self.users = users
 
@@ -436,12 +431,12 @@ class FeedService:
         # The clock is read after the user row: a slow request must not date newer data
         # (its first-seen time, the Last-Modified) earlier than the moment it was read.
         now = clock()
-        options = parse_feed_options(connect, query.args, user)
+        options = parse_feed_options(query.args, user)
         window = feed_window(now, options)
         tag = feed_etag(user, options, window, self.base_url)
         encoding = "gzip" if query.accepts_gzip else "identity"
         etag = f'"{tag}-gzip"' if query.accepts_gzip else f'"{tag}"'
-        last_modified = self._last_modified(tag, now)
+        last_modified = last_modified_of(user, window, now)
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
         if last_modified is not None:
             headers["Last-Modified"] = http_date(last_modified)
@@ -464,19 +459,6 @@ class FeedService:
             if recorded is not None and self.users is not None:
                 self.users.replace(user, recorded)
         return answer
-
-    def _last_modified(self, tag: str, now: datetime) -> datetime | None:
-        """Return the Last-Modified to send with `tag`, or None while it would be weak.
-
-        There is no cheap stored time of the user's last calendar change (only a version
-        counter), and the newest event timestamp misses shifts that moved out of the feed.
-        So this process dates an ETag by when it first produced it: never earlier than the
-        change, so a 304 is never wrong. HTTP dates have one-second resolution: until that
-        second is over a second change could share it (RFC 9110 §8.8.2.2 calls such a date
-        weak), so none is sent then; ETag with If-None-Match is exact and takes precedence.
-        """
-        seen = self.first_seen.get(tag, now).replace(microsecond=0)
-        return seen if now.replace(microsecond=0) > seen else None
 
     def _body(
         self,
@@ -550,6 +532,21 @@ class FeedService:
             events.append(data)
         name, description = _calendar_name(user, options)
         return calendar_bytes(name, description, events)
+
+
+def last_modified_of(user: FeedUser, window: FeedWindow, now: datetime) -> datetime | None:
+    """Return the Last-Modified of a feed, derived from the data, or None while weak.
+
+    The bytes change when anything of the user's that a feed shows changes (events,
+    name, options: `calendar_changed_at`, see `models.User`) and when the window moves
+    on at midnight (`window.day`). The later of the two is the same in every process and
+    on every machine, so a client's If-Modified-Since means the same wherever it lands.
+    HTTP dates have one-second resolution: until that second is over a second change
+    could share it (RFC 9110 §8.8.2.2 calls such a date weak), so none is sent then;
+    ETag with If-None-Match is exact and takes precedence.
+    """
+    changed = max(user.calendar_changed_at or window.day, window.day).replace(microsecond=0)
+    return changed if now.replace(microsecond=0) > changed else None
 
 
 def _gzip(raw: bytes) -> bytes:

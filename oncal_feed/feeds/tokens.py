@@ -3,6 +3,12 @@
 A token is `URLSafeSerializer(SECRET_KEY, salt="oncal-feed.feed").dumps([public_id, generation])`.
 It never expires (calendar apps keep a subscription URL for years); rotating the feed bumps
 `users.feed_generation`, and a token whose generation is not the current one is dead.
+
+The payload is signed, not encrypted: anyone holding a feed URL can base64-decode the
+user's public id (the `u_...` id the API uses, which grants nothing by itself) and the
+feed generation (how often the URL was replaced). That is deliberate and documented in
+docs/deployment.md: making the token opaque would end every subscription handed out so
+far, and the URL is already the secret that grants the feed.
 """
 
 from __future__ import annotations
@@ -60,12 +66,15 @@ def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
     """Return `(public_id, generation)` from a genuine token, or None for anything else.
 
     Forged, truncated, garbled, oversized or differently salted tokens all give None;
-    this never raises. Whether the generation is still current is the caller's check.
+    this never raises. So do other spellings of a genuine token (base64 decoding
+    forgives a trailing `=`, for one): only the exact string we issued is a token.
+    Whether the generation is still current is the caller's check.
     """
     if not isinstance(token, str) or len(token) > _MAX_TOKEN_LENGTH:
         return None
+    serializer = _serializer(secret_key)
     try:
-        payload = _serializer(secret_key).loads(token)
+        payload = serializer.loads(token)
     except (BadData, ValueError, TypeError, UnicodeError):
         return None
     if not (isinstance(payload, list) and len(payload) == 2):
@@ -73,6 +82,8 @@ def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
     public_id, generation = payload
     # bool is an int in Python; a signed payload never holds one, but be exact anyway.
     if not isinstance(public_id, str) or type(generation) is not int or generation < 1:
+        return None
+    if serializer.dumps([public_id, generation]) != token:  # signing is deterministic
         return None
     return public_id, generation
 

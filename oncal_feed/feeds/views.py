@@ -86,7 +86,7 @@ class FeedEndpoint:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve `/feeds/<token>.ics`; pass anything else on."""
-        token = _token(environ.get("PATH_INFO", ""))
+        token = _token(environ)
         if token is None:
             return self.next_app(environ, start_response)
         started = time.perf_counter()
@@ -138,12 +138,29 @@ class FeedEndpoint:
             return _error(500, "internal_error", "Something went wrong on our side.")
 
 
-def _token(path: str) -> str | None:
-    """Return the token of a feed path, or None for any other path."""
+def _token(environ: WSGIEnvironment) -> str | None:
+    """Return the token of a feed path, or None for any other path.
+
+    Only the canonical spelling is a feed: the server decodes `/feeds%2F<token>.ics`
+    and `/fe%65ds/<token>.ics` into the same PATH_INFO, and serving those would invite
+    clients (and their logs) to spell feed URLs in ways nobody redacts. So the path as
+    sent (`RAW_URI`, which gunicorn and werkzeug set) must be the decoded path itself;
+    for anything else this returns "", which no token is: the dead link's 404.
+    """
+    path = str(environ.get("PATH_INFO", ""))
     if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
         return None
     token = path[len(PREFIX) : -len(SUFFIX)]
-    return token if token and "/" not in token else None
+    if not token or "/" in token:
+        return None
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is not None:
+        raw_path = raw.split("?", 1)[0]
+        if "://" in raw_path:  # the absolute form, GET http://host/feeds/... HTTP/1.1
+            raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+        if raw_path != environ.get("SCRIPT_NAME", "") + path:
+            return ""
+    return token
 
 
 def _query(request: Request, token: str) -> FeedQuery:

@@ -40,7 +40,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 from sqlalchemy import case, func, or_, select, update
 
-from oncal_feed.db import get_database, utcnow
+from oncal_feed.db import create_private_file, get_database, utcnow
 from oncal_feed.errors import ConfigError
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.notify import add_listener
@@ -89,6 +89,7 @@ def make_huey(queue_url: str, name: str) -> Huey:
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
+        create_private_file(path)  # its tasks name connections; no one else's to read
         return SqliteHuey(name, filename=path, results=False)
     raise ConfigError(
         "QUEUE_URL must be sqlite:///<file> (one machine) or redis://host:6379/0 (several)."

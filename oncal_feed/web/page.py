@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, available_timezones
 
 from oncal_feed.feeds.tokens import FeedLinks
-from oncal_feed.models import CalendarConnection, Shift
+from oncal_feed.models import CalendarConnection, Shift, Source
 from oncal_feed.providers.registry import PROVIDERS
 from oncal_feed.validation import is_known_zone
 
@@ -23,14 +23,17 @@ __all__ = [
     "FUTURE_DAY_CHOICES",
     "PAST_DAY_CHOICES",
     "PROVIDER_LABELS",
+    "SOURCE_TOOLS",
     "ConnectionCard",
     "Day",
     "Moment",
     "ShiftLine",
+    "SourceCard",
     "SubscribeLinks",
     "client_label",
     "connection_cards",
     "moment",
+    "source_cards",
     "subscribe_links",
     "sync_summary",
     "time_zone_names",
@@ -328,3 +331,72 @@ def sync_summary(result: Mapping[str, Any]) -> list[tuple[str, str]]:
                 )
             )
     return messages
+
+
+# ------------------------------------------------------------------- sources
+
+# The tools a person can bring a feed from, and where that tool puts the feed's address
+# (the README says more, per tool).
+SOURCE_TOOLS = {
+    "pagerduty": ("PagerDuty", "My On-Call Shifts, or a schedule's Schedule Info: WebCal feed."),
+    "opsgenie": ("Opsgenie", "Your schedule's export (subscribe) link, webcal:// or https://."),
+    "grafana": ("Grafana OnCall", "Your user profile: iCal link. Create it, then copy it."),
+    "goalert": ("GoAlert", "Your profile: Calendar Subscriptions. Create one and copy its URL."),
+    "google": (
+        "Google Calendar",
+        "Settings for my calendars → Integrate calendar → Secret address in iCal format.",
+    ),
+    "outlook": (
+        "Outlook",
+        "Settings → Calendar → Shared calendars → Publish a calendar → ICS link.",
+    ),
+    "other": ("Other tool", "Any iCalendar (ICS or webcal) address."),
+}
+SOURCE_STATES = {
+    "new": ("info", "Waiting for the first check"),
+    "ok": ("ok", "Working"),
+    "failing": ("warn", "Check failing"),
+    "held": ("bad", "Paused: the feed looks wrong"),
+}
+
+
+@dataclass(frozen=True)
+class SourceCard:
+    """One of the person's own feeds from another tool, and how it is doing."""
+
+    id: int
+    name: str
+    address: str
+    state: str
+    badge: str
+    state_text: str
+    last_poll: Moment | None
+    last_change: Moment | None
+    next_poll: Moment | None
+    events_read: int
+    shifts_mapped: int
+    problem: str | None
+
+
+def source_cards(sources: Iterable[Source], zone: ZoneInfo, now: datetime) -> list[SourceCard]:
+    """Cards for the settings page's "Bring your shifts" section, oldest source first."""
+    cards = []
+    for source in sources:
+        badge, text = SOURCE_STATES.get(source.status, ("info", source.status))
+        cards.append(
+            SourceCard(
+                id=source.id,
+                name=source.name,
+                address=source.redacted,
+                state=source.status,
+                badge=badge,
+                state_text=text,
+                last_poll=moment(source.last_poll_at, zone, now),
+                last_change=moment(source.last_change_at, zone, now),
+                next_poll=moment(source.next_poll_at, zone, now),
+                events_read=source.events_read,
+                shifts_mapped=source.shifts_mapped,
+                problem=source.last_error,
+            )
+        )
+    return cards

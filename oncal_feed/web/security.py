@@ -11,10 +11,15 @@ Decisions, and why:
   `Origin: null`) with our own forms; the token plus `SameSite=Lax` cookies carry the
   protection. Tokens live as long as the session, so a settings tab left open over lunch
   still works.
-* **Sign-in rate limit**: Flask-Limiter, per client address and per email address
-  (hashed, so the limiter's storage holds no addresses), counting every attempt: a
+* **Sign-in rate limits**: Flask-Limiter, per client address and per client address +
+  email (hashed, so the limiter's storage holds no emails), counting every attempt: a
   password check costs ~50 ms of scrypt, and counting only failures would let a burst
-  of parallel guesses through before the first one is counted.
+  of parallel guesses through before the first one is counted. Nothing refuses an email
+  as such: a limit per email alone let anyone lock its owner out by guessing from
+  elsewhere. Instead failures per email *slow* its next attempts (`sign_in_delay`), from
+  every address alike, so guessing one account gets slow while its owner still gets in.
+  The counters live in a SQLite file in the instance folder by default, shared by every
+  worker on the machine (`web.limit_storage`); Redis shares them across machines.
 * **Proxy sign-in** (`TRUSTED_AUTH_HEADER`): honoured only from the peers listed in
   `TRUSTED_AUTH_PROXIES`, judged by the address of the TCP peer itself (before
   ProxyFix rewrote it to the client's). Only existing accounts are signed in: users are
@@ -35,19 +40,27 @@ from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
+# Registers the `sqlite` scheme with `limits` (the default RATELIMIT_STORAGE_URI).
+import oncal_feed.web.limit_storage  # noqa: F401
 from oncal_feed.errors import ConfigError
 
 __all__ = [
     "CSP",
+    "Networks",
+    "address_in",
     "csrf",
     "email_key",
     "init_security",
     "limiter",
+    "note_failure",
     "parse_proxies",
     "peer_address",
+    "recent_failures",
+    "remote_email_key",
     "remote_key",
     "safe_next",
     "security_headers",
+    "sign_in_delay",
     "trusted_peer",
 ]
 
@@ -63,8 +76,8 @@ CSP = "; ".join(
         "object-src 'none'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
-        # Our forms post only to us; "Connect" is a link (a GET navigation), which
-        # form-action doesn't govern, so the providers need no entry here.
+        # Forms post only to us; browsers check redirects after a form against this
+        # too, which is why "Connect" answers a page that moves on (see web.views).
         "form-action 'self'",
     )
 )
@@ -81,10 +94,50 @@ def remote_key() -> str:
 
 
 def email_key() -> str:
-    """Rate-limit key of the email address a sign-in form names (hashed)."""
+    """Counter key of the email address a sign-in form names (hashed)."""
     email = str(request.form.get("email", "")).strip().lower()
     digest = hashlib.sha256(email.encode()).hexdigest()[:32]
     return f"email:{digest}"
+
+
+def remote_email_key() -> str:
+    """Rate-limit key of the client address together with the email it names."""
+    return f"{remote_key()}:{email_key()}"
+
+
+# Failures on one email within this window slow its next sign-ins ...
+SLOWDOWN_WINDOW = 15 * 60
+# ... once there are more than this many (an owner's own typos stay free) ...
+FREE_FAILURES = 5
+# ... by LOGIN_SLOWDOWN_SECONDS for each one more, up to this many steps.
+MAX_SLOWDOWN_STEPS = 10
+
+
+def sign_in_delay(failures: int, step: float) -> float:
+    """Seconds to wait before checking a sign-in, after `failures` recent failures on
+    its email: nothing for the first few, then `step` more for each, capped."""
+    return step * min(max(0, failures - FREE_FAILURES), MAX_SLOWDOWN_STEPS)
+
+
+def _failure_key(key: str) -> str:
+    return f"oncal/login-failures/{key}"
+
+
+def recent_failures(key: str) -> int:
+    """Failed sign-ins on the email counter `key` (see `email_key`) in the last window."""
+    try:
+        return limiter.storage.get(_failure_key(key))
+    except Exception as exc:  # storage down: no slowdown rather than no sign-in
+        log.warning("sign-in failure count unavailable: %s", type(exc).__name__)
+        return 0
+
+
+def note_failure(key: str) -> None:
+    """Count one failed sign-in on the email counter `key`."""
+    try:
+        limiter.storage.incr(_failure_key(key), SLOWDOWN_WINDOW)
+    except Exception as exc:  # as in `recent_failures`
+        log.warning("sign-in failure not counted: %s", type(exc).__name__)
 
 
 # Created unbound, like every extension here, and bound by `init_security(app)`. Its
@@ -103,8 +156,12 @@ def _not_rate_limited() -> bool:
     return request.blueprint in ("ops", "api_v1")
 
 
-def parse_proxies(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Parse `TRUSTED_AUTH_PROXIES`: comma-separated IP addresses or CIDR networks."""
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def parse_proxies(value: Any, setting: str = "TRUSTED_AUTH_PROXIES") -> Networks:
+    """Parse a setting of comma-separated IP addresses or CIDR networks (`setting` names
+    it in the error message)."""
     if not value:
         return ()
     items: Iterable[str] = value.split(",") if isinstance(value, str) else value
@@ -116,7 +173,7 @@ def parse_proxies(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
             raise ConfigError(
-                f"TRUSTED_AUTH_PROXIES entry {item!r} is not an IP address or network "
+                f"{setting} entry {item!r} is not an IP address or network "
                 "(e.g. 10.0.0.5 or 10.0.0.0/24)."
             ) from None
     return tuple(networks)
@@ -134,10 +191,8 @@ def peer_address() -> str | None:
     return request.environ.get("REMOTE_ADDR")
 
 
-def trusted_peer() -> bool:
-    """Tell whether this request came straight from a proxy in `TRUSTED_AUTH_PROXIES`."""
-    networks = current_app.extensions["oncal_trusted_auth_proxies"]
-    address = peer_address()
+def address_in(address: str | None, networks: Networks) -> bool:
+    """Tell whether the IP address `address` (None: unknown) lies in one of `networks`."""
     if not networks or not address:
         return False
     try:
@@ -145,6 +200,11 @@ def trusted_peer() -> bool:
     except ValueError:
         return False
     return any(ip in network for network in networks)
+
+
+def trusted_peer() -> bool:
+    """Tell whether this request came straight from a proxy in `TRUSTED_AUTH_PROXIES`."""
+    return address_in(peer_address(), current_app.extensions["oncal_trusted_auth_proxies"])
 
 
 def safe_next(value: str | None, default: str = "/settings") -> str:
@@ -179,9 +239,17 @@ def security_headers(base_url: str) -> list[tuple[str, str]]:
 
 
 def _security_headers(response: Response) -> Response:
-    """Add `security_headers`; the HTML pages add `Cache-Control: no-store` themselves."""
+    """Add `security_headers`, and `Cache-Control: no-store` to everything but assets.
+
+    Flask answers the pages, the cookie-authenticated JSON (a live OAuth state, account
+    emails) and the bearer-key API: none of it belongs in a cache. Feeds never get here
+    (`feeds.views` answers them with caching headers of their own); a view that means
+    to be cached sets Cache-Control itself.
+    """
     for name, value in current_app.extensions["oncal_security_headers"]:
         response.headers.setdefault(name, value)
+    if not (request.endpoint or "").endswith(".static"):
+        response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 
@@ -206,7 +274,6 @@ def init_security(app: Flask) -> None:
         if name in app.blueprints:
             csrf.exempt(app.blueprints[name])
 
-    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     # Redis down must not turn sign-in into a 500: count in this process until it is back.
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)

@@ -9,9 +9,11 @@ status refresh while a sync is pending.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import timedelta
-from functools import cache, wraps
+from functools import wraps
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -27,7 +29,6 @@ from flask import (
 )
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
 from oncal_feed import accounts
@@ -36,6 +37,7 @@ from oncal_feed.connections import service as connections
 from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.connections.flow import start_connect
+from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.feeds.service import (
@@ -45,15 +47,25 @@ from oncal_feed.feeds.service import (
     day_count,
 )
 from oncal_feed.feeds.tokens import feed_links, reachable_only_here, rotate_feed
-from oncal_feed.models import Schedule, Shift, User
+from oncal_feed.models import Schedule, Shift, Source, User
 from oncal_feed.notify import shifts_changed
 from oncal_feed.shifts import shifts_for_user
+from oncal_feed.sources import service as sources
+from oncal_feed.sources.tasks import get_poller
 from oncal_feed.sync import sync_user_now
 from oncal_feed.validation import parse_user
 from oncal_feed.web import page
 from oncal_feed.web.oauth import remember_page_flow, tell
 from oncal_feed.web.page import time_zone_names
-from oncal_feed.web.security import email_key, limiter, safe_next
+from oncal_feed.web.security import (
+    email_key,
+    limiter,
+    note_failure,
+    recent_failures,
+    remote_email_key,
+    safe_next,
+    sign_in_delay,
+)
 
 __all__ = ["page_login_required", "web_blueprint"]
 
@@ -69,14 +81,6 @@ web_blueprint = Blueprint(
 )
 
 _View = TypeVar("_View", bound=Callable[..., Any])
-
-
-@cache
-def _dummy_hash() -> str:
-    """Checked against when the email is unknown, so a wrong email costs as long as a
-    wrong password and the answer time doesn't tell which accounts exist. Made on first
-    use: a scrypt hash at import would slow every process start, CLI commands included."""
-    return generate_password_hash("not a password of anyone")
 
 
 LOGIN_FAILED = "That email and password don't match an account. Check both and try again."
@@ -117,14 +121,6 @@ def _back(anchor: str = "") -> Response:
     return redirect(url_for("web.settings") + (f"#{anchor}" if anchor else ""), code=303)
 
 
-@web_blueprint.after_request
-def _no_store(response: Response) -> Response:
-    # The settings page holds the feed URL, which is a secret: keep it out of caches.
-    if request.endpoint != "web.static":
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
 @web_blueprint.errorhandler(RateLimitExceeded)
 def _too_many(exc: RateLimitExceeded) -> tuple[str, int, dict[str, str]]:
     # The limit's window, e.g. 60 for "10 per minute": when trying again surely works.
@@ -153,22 +149,31 @@ def login_form() -> Response | str:
 
 
 @web_blueprint.post("/login")
-@limiter.limit(_login_rate_limit, key_func=email_key, scope="login-email")
+@limiter.limit(_login_rate_limit, key_func=remote_email_key, scope="login-ip-email")
 @limiter.limit(_login_rate_limit, scope="login-ip")
 def login() -> Response | tuple[str, int]:
-    """Check the email and password; sign in and go to `next` (a local path only)."""
+    """Check the email and password; sign in and go to `next` (a local path only).
+
+    Recent failures on the email slow the check down (see `web.security`); every
+    failure costs one password hash check, whatever made it fail.
+    """
     email = str(request.form.get("email", "")).strip()
     password = str(request.form.get("password", ""))
     target = safe_next(request.form.get("next"))
+    counter = email_key()
+    delay = sign_in_delay(recent_failures(counter), current_app.config["LOGIN_SLOWDOWN_SECONDS"])
+    if delay:
+        time.sleep(delay)  # a greenlet under gunicorn: waiting costs no thread
     user = None
-    if email and password and len(email) <= 320 and len(password) <= 1024:
-        try:
+    if email and len(email) <= 320:
+        with suppress(NotFound):
             user = accounts.get_user_by_email(get_session(), email)
-        except NotFound:
-            check_password_hash(_dummy_hash(), password)
-    if user is None or not accounts.check_password(user, password):
+    acceptable = bool(password) and len(password) <= 1024
+    if not accounts.check_password(user if acceptable else None, password[:1024]):
+        note_failure(counter)
         log.info("sign-in refused")  # never the email or password
         return render_template("login.html", email=email, next=target, error=LOGIN_FAILED), 401
+    assert user is not None, "check_password is False without a user"
     sign_in(user)
     return redirect(target, code=303)
 
@@ -215,6 +220,8 @@ def settings() -> str:
         future_choices=_choices(page.FUTURE_DAY_CHOICES, user.feed_future_days),
         cards=cards,
         polling=any(card.pending or card.never_synced for card in cards if card.connected),
+        sources=page.source_cards(sources.personal_sources(database, user), zone, now),
+        source_tools=page.SOURCE_TOOLS,
         zones=time_zone_names(),
         proxy_signed_in=bool(g.get("proxy_signed_in")),
         inline_messages=True,
@@ -330,18 +337,22 @@ def time_zone() -> Response:
 # --------------------------------------------------------------- connections
 
 
-@web_blueprint.get("/settings/connect/<provider>")
+@web_blueprint.post("/settings/connect/<provider>")
 @page_login_required
-def connect(provider: str) -> Response:
+def connect(provider: str) -> Response | str:
     """Start connecting a calendar: straight on to Google's or Microsoft's consent page.
 
-    The JSON route (`/api/calendar/<provider>/connect`) answers the authorization URL;
-    a link on a page needs a redirect instead. The callback sees the mark left here
-    and brings the browser back to this page with a message.
+    A form with the CSRF token (a POST): starting replaces any flow under way, which no
+    other site's link may do. The answer is a page that moves on to the consent page by
+    itself (a meta refresh, plus a link): browsers apply CSP `form-action 'self'` to
+    redirects after a form too, and the consent page is on another origin, which for
+    Microsoft is only known from its discovery document. The JSON route
+    (`/api/calendar/<provider>/connect`) answers the authorization URL. The callback
+    sees the mark left here and brings the browser back to this page with a message.
     """
     if provider not in page.PROVIDER_LABELS:
         return _back("connections")
-    primary = request.args.get("primary")
+    primary = request.form.get("primary")
     try:
         url = start_connect(
             get_session(), _user(), provider, use_primary=True if primary == "1" else None
@@ -350,7 +361,7 @@ def connect(provider: str) -> Response:
         tell(exc.message, "error", "connections")
         return _back("connections")
     remember_page_flow(provider)
-    return redirect(url, code=303)
+    return render_template("continue.html", label=page.PROVIDER_LABELS[provider], url=url)
 
 
 @web_blueprint.post("/settings/sync")
@@ -397,3 +408,74 @@ def disconnect(provider: str) -> Response | str:
         message = f"{label} is disconnected. The events already there stay."
     tell(message, "success", "connections")
     return _back("connections")
+
+
+@web_blueprint.post("/settings/sources")
+@page_login_required
+def add_source() -> Response:
+    """Add the person's own feed from another tool; the worker checks it at once."""
+    tool = request.form.get("tool", "other")
+    label = page.SOURCE_TOOLS.get(tool, page.SOURCE_TOOLS["other"])[0]
+    user = _user()
+    try:
+        source = sources.create_personal_source(
+            get_session(),
+            user,
+            label,
+            request.form.get("url", ""),
+            get_vault(),
+            utcnow(),
+            current_app.config["SOURCE_POLL_INTERVAL"],
+        )
+    except ValidationError as exc:
+        tell(f"That address can't be used: {exc.errors[0].problem}.", "error", "sources")
+        return _back("sources")
+    get_session().commit()
+    try:
+        get_poller().nudge(source.id)
+    except Exception:
+        log.exception("could not queue a poll of source %s; the sweep will", source.id)
+    tell(f"Added the {label} feed. Its shifts appear here within a minute.", "success", "sources")
+    return _back("sources")
+
+
+def _own_source(source_id: int) -> Source | None:
+    found = get_session().get(Source, source_id)
+    user = _user()
+    if found is None or found.user_id != user.id or not (found.options or {}).get("personal"):
+        return None
+    return found
+
+
+@web_blueprint.post("/settings/sources/<int:source_id>/remove")
+@page_login_required
+def remove_source(source_id: int) -> Response:
+    """Remove one of the person's own feeds; the shifts it brought are cancelled."""
+    found = _own_source(source_id)
+    if found is None:
+        return _back("sources")
+    name = found.name
+    result = sources.delete_source(get_session(), found, utcnow())
+    get_session().commit()
+    shifts_changed(result.touched_user_ids)
+    tell(
+        f"Removed the {name} feed; its shifts were taken off your calendars.", "success", "sources"
+    )
+    return _back("sources")
+
+
+@web_blueprint.post("/settings/sources/<int:source_id>/accept")
+@page_login_required
+def accept_source(source_id: int) -> Response:
+    """Take a paused feed's new state (it suddenly lost events) as right."""
+    found = _own_source(source_id)
+    if found is None:
+        return _back("sources")
+    get_session().rollback()  # the poll uses sessions of its own
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    report = sources.poll_source(app, source_id, utcnow(), accept=True)
+    if report.problem:
+        tell(f"The feed could not be read: {report.problem}", "error", "sources")
+    else:
+        tell("Done: your calendars now follow the feed as it is.", "success", "sources")
+    return _back("sources")

@@ -21,7 +21,7 @@ ALICE = "alice@example.com"
 
 def authorization_url(client: FlaskClient, provider: str, query: str = "") -> str:
     """Ask the app to start connecting; return where it sends the browser."""
-    response = client.get(f"/api/calendar/{provider}/connect{query}")
+    response = client.post(f"/api/calendar/{provider}/connect{query}")
     assert response.status_code == 200, response.get_json()
     return str(response.get_json()["authorization_url"])
 

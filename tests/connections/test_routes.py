@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,15 +18,21 @@ from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import User
 from oncal_feed.validation import parse_user
-from tests.connections.flows import connect, connection_row, secrets_in
+from tests.connections.flows import (
+    authorization_url,
+    connect,
+    connection_row,
+    secrets_in,
+    state_of,
+)
 from tests.fakes.fixtures import sign_in_client
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 
 PROTECTED = [
     ("GET", "/api/calendar/connections"),
-    ("GET", "/api/calendar/google/connect"),
-    ("GET", "/api/calendar/microsoft/connect"),
+    ("POST", "/api/calendar/google/connect"),
+    ("POST", "/api/calendar/microsoft/connect"),
     ("GET", "/api/calendar/google/callback?code=x&state=y"),
     ("GET", "/api/calendar/microsoft/callback?code=x&state=y"),
     ("POST", "/api/calendar/sync?days=7"),
@@ -81,7 +89,7 @@ def test_connect_without_configuration_is_a_clear_error(
     bare_app: Flask, user: User, provider: str
 ) -> None:
     client = sign_in_client(bare_app.test_client(), user)
-    response = client.get(f"/api/calendar/{provider}/connect")
+    response = client.post(f"/api/calendar/{provider}/connect")
     assert response.status_code == 409
     body = response.get_json()
     assert body["error"] == "provider_not_configured"
@@ -113,7 +121,7 @@ def test_production_app_starts_without_provider_settings(
     [
         ("DELETE", "/api/calendar/yahoo"),
         ("DELETE", "/api/calendar/status"),
-        ("GET", "/api/calendar/yahoo/connect"),
+        ("POST", "/api/calendar/yahoo/connect"),
         ("GET", "/api/calendar/yahoo/callback?code=x&state=y"),
     ],
 )
@@ -128,7 +136,7 @@ def test_disconnect_when_not_connected_is_204(signed_in: FlaskClient) -> None:
 
 
 def test_bad_flag_value_is_422(signed_in: FlaskClient) -> None:
-    response = signed_in.get("/api/calendar/google/connect?primary=maybe")
+    response = signed_in.post("/api/calendar/google/connect?primary=maybe")
     assert response.status_code == 422
     assert response.get_json()["errors"] == [{"field": "primary", "problem": "must be 1 or 0"}]
 
@@ -221,8 +229,41 @@ def test_google_endpoints_over_plain_http_are_refused_outside_loopback(
     application = create_app(settings)
     try:
         client = sign_in_client(application.test_client(), user)
-        response = client.get("/api/calendar/google/connect")
+        response = client.post("/api/calendar/google/connect")
         assert response.status_code == 400
         assert response.get_json()["error"] == "insecure_endpoint"
     finally:
         get_database(application).dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/calendar/google/connect"), ("GET", "/api/calendar/connections")],
+)
+def test_cookie_authenticated_json_is_not_stored_by_caches(
+    signed_in: FlaskClient, method: str, path: str
+) -> None:
+    """Issue 13.13: a live OAuth state and account emails must stay out of every cache."""
+    response = signed_in.open(path, method=method)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_forged_line_in_the_callback_error_stays_on_one_log_line(
+    signed_in: FlaskClient, fake_google: FakeGoogle
+) -> None:
+    """Issue 13.5: `error=x%0A2099 CRITICAL fake` wrote a line of its own to the log."""
+    state = state_of(authorization_url(signed_in, "google"))
+    handler = next(h for h in logging.getLogger("oncal_feed").handlers if getattr(h, "_oncal", 0))
+    captured = io.StringIO()
+    previous = handler.setStream(captured)  # type: ignore[attr-defined]
+    try:
+        response = signed_in.get(
+            f"/api/calendar/google/callback?state={state}&error=x%0A2099%20CRITICAL%20fake%E2%80%A8y"
+        )
+    finally:
+        handler.setStream(previous)  # type: ignore[attr-defined]
+    assert response.status_code == 400
+    lines = captured.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    assert "authorization ended with error x\\x0a2099 CRITICAL fake\\u2028y" in lines[0]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from oncal_feed.feeds.cache import _ENTRY_OVERHEAD, ByteLRU, FirstSeen, SharedBodies
+from oncal_feed.feeds.cache import _ENTRY_OVERHEAD, ByteLRU, SharedBodies
 from tests.conftest import delete_keys
 from tests.processes import free_port
 
@@ -63,18 +63,6 @@ def test_clear() -> None:
     cache.put("k", b"v")
     cache.clear()
     assert (len(cache), cache.size, cache.get("k")) == (0, 0, None)
-
-
-def test_first_seen_keeps_the_first_date_and_forgets_the_oldest() -> None:
-    """A tag keeps the date it was first seen; past the bound, the least recent goes."""
-    seen = FirstSeen(max_entries=2)
-    assert seen.get("a", T0) == T0
-    assert seen.get("a", T0 + timedelta(hours=1)) == T0
-    seen.get("b", T0)
-    seen.get("a", T0)  # "b" is now the least recently used
-    seen.get("c", T0)
-    assert seen.get("b", T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)  # forgotten
-    assert seen.get("a", T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)
 
 
 # ---------------------------------------------------------------- shared through Redis

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
 from oncal_feed import accounts, create_app
-from oncal_feed.db import get_database
+from oncal_feed.db import get_database, utcnow
 from oncal_feed.feeds.service import FeedUser, record_fetch
 from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
 from oncal_feed.feeds.views import feed_service
@@ -207,7 +207,6 @@ BAD_QUERIES = [
     ("busy=yes", "busy", "1 or 0"),
     ("busy=", "busy", "1 or 0"),
     ("busy=true", "busy", "1 or 0"),
-    ("schedule=nope", "schedule", "no schedule has the key 'nope'"),
     ("schedule=", "schedule", "must be a schedule key"),
     ("schedule=Pay%20ments", "schedule", "must be a schedule key"),
     ("schedule=" + "a" * 65, "schedule", "must be a schedule key"),
@@ -236,7 +235,7 @@ def test_every_bad_parameter_is_reported_at_once(
     )
     assert response.status_code == 400
     fields = [(e["field"], e["problem"]) for e in response.get_json()["errors"]]
-    assert [f for f, _ in fields] == ["past_days", "future_days", "busy", "schedule", "schedule"]
+    assert [f for f, _ in fields] == ["past_days", "future_days", "busy"]
     assert client.get(world.path(ALICE) + "?_=123&utm_source=x").status_code == 200
 
 
@@ -456,7 +455,9 @@ def test_last_modified_and_if_modified_since(
     assert status(stamp, **{"If-None-Match": '"other"'}) == 200  # If-None-Match wins
 
     clock.tick(1)
-    world.shift("payments", "p2", ALICE, TODAY + timedelta(days=1, hours=9))
+    world.shift(
+        "payments", "p2", ALICE, TODAY + timedelta(days=1, hours=9), at=NOW + timedelta(seconds=2)
+    )
     assert status(stamp) == 200
     clock.tick(1)
     later = client.get(path).headers["Last-Modified"]
@@ -643,7 +644,7 @@ def test_a_failed_record_is_logged_and_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Recording must never cost the client its feed."""
-    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None)
+    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None, NOW)
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
         record_fetch(_BrokenConnection, user, "google", NOW)  # type: ignore[arg-type]
     assert "could not record feed fetch for user 7: OperationalError" in caplog.text
@@ -696,3 +697,77 @@ def test_a_connection_the_database_dropped_costs_no_request(
         pooled.close()  # type: ignore[union-attr]
     assert client.get(path).status_code == 200
     assert engine.pool.checkedin() == 1  # the dead connection was replaced, not kept
+
+
+def test_only_the_canonical_spelling_of_a_feed_url_is_served(
+    world: World, alice: User, client: FlaskClient
+) -> None:
+    """Issue 13.4: percent-encoded spellings of the path and a padded token were served
+    (and logged as sent, token and all)."""
+    path = world.path(ALICE)
+    token = path.removeprefix("/feeds/").removesuffix(".ics")
+    assert client.get(path).status_code == 200
+    for spelling in (
+        f"/feeds%2F{token}.ics",
+        f"/%66eeds/{token}.ics",
+        f"/fe%65ds/{token}.ics",
+        f"/feeds/{token}%2Eics",
+        f"/feeds/{token[:5]}%{ord(token[5]):02X}{token[6:]}.ics",
+        f"/feeds/{token}=.ics",
+        f"/feeds/{token}==.ics",
+    ):
+        response = client.get(spelling)
+        assert response.status_code == 404, spelling
+        assert b"no calendar feed at this address" in response.data, spelling
+
+
+def test_an_unknown_schedule_key_looks_like_a_schedule_without_shifts(
+    world: World, alice: User, client: FlaskClient
+) -> None:
+    """Issue 13.12: `?schedule=<key>` told whether a schedule with that key exists."""
+    world.schedule("search", "Search")  # exists; Alice has no shifts in it
+    path = world.path(ALICE)
+    known = client.get(path + "?schedule=search")
+    unknown = client.get(path + "?schedule=no-such-key")
+    assert (known.status_code, unknown.status_code) == (200, 200)
+    strip = re.compile(rb"X-WR-CALNAME:.*\r\n|NAME:.*\r\n")
+    assert strip.sub(b"", known.data) == strip.sub(b"", unknown.data)
+
+
+def test_last_modified_is_the_same_from_every_process(
+    world: World, week: dict[str, str], clock: FrozenDateTimeFactory, app_config: dict[str, Any]
+) -> None:
+    """Issue 13.11: each gunicorn worker dated an ETag by when it first saw it, so one
+    feed had three Last-Modified values and If-Modified-Since mostly missed (9 of 12)."""
+    path = world.path(ALICE)
+    clock.tick(30)
+    apps = [create_app(app_config) for _ in range(3)]  # three processes' worth of state
+    try:
+        dates = set()
+        for index, other in enumerate(apps):
+            clock.tick(5 * index)  # each first sees the ETag at another time
+            dates.add(other.test_client().get(path).headers["Last-Modified"])
+        assert dates == {http_date(NOW)}, dates  # when Alice's shifts were written
+        for other in apps:
+            since = {"If-Modified-Since": http_date(NOW)}
+            assert other.test_client().get(path, headers=since).status_code == 304
+    finally:
+        for other in apps:
+            get_database(other).dispose()
+
+
+def test_renaming_the_user_moves_last_modified(
+    world: World, alice: User, clock: FrozenDateTimeFactory, client: FlaskClient
+) -> None:
+    """A change that only the user row makes (the calendar's name) dates the feed too."""
+    path = world.path(ALICE)
+    clock.tick(10)
+    before = client.get(path).headers["Last-Modified"]
+    accounts.update_user(
+        world.session, world.reload(ALICE), UserInput(display_name="A. Å."), utcnow()
+    )
+    world.session.commit()
+    clock.tick(1)
+    after = client.get(path)
+    assert after.headers["Last-Modified"] == http_date(NOW + timedelta(seconds=10))
+    assert client.get(path, headers={"If-Modified-Since": before}).status_code == 200

@@ -513,3 +513,45 @@ def test_the_page_works_without_javascript(
     wait_for(browser, page_says("Your feed has a new address."))
     assert browser.find_element(By.ID, "feed-url").get_attribute("value") != old
     assert fetch(old) == 404
+
+
+def test_bring_my_shifts_from_another_tool(live: str, app: Flask, browser: WebDriver) -> None:
+    """Paste a PagerDuty feed, see it working and its shift listed, then held, then accepted."""
+    from ipaddress import ip_network
+
+    from oncal_feed.sources.service import poll_source
+    from tests.sources.conftest import relative_feed
+    from tests.sources.feed_server import FeedServer
+
+    app.config["SOURCE_ALLOWED_NETWORKS"] = (ip_network("127.0.0.1/32"),)
+    start = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=3)
+    with FeedServer() as feeds:
+        feeds.put("/private/k3y/feed", relative_feed(start, [EMAIL, EMAIL], hours=12))
+        sign_in(browser, live)
+        browser.find_element(By.ID, "source-tool").send_keys("PagerDuty")
+        browser.find_element(By.ID, "source-url").send_keys(feeds.url("/private/k3y/feed"))
+        browser.find_element(By.ID, "add-source-button").click()
+        wait_for(browser, page_says("Added the PagerDuty feed"))
+        reload_until(browser, "Working")
+        card = text(browser, "#sources")
+        assert "http://127.0.0.1/…" in card
+        assert "k3y" not in body_text(browser)
+        assert "2 in the feed" in card
+        assert "PagerDuty (Kim Lee)" in text(browser, "#shifts")
+        screenshot(browser, "sources-working", phone_width=390)
+
+        feeds.fault("/private/k3y/feed", "empty", count=100)
+        source_id = int(browser.find_element(By.CSS_SELECTOR, "#sources article").get_attribute(
+            "id").removeprefix("source-"))  # fmt: skip
+        with app.app_context():
+            assert poll_source(app, source_id, utcnow()).outcome == "held"
+        browser.refresh()
+        assert "Paused: the feed looks wrong" in text(browser, "#sources")
+        assert "suddenly empty (it had 2 events)" in text(browser, "#sources")
+        screenshot(browser, "sources-held", phone_width=390)
+        browser.find_element(By.ID, f"accept-source-{source_id}").click()
+        wait_for(browser, page_says("your calendars now follow the feed"))
+        assert "PagerDuty (Kim Lee)" not in text(browser, "#shifts")
+        browser.find_element(By.ID, f"remove-source-{source_id}").click()
+        accept_confirm(browser)
+        wait_for(browser, page_says("Removed the PagerDuty feed"))

@@ -6,6 +6,7 @@ consent page, consents there over HTTP, and follows the redirect back into our c
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import timedelta
 from typing import Any
@@ -47,10 +48,23 @@ def fake(provider: str, fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft) 
 def start(client: FlaskClient, provider: str) -> str:
     """Follow the page's Connect link; return the consent page URL it leads to."""
     page = client.get("/settings").text
-    assert f'id="connect-{provider}" href="/settings/connect/{provider}"' in page
-    response = client.get(f"/settings/connect/{provider}")
-    assert response.status_code == 303
-    return str(response.headers["Location"])
+    assert f'<form method="post" action="/settings/connect/{provider}"' in page
+    assert f'id="connect-{provider}"' in page
+    return follow_continue(
+        client.post(
+            f"/settings/connect/{provider}", data={"csrf_token": csrf_token(client, "/settings")}
+        )
+    )
+
+
+def follow_continue(response: Any) -> str:
+    """The consent URL of the page "Connect" answers with (a meta refresh and a link)."""
+    assert response.status_code == 200, response.text
+    found = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', response.text)
+    assert found, response.text
+    url = html.unescape(found.group(1))
+    assert f'id="continue" href="{found.group(1)}"' in response.text
+    return url
 
 
 def connect(
@@ -135,7 +149,10 @@ def test_a_callback_that_fails_says_what_went_wrong(
 def test_the_json_callback_is_unchanged_for_api_clients(
     member_client: FlaskClient, fake: Any, provider: str
 ) -> None:
-    url = member_client.get(f"/api/calendar/{provider}/connect").get_json()["authorization_url"]
+    url = member_client.post(
+        f"/api/calendar/{provider}/connect",
+        headers={"X-CSRFToken": csrf_token(member_client, "/settings")},
+    ).get_json()["authorization_url"]
     response = member_client.get(app_path(fake.consent(url, email="kim@example.com")))
     assert response.status_code == 200
     assert response.get_json()["connected"] == provider
@@ -187,7 +204,8 @@ def test_a_revoked_grant_asks_to_reconnect_and_reconnecting_works(
     box = card(page, provider)
     assert "Needs re-authorisation" in box
     assert "Syncing is paused." in box
-    assert f'id="reconnect-{provider}" href="/settings/connect/{provider}"' in box
+    assert f'<form method="post" action="/settings/connect/{provider}"' in box
+    assert f'id="reconnect-{provider}"' in box
     assert row(db_session, provider).status == "needs_reauth"
 
     _, page = connect_from(member_client, fake, start_reconnect(member_client, provider))
@@ -199,9 +217,11 @@ def test_a_revoked_grant_asks_to_reconnect_and_reconnecting_works(
 
 def start_reconnect(client: FlaskClient, provider: str) -> str:
     """Follow the Reconnect button."""
-    response = client.get(f"/settings/connect/{provider}")
-    assert response.status_code == 303
-    return str(response.headers["Location"])
+    return follow_continue(
+        client.post(
+            f"/settings/connect/{provider}", data={"csrf_token": csrf_token(client, "/settings")}
+        )
+    )
 
 
 @pytest.mark.parametrize(("events", "left"), [("keep", 1), ("remove", 0)])
@@ -230,9 +250,40 @@ def test_disconnect_asks_then_keeps_or_removes_the_events(
 
 
 def test_unknown_providers_are_turned_away(member_client: FlaskClient) -> None:
-    assert member_client.get("/settings/connect/myspace").status_code == 303
     token = csrf_token(member_client, "/settings")
+    assert (
+        member_client.post("/settings/connect/myspace", data={"csrf_token": token}).status_code
+        == 303
+    )
     response = member_client.post(
         "/settings/connections/myspace/disconnect", data={"csrf_token": token, "confirm": "yes"}
     )
     assert response.status_code == 303
+
+
+def test_starting_a_connection_is_a_post_with_the_csrf_token(
+    member_client: FlaskClient, provider: str
+) -> None:
+    """Issue 13.7: a cross-site link (a GET, or a POST without the token) starts nothing."""
+    assert member_client.get(f"/settings/connect/{provider}").status_code == 405
+    refused = member_client.post(f"/settings/connect/{provider}")
+    assert refused.status_code == 400
+    assert "did not come from this site" in refused.text
+    api = member_client.get(f"/api/calendar/{provider}/connect")
+    assert api.status_code == 405
+    with member_client.session_transaction() as session:
+        assert not any(key.startswith("oauth") for key in session), dict(session)
+
+
+def test_the_consent_page_is_reached_without_a_redirect_after_the_form(
+    member_client: FlaskClient, provider: str
+) -> None:
+    """Browsers check redirects after a form against CSP form-action ('self'), so the
+    answer is our own page, which moves on by itself."""
+    response = member_client.post(
+        f"/settings/connect/{provider}",
+        data={"csrf_token": csrf_token(member_client, "/settings")},
+    )
+    assert "form-action 'self'" in response.headers["Content-Security-Policy"]
+    assert "Location" not in response.headers
+    assert follow_continue(response).startswith("http://127.0.0.1:")

@@ -163,7 +163,9 @@ def test_connect_buttons_are_disabled_with_a_reason_when_not_configured(
     assert page.count('disabled aria-describedby="connection-') == 2
     assert 'id="connect-google"' not in page
     assert 'id="sync-now"' not in page
-    response = member_client.get("/settings/connect/google")
+    response = member_client.post(
+        "/settings/connect/google", data={"csrf_token": csrf_token(member_client, "/settings")}
+    )
     assert response.status_code == 303
     assert "is not set up on this server" in member_client.get("/settings").text
 
