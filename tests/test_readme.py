@@ -121,11 +121,14 @@ def test_running_the_demo_twice(tmp_path: Path) -> None:
     assert set(after) == set(before)
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {"shifts", "users"}
-    # Users: only the edited shift's owner's calendar version moved (feeds must refetch).
-    version = [c.name for c in Base.metadata.tables["users"].columns].index("calendar_version")
+    # Users: only the edited shift's owner's calendar version (and when it changed) moved,
+    # so feeds refetch.
+    names = [c.name for c in Base.metadata.tables["users"].columns]
+    moving = {names.index("calendar_version"), names.index("calendar_changed_at")}
     moved_users = set(before["users"]) ^ set(after["users"])
     assert len(moved_users) == 2
-    assert len({row[:version] + row[version + 1 :] for row in moved_users}) == 1
+    rest = {tuple(v for i, v in enumerate(row) if i not in moving) for row in moved_users}
+    assert len(rest) == 1
     # Shifts: only the edited one changed, and its notes are the demo's again.
     moved_shifts = set(before["shifts"]) ^ set(after["shifts"])
     assert {row[0] for row in moved_shifts} == {shift_id}
