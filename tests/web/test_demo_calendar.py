@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -32,6 +33,22 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
     """Demo mode: the only mode with the demo calendar."""
     return {**app_config, "ONCAL_MODE": "demo"}
+
+
+@pytest.fixture
+def other_app(app_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    """Make apps with other settings on the same database; their pools closed after."""
+    from oncal_feed import create_app
+
+    made: list[Flask] = []
+
+    def make(**settings: Any) -> Flask:
+        made.append(create_app({**app_config, **settings}))
+        return made[-1]
+
+    yield make
+    for one in made:
+        get_database(one).dispose()
 
 
 @pytest.fixture
@@ -157,14 +174,13 @@ def test_a_code_for_another_verifier_is_refused(app: Flask, signed_in: FlaskClie
 
 
 def test_outside_demo_mode_there_is_no_demo_calendar(
-    app: Flask, app_config: dict[str, Any]
+    app: Flask, other_app: Callable[..., Flask]
 ) -> None:
     """Production and test mode: no card, no pages, and connecting is refused.
 
     (`app`, in demo mode, is there to empty the shared database afterwards.)"""
-    from oncal_feed import create_app
 
-    other = create_app({**app_config, "ONCAL_MODE": "test"})
+    other = other_app(ONCAL_MODE="test")
     with get_database(other).session() as session:
         user = accounts.create_user(session, UserInput(EMAIL, "Robin", "UTC"), utcnow())
         accounts.set_password(user, PASSWORD)
@@ -219,12 +235,11 @@ def test_month_grid_covers_whole_weeks() -> None:
     ],
 )
 def test_settings_page_warns_about_a_feed_address_only_this_machine_reaches(
-    app: Flask, app_config: dict[str, Any], base_url: str, warned: bool
+    app: Flask, other_app: Callable[..., Flask], base_url: str, warned: bool
 ) -> None:
     """A loopback BASE_URL gets the warning naming BASE_URL; a public one does not."""
-    from oncal_feed import create_app
 
-    other = create_app({**app_config, "BASE_URL": base_url})
+    other = other_app(BASE_URL=base_url)
     with get_database(other).session() as session:
         user = accounts.create_user(session, UserInput(EMAIL, "Robin", "UTC"), utcnow())
         accounts.set_password(user, PASSWORD)
