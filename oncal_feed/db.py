@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import cached_property
@@ -31,6 +31,7 @@ __all__ = [
     "fresh_database",
     "get_database",
     "get_session",
+    "in_chunks",
     "instant_json",
     "utcnow",
     "with_reconnect",
@@ -187,6 +188,17 @@ def with_reconnect(call: Callable[[], T]) -> T:
         if not exc.connection_invalidated:
             raise
     return call()
+
+
+# Values per IN list (or ranges per OR): far below SQLite's 32,766 bound parameters and
+# PostgreSQL's 65,535, and short enough to be planned well.
+IN_LIST_SIZE = 1000
+
+
+def in_chunks(values: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[Sequence[T]]:
+    """Yield slices of at most `size` values: one IN list (or OR) per statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @contextmanager

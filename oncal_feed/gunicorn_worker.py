@@ -15,10 +15,11 @@ feed token included. Everything else (status, logging, the access line) is gunic
 from __future__ import annotations
 
 import json
-from typing import Any
+import socket
+from typing import Any, cast
 
-from gunicorn import util  # type: ignore[import-untyped]
-from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped]
+from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker
 
 from oncal_feed.errors_http import error_body
 
@@ -74,13 +75,14 @@ class _Capture:
         self.data += data
 
 
-class JsonErrorGeventWorker(GeventWorker):  # type: ignore[misc]
+class JsonErrorGeventWorker(GeventWorker):
     """gunicorn's gevent worker, answering the requests gunicorn refuses with JSON."""
 
-    def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """Let gunicorn decide, log and count the refusal, then send JSON instead of HTML."""
         capture = _Capture()
-        super().handle_error(req, capture, addr, exc)
+        # The capture stands in for the client socket: gunicorn only calls sendall on it.
+        super().handle_error(req, cast(socket.socket, capture), addr, exc)
         status_line = capture.data.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 400

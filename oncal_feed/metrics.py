@@ -104,7 +104,17 @@ _QUEUE_LAG_HELP = (
 # `unknown`, and any other name `other`.
 _PROVIDERS = frozenset(provider_names())
 _OUTCOMES = frozenset(
-    {"ok", "failed", "needs_reauth", "busy", "inactive", "missing", "lease_lost", "crashed"}
+    {
+        "ok",
+        "partial",
+        "failed",
+        "needs_reauth",
+        "busy",
+        "inactive",
+        "missing",
+        "lease_lost",
+        "crashed",
+    }
 )
 _WRITE_KINDS = frozenset({"create", "update", "delete", "calendar"})
 _ERROR_KINDS: tuple[tuple[type[ProviderError], str], ...] = (

@@ -1,24 +1,32 @@
 """The shift store: queries and writes of schedules and shifts. No Flask here.
 
 Every write returns a `WriteResult` naming the users whose calendars it touched; the
-caller commits and then nudges push sync for those users. Writes bump a shift's
-`revision` only when what a calendar would show really changes, so the same PUT twice
-changes nothing.
+caller commits and then nudges push sync for those users, once per write. Writes bump a
+shift's `revision` only when what a calendar would show really changes, so the same PUT
+twice changes nothing.
+
+Shift writes are set-based, so that a 100,000-row import costs seconds: the rows a write
+may change are read in a few queries, the write is worked out in memory (`_Plan`:
+content, tombstones, then hand-over names of the neighbours), and only rows that really
+change are sent, in bulk INSERT and UPDATE statements. An unchanged re-import issues no
+INSERT or UPDATE at all.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
+from oncal_feed.db import in_chunks
 from oncal_feed.errors import FieldError, NotFound, ValidationError
-from oncal_feed.models import Schedule, Shift, User
+from oncal_feed.models import Schedule, Shift, User, new_shift_uid
 from oncal_feed.rendering import ShiftFacts
 from oncal_feed.validation import MAX_SHIFT_LENGTH, ScheduleInput, ShiftInput
 
@@ -33,12 +41,15 @@ __all__ = [
     "shifts_for_user",
     "upsert_schedule",
     "upsert_shift",
+    "upsert_shifts",
 ]
 
 # Two shifts of one schedule and role "hand over" when one ends within this of the other's start.
 HANDOVER_TOLERANCE = timedelta(hours=1)
 # Neighbours of a shift start at most this far away; bounds every index range scan.
 _NEIGHBOUR_REACH = MAX_SHIFT_LENGTH + HANDOVER_TOLERANCE
+# Sort key of rows not inserted yet: they will get ids after every stored row's.
+_NEW = 1 << 62
 
 
 @dataclass
@@ -50,13 +61,6 @@ class WriteResult:
     unchanged: int = 0
     deleted: int = 0
     touched_user_ids: set[int] = field(default_factory=set)
-    # Old and new [start, end) of every shift written: where hand-overs may have changed.
-    changed_spans: list[tuple[datetime, datetime]] = field(default_factory=list, repr=False)
-    # Shifts whose revision this write already set: a hand-over refresh in the same
-    # write must not raise it a second time (one write, one new revision at most).
-    # Keyed by id() and holding the object itself: the session's identity map keeps clean
-    # objects only weakly, and a collected object's id() could be reused.
-    revised: dict[int, Shift] = field(default_factory=dict, repr=False)
 
     def merge(self, other: WriteResult) -> WriteResult:
         """Add another write's counts and touched users to this one; return self."""
@@ -75,20 +79,6 @@ class WriteResult:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
         }
-
-
-def _content(shift: Shift) -> tuple[object, ...]:
-    """The fields a calendar shows; a change here is a new revision."""
-    return (
-        shift.user_id,
-        shift.starts_at,
-        shift.ends_at,
-        shift.role,
-        shift.notes,
-        shift.handover_from,
-        shift.handover_to,
-        shift.deleted_at is None,
-    )
 
 
 def get_schedule(session: Session, key: str) -> Schedule:
@@ -147,9 +137,12 @@ def _users_by_email(
     session: Session, items: Sequence[ShiftInput], *, indexed: bool
 ) -> dict[str, User]:
     """Map each item's email to its user; `indexed` names fields `[i].user_email` (lists)."""
-    emails = {item.user_email for item in items}
-    users = session.scalars(select(User).where(User.email.in_(emails))).all() if emails else []
-    found = {user.email: user for user in users}
+    emails = sorted({item.user_email for item in items})
+    found: dict[str, User] = {}
+    for chunk in in_chunks(emails):
+        found.update(
+            (u.email, u) for u in session.scalars(select(User).where(User.email.in_(chunk)))
+        )
     missing = [
         FieldError(
             f"[{index}].user_email" if indexed else "user_email", "no user has this email address"
@@ -162,18 +155,304 @@ def _users_by_email(
     return found
 
 
+@dataclass(slots=True)
+class _Row:
+    """One shift as stored, or as this write will store it (`id` is None until inserted)."""
+
+    id: int | None
+    external_id: str
+    user_id: int
+    starts_at: datetime
+    ends_at: datetime
+    role: str
+    notes: str
+    handover_from: str | None
+    handover_to: str | None
+    deleted_at: datetime | None
+    revision: int
+
+    def content(self) -> tuple[object, ...]:
+        """The fields a calendar shows; a change here is a new revision."""
+        return (
+            self.user_id, self.starts_at, self.ends_at, self.role, self.notes,
+            self.handover_from, self.handover_to, self.deleted_at is None,
+        )  # fmt: skip
+
+
+# The columns of `_Row`, in its field order.
+_ROW_COLUMNS = (
+    Shift.id, Shift.external_id, Shift.user_id, Shift.starts_at, Shift.ends_at, Shift.role,
+    Shift.notes, Shift.handover_from, Shift.handover_to, Shift.deleted_at, Shift.revision,
+)  # fmt: skip
+
+
+@dataclass
+class _Plan:
+    """One write worked out in memory before anything is sent to the database.
+
+    `stored` holds rows as read (never changed), `wanted` what this write makes of them
+    (new rows too), both by external id; `spans` the old and new [start, end) of every row
+    the write changes, which is where hand-overs may have changed.
+    """
+
+    schedule_id: int
+    stored: dict[str, _Row] = field(default_factory=dict)
+    wanted: dict[str, _Row] = field(default_factory=dict)
+    spans: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+    def load(self, session: Session, *conditions: ColumnElement[bool]) -> None:
+        """Add the schedule's rows matching `conditions` to `stored` (rows held stay)."""
+        query = select(*_ROW_COLUMNS).where(Shift.schedule_id == self.schedule_id, *conditions)
+        for values in session.execute(query):
+            row = _Row(*values)
+            self.stored.setdefault(row.external_id, row)
+
+    def load_named(self, session: Session, external_ids: Iterable[str]) -> None:
+        """Add the rows with these external ids to `stored`, in chunked IN lists."""
+        wanted = sorted(set(external_ids) - self.stored.keys())
+        for chunk in in_chunks(wanted):
+            self.load(session, Shift.external_id.in_(chunk))
+
+    def put(self, item: ShiftInput, user_id: int, result: WriteResult) -> None:
+        """Plan `item` as the content of its shift: a new row, an update, or no change."""
+        old = self.stored.get(item.external_id)
+        if old is None:
+            self.wanted[item.external_id] = _Row(
+                None, item.external_id, user_id, item.starts_at, item.ends_at, item.role,
+                item.notes, None, None, None, 1,
+            )  # fmt: skip
+            self.spans.append((item.starts_at, item.ends_at))
+            result.created += 1
+            return
+        new = replace(
+            old, user_id=user_id, starts_at=item.starts_at, ends_at=item.ends_at,
+            role=item.role, notes=item.notes, deleted_at=None,
+        )  # fmt: skip
+        self.wanted[item.external_id] = new
+        if new.content() == old.content():
+            result.unchanged += 1
+            return
+        self.spans.extend([(old.starts_at, old.ends_at), (new.starts_at, new.ends_at)])
+        result.updated += 1
+
+    def tombstone(self, row: _Row, now: datetime, result: WriteResult) -> None:
+        """Plan the deletion of a live stored row."""
+        self.wanted[row.external_id] = replace(row, deleted_at=now)
+        self.spans.append((row.starts_at, row.ends_at))
+        result.deleted += 1
+
+
+def _import(
+    session: Session,
+    schedule: Schedule,
+    items: Sequence[ShiftInput],
+    now: datetime,
+    window: tuple[datetime, datetime] | None,
+    *,
+    indexed: bool = True,
+) -> WriteResult:
+    """Check `items`, then write them set-based; with a `window`, tombstone the rest in it."""
+    problems: list[FieldError] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if item.external_id in seen:
+            problems.append(FieldError(f"[{index}].external_id", "appears more than once"))
+        seen.add(item.external_id)
+        if window is not None and not (item.starts_at < window[1] and item.ends_at > window[0]):
+            problems.append(FieldError(f"[{index}].starts_at", "shift lies outside the window"))
+    if problems:
+        raise ValidationError(problems)
+    users = _users_by_email(session, items, indexed=indexed)
+    session.flush()
+
+    result = WriteResult()
+    plan = _Plan(schedule.id)
+    if window is not None:
+        start, end = window
+        plan.load(session, Shift.starts_at >= start - MAX_SHIFT_LENGTH, Shift.starts_at < end)
+    # Shifts named in the import but starting elsewhere (or everywhere, without a window).
+    plan.load_named(session, seen)
+    for item in items:
+        plan.put(item, users[item.user_email].id, result)
+    if window is not None:
+        start, end = window
+        for external_id, row in list(plan.stored.items()):
+            overlaps = row.starts_at < end and row.ends_at > start
+            if external_id not in seen and overlaps and row.deleted_at is None:
+                plan.tombstone(row, now, result)
+    _write(session, plan, now, result)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
+    return result
+
+
+def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) -> None:
+    """Settle hand-overs around the plan's spans, then write what changed in bulk statements.
+
+    A row is written once at most, with one new revision at most, however many reasons it
+    has to change (its own edit, a neighbour's).
+    """
+    if plan.spans:
+        _plan_handovers(session, plan)
+    inserts: list[dict[str, object]] = []
+    updates: list[dict[str, object]] = []
+    for external_id, new in plan.wanted.items():
+        old = plan.stored.get(external_id)
+        if old is None:
+            inserts.append(
+                {
+                    "uid": new_shift_uid(),
+                    "schedule_id": plan.schedule_id,
+                    "external_id": external_id,
+                    "user_id": new.user_id,
+                    "starts_at": new.starts_at,
+                    "ends_at": new.ends_at,
+                    "role": new.role,
+                    "notes": new.notes,
+                    "handover_from": new.handover_from,
+                    "handover_to": new.handover_to,
+                    "revision": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            result.touched_user_ids.add(new.user_id)
+        elif new.content() != old.content():
+            updates.append(
+                {
+                    "id": old.id,
+                    "user_id": new.user_id,
+                    "starts_at": new.starts_at,
+                    "ends_at": new.ends_at,
+                    "role": new.role,
+                    "notes": new.notes,
+                    "handover_from": new.handover_from,
+                    "handover_to": new.handover_to,
+                    "deleted_at": new.deleted_at,
+                    "revision": old.revision + 1,
+                    "updated_at": now,
+                }
+            )
+            result.touched_user_ids.update({old.user_id, new.user_id})
+    if updates:
+        session.execute(update(Shift), updates)
+    if inserts:
+        # The table, not the mapped class: the ORM would split rows by which values are None.
+        session.execute(insert(cast(Table, Shift.__table__)), inserts)
+    if updates or inserts:
+        # Bulk statements bypass loaded objects; make any the session holds read again.
+        for loaded in list(session.identity_map.values()):
+            if isinstance(loaded, Shift):
+                session.expire(loaded)
+
+
+def _clusters(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Merge spans whose neighbourhoods (twice the reach around them) overlap."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1] + 4 * _NEIGHBOUR_REACH:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _plan_handovers(session: Session, plan: _Plan) -> None:
+    """Set `handover_from`/`handover_to` on the live shifts starting within reach of a span.
+
+    Shifts are read from twice that reach, in one query per hundred clusters of spans, so
+    every shift updated has all its possible neighbours in hand; the rows are then what
+    this write leaves (planned rows over stored ones).
+    """
+    clusters = _clusters(plan.spans)
+    reach = 2 * _NEIGHBOUR_REACH
+    for chunk in in_chunks(clusters, 100):
+        ranges = [and_(Shift.starts_at >= a - reach, Shift.starts_at < b + reach) for a, b in chunk]
+        plan.load(session, Shift.deleted_at.is_(None), or_(*ranges))
+    rows = {**plan.stored, **plan.wanted}
+    live = [row for row in rows.values() if row.deleted_at is None]
+    names = _display_names(session, {row.user_id for row in live})
+    # New rows get ids after every stored one, in the order they are planned.
+    later = {key: n for n, key in enumerate(plan.wanted) if plan.wanted[key].id is None}
+    by_role: dict[str, list[_Row]] = defaultdict(list)
+    for row in live:
+        by_role[row.role].append(row)
+    for group in by_role.values():
+        group.sort(
+            key=lambda r: (r.starts_at, r.id if r.id is not None else _NEW + later[r.external_id])
+        )
+        starts = [row.starts_at for row in group]
+        # Clusters lie more than four reaches apart, so these ranges never overlap.
+        for low, high in clusters:
+            first = bisect_left(starts, low - _NEIGHBOUR_REACH)
+            last = bisect_left(starts, high + _NEIGHBOUR_REACH)
+            for row in group[first:last]:
+                incoming = _incoming(group, starts, row)
+                outgoing = _outgoing(group, starts, row)
+                handover_from = (
+                    names[incoming.user_id]
+                    if incoming and incoming.user_id != row.user_id
+                    else None
+                )
+                handover_to = (
+                    names[outgoing.user_id]
+                    if outgoing and outgoing.user_id != row.user_id
+                    else None
+                )
+                if (handover_from, handover_to) != (row.handover_from, row.handover_to):
+                    plan.wanted[row.external_id] = replace(
+                        row, handover_from=handover_from, handover_to=handover_to
+                    )
+
+
+def _display_names(session: Session, user_ids: set[int]) -> dict[int, str]:
+    """Display names by user id."""
+    names: dict[int, str] = {}
+    for chunk in in_chunks(sorted(user_ids)):
+        query = select(User.id, User.display_name).where(User.id.in_(chunk))
+        names.update((user_id, name) for user_id, name in session.execute(query))
+    return names
+
+
+def _incoming(group: list[_Row], starts: list[datetime], shift: _Row) -> _Row | None:
+    """Whoever hands over to `shift`: the latest-starting earlier shift ending near its start.
+
+    `group` is sorted by start and `starts` holds those starts, for bisecting.
+    """
+    first = bisect_left(starts, shift.starts_at - _NEIGHBOUR_REACH)
+    last = bisect_left(starts, shift.starts_at)
+    for other in reversed(group[first:last]):
+        if abs(other.ends_at - shift.starts_at) <= HANDOVER_TOLERANCE:
+            return other
+    return None
+
+
+def _outgoing(group: list[_Row], starts: list[datetime], shift: _Row) -> _Row | None:
+    """Whoever takes over from `shift`: the earliest later shift starting near its end."""
+    first = bisect_right(starts, shift.starts_at)
+    last = bisect_right(starts, shift.ends_at + HANDOVER_TOLERANCE)
+    for other in group[first:last]:
+        if abs(other.starts_at - shift.ends_at) <= HANDOVER_TOLERANCE:
+            return other
+    return None
+
+
 def upsert_shift(
     session: Session, schedule: Schedule, data: ShiftInput, now: datetime
 ) -> WriteResult:
     """Create or update one shift by (schedule, external id); revive it if tombstoned."""
-    users = _users_by_email(session, [data], indexed=False)
-    result = WriteResult()
-    existing = session.scalar(
-        select(Shift).where(Shift.schedule_id == schedule.id, Shift.external_id == data.external_id)
-    )
-    _apply(session, schedule, existing, data, users[data.user_email], now, result)
-    _refresh_neighbourhood(session, schedule, result, now)
-    return result
+    return _import(session, schedule, [data], now, None, indexed=False)
+
+
+def upsert_shifts(
+    session: Session, schedule: Schedule, items: Sequence[ShiftInput], now: datetime
+) -> WriteResult:
+    """Create or update many shifts of one schedule in a few set-based statements.
+
+    Like `upsert_shift` for each item, but the existing rows are read in one go, hand-overs
+    settled once, and each changed row written once. Raises `ValidationError` (fields
+    named `[index].…`) for an external id given twice or an unknown user, before writing.
+    """
+    return _import(session, schedule, items, now, None)
 
 
 def delete_shift(
@@ -183,19 +462,19 @@ def delete_shift(
 
     Raises `NotFound` when the schedule never had a shift with this external id.
     """
-    shift = session.scalar(
-        select(Shift).where(Shift.schedule_id == schedule.id, Shift.external_id == external_id)
-    )
-    if shift is None:
+    session.flush()
+    plan = _Plan(schedule.id)
+    plan.load_named(session, [external_id])
+    row = plan.stored.get(external_id)
+    if row is None:
         raise NotFound("shift", external_id)
     result = WriteResult()
-    if shift.deleted_at is not None:
+    if row.deleted_at is not None:
         result.unchanged = 1
         return result
-    _tombstone(shift, now, result)
-    result.touched_user_ids.add(shift.user_id)
-    result.changed_spans.append((shift.starts_at, shift.ends_at))
-    _refresh_neighbourhood(session, schedule, result, now)
+    plan.tombstone(row, now, result)
+    _write(session, plan, now, result)
+    _bump_calendar_versions(session, result.touched_user_ids, now)
     return result
 
 
@@ -210,185 +489,10 @@ def import_window(
     """Make `items` the complete set of the schedule's shifts overlapping [start, end).
 
     Upserts the given shifts and tombstones every other live shift of the schedule that
-    overlaps the window. The caller's transaction makes it all-or-nothing.
+    overlaps the window. Every item is checked before anything is written; the caller's
+    transaction makes it all-or-nothing.
     """
-    problems: list[FieldError] = []
-    seen: set[str] = set()
-    for index, item in enumerate(items):
-        if item.external_id in seen:
-            problems.append(FieldError(f"[{index}].external_id", "appears more than once"))
-        seen.add(item.external_id)
-        if not (item.starts_at < window_end and item.ends_at > window_start):
-            problems.append(FieldError(f"[{index}].starts_at", "shift lies outside the window"))
-    if problems:
-        raise ValidationError(problems)
-    users = _users_by_email(session, items, indexed=True)
-
-    result = WriteResult()
-    existing = {
-        shift.external_id: shift
-        for shift in session.scalars(
-            select(Shift).where(
-                Shift.schedule_id == schedule.id,
-                Shift.starts_at >= window_start - MAX_SHIFT_LENGTH,
-                Shift.starts_at < window_end,
-            )
-        )
-    }
-    missing_ids = seen - set(existing)
-    if missing_ids:
-        # Shifts that start outside the window but are named in the import.
-        for shift in session.scalars(
-            select(Shift).where(
-                Shift.schedule_id == schedule.id, Shift.external_id.in_(missing_ids)
-            )
-        ):
-            existing[shift.external_id] = shift
-    for item in items:
-        _apply(
-            session,
-            schedule,
-            existing.get(item.external_id),
-            item,
-            users[item.user_email],
-            now,
-            result,
-        )
-    for external_id, shift in existing.items():
-        overlaps = shift.starts_at < window_end and shift.ends_at > window_start
-        if external_id not in seen and overlaps and shift.deleted_at is None:
-            _tombstone(shift, now, result)
-            result.touched_user_ids.add(shift.user_id)
-            result.changed_spans.append((shift.starts_at, shift.ends_at))
-    _refresh_neighbourhood(session, schedule, result, now)
-    return result
-
-
-def _apply(
-    session: Session,
-    schedule: Schedule,
-    shift: Shift | None,
-    data: ShiftInput,
-    user: User,
-    now: datetime,
-    result: WriteResult,
-) -> None:
-    """Create or update one shift row in memory, counting what happened."""
-    if shift is None:
-        shift = Shift(
-            schedule_id=schedule.id, external_id=data.external_id, user_id=user.id,
-            starts_at=data.starts_at, ends_at=data.ends_at, role=data.role, notes=data.notes,
-            revision=1, created_at=now, updated_at=now,
-        )  # fmt: skip
-        session.add(shift)
-        result.created += 1
-        result.touched_user_ids.add(user.id)
-        result.changed_spans.append((data.starts_at, data.ends_at))
-        result.revised[id(shift)] = shift
-        return
-    before = _content(shift)
-    old_user_id, old_span = shift.user_id, (shift.starts_at, shift.ends_at)
-    shift.user_id, shift.starts_at, shift.ends_at = user.id, data.starts_at, data.ends_at
-    shift.role, shift.notes, shift.deleted_at = data.role, data.notes, None
-    if _content(shift) == before:
-        result.unchanged += 1
-        return
-    shift.revision += 1
-    shift.updated_at = now
-    result.updated += 1
-    result.touched_user_ids.update({old_user_id, user.id})
-    result.revised[id(shift)] = shift
-    result.changed_spans.extend([old_span, (data.starts_at, data.ends_at)])
-
-
-def _tombstone(shift: Shift, now: datetime, result: WriteResult) -> None:
-    shift.deleted_at = now
-    shift.revision += 1
-    shift.updated_at = now
-    result.deleted += 1
-    result.revised[id(shift)] = shift
-
-
-def _refresh_neighbourhood(
-    session: Session, schedule: Schedule, result: WriteResult, now: datetime
-) -> None:
-    """Recompute hand-over names around the changed spans, then bump calendar versions."""
-    session.flush()
-    if result.changed_spans:
-        low = min(start for start, _ in result.changed_spans)
-        high = max(end for _, end in result.changed_spans)
-        _refresh_handovers(session, schedule, low, high, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids, now)
-
-
-def _refresh_handovers(
-    session: Session,
-    schedule: Schedule,
-    low: datetime,
-    high: datetime,
-    now: datetime,
-    result: WriteResult,
-) -> None:
-    """Set `handover_from`/`handover_to` on the live shifts starting in [low - reach, high + reach].
-
-    Shifts are read from twice that reach, so every shift updated has all its possible
-    neighbours in hand.
-    """
-    rows = session.execute(
-        select(Shift, User.display_name)
-        .join(User, User.id == Shift.user_id)
-        .where(
-            Shift.schedule_id == schedule.id,
-            Shift.deleted_at.is_(None),
-            Shift.starts_at >= low - 2 * _NEIGHBOUR_REACH,
-            Shift.starts_at < high + 2 * _NEIGHBOUR_REACH,
-        )
-        .order_by(Shift.starts_at, Shift.id)
-    ).all()
-    by_role: dict[str, list[tuple[Shift, str]]] = defaultdict(list)
-    for shift, name in rows:
-        by_role[shift.role].append((shift, name))
-    for group in by_role.values():
-        starts = [shift.starts_at for shift, _ in group]
-        for shift, _name in group:
-            if not (low - _NEIGHBOUR_REACH <= shift.starts_at < high + _NEIGHBOUR_REACH):
-                continue
-            before = _content(shift)
-            shift.handover_from = _incoming_name(group, starts, shift)
-            shift.handover_to = _outgoing_name(group, starts, shift)
-            if _content(shift) != before:
-                if id(shift) not in result.revised:
-                    shift.revision += 1
-                    shift.updated_at = now
-                    result.revised[id(shift)] = shift
-                result.touched_user_ids.add(shift.user_id)
-
-
-def _incoming_name(
-    group: list[tuple[Shift, str]], starts: list[datetime], shift: Shift
-) -> str | None:
-    """Name whoever hands over to `shift`: the latest-starting earlier shift ending near its start.
-
-    `group` is sorted by start and `starts` holds those starts, for bisecting.
-    """
-    first = bisect_left(starts, shift.starts_at - _NEIGHBOUR_REACH)
-    last = bisect_left(starts, shift.starts_at)
-    for other, name in reversed(group[first:last]):
-        if abs(other.ends_at - shift.starts_at) <= HANDOVER_TOLERANCE:
-            return None if other.user_id == shift.user_id else name
-    return None
-
-
-def _outgoing_name(
-    group: list[tuple[Shift, str]], starts: list[datetime], shift: Shift
-) -> str | None:
-    """Name whoever takes over from `shift`: the earliest later shift starting near its end."""
-    first = bisect_right(starts, shift.starts_at)
-    last = bisect_right(starts, shift.ends_at + HANDOVER_TOLERANCE)
-    for other, name in group[first:last]:
-        if abs(other.starts_at - shift.ends_at) <= HANDOVER_TOLERANCE:
-            return None if other.user_id == shift.user_id else name
-    return None
+    return _import(session, schedule, items, now, (window_start, window_end))
 
 
 def refresh_handovers_for_user(
@@ -398,28 +502,27 @@ def refresh_handovers_for_user(
 
     Only shifts from `since` on are refreshed; history keeps the name it was shown with.
     """
+    session.flush()
     result = WriteResult()
-    schedule_ids = session.scalars(
-        select(Shift.schedule_id).where(Shift.user_id == user_id, Shift.ends_at > since).distinct()
-    ).all()
-    for schedule in session.scalars(select(Schedule).where(Schedule.id.in_(schedule_ids))):
-        bounds = session.execute(
-            select(Shift.starts_at, Shift.ends_at).where(
-                Shift.schedule_id == schedule.id, Shift.user_id == user_id, Shift.ends_at > since
-            )
-        ).all()
-        low = min(start for start, _ in bounds)
-        high = max(end for _, end in bounds)
-        _refresh_handovers(session, schedule, low, high, now, result)
+    spans: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for schedule_id, start, end in session.execute(
+        select(Shift.schedule_id, Shift.starts_at, Shift.ends_at).where(
+            Shift.user_id == user_id, Shift.ends_at > since
+        )
+    ):
+        spans[schedule_id].append((start, end))
+    for schedule_id, schedule_spans in spans.items():
+        _write(session, _Plan(schedule_id, spans=schedule_spans), now, result)
     _bump_calendar_versions(session, result.touched_user_ids, now)
     return result
 
 
 def _bump_calendar_versions(session: Session, user_ids: set[int], now: datetime) -> None:
-    if user_ids:
+    """Raise the calendar version (part of feed ETags) of every user a write touched."""
+    for chunk in in_chunks(sorted(user_ids)):
         session.execute(
             update(User)
-            .where(User.id.in_(user_ids))
+            .where(User.id.in_(chunk))
             .values(calendar_version=User.calendar_version + 1, calendar_changed_at=now)
             .execution_options(synchronize_session=False)
         )

@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from freezegun import freeze_time
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, notify, shifts
 from oncal_feed.cli import helpers
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.migrate import current_revision
-from oncal_feed.models import ApiKey, Shift, User
+from oncal_feed.models import ApiKey, CalendarConnection, Shift, User
+from oncal_feed.sync.tasks import get_queue
 from oncal_feed.validation import ScheduleInput, UserInput
 from tests.conftest import Run, stamped
 
@@ -433,6 +434,48 @@ def test_import_notifies_listeners_after_commit(
     assert heard == [({alice.id}, 1)]
     assert run("import", str(path)).exit_code == 0
     assert len(heard) == 1  # nothing changed, nobody to tell
+
+
+def test_unchanged_reimport_writes_nothing_and_queues_no_sync(
+    run: Run, app: Flask, team: None, tmp_path: Path
+) -> None:
+    """Statements counted: the same file again sends no INSERT, UPDATE or DELETE, and push
+    sync gets no nudge; the first import nudged Alice's connection once for all her rows."""
+    people = ("alice@example.com", "bob@example.com")
+    items = [week(f"w{n}", people[n % 2], n) for n in range(30)]
+    items += [week(f"s{n}", "alice@example.com", n, schedule="search") for n in range(10)]
+    path = write_json(tmp_path, items)
+    with get_database(app).session() as session:
+        alice = accounts.get_user_by_email(session, "alice@example.com")
+        session.add(CalendarConnection(user_id=alice.id, provider="google"))
+    huey = get_queue(app).huey
+
+    def queued() -> int:
+        return int(huey.pending_count()) + int(huey.scheduled_count())
+
+    assert run("import", str(path)).exit_code == 0
+    assert queued() == 1
+    huey.flush()
+    with get_database(app).session() as session:
+        session.execute(update(CalendarConnection).values(dirty_since=None))
+
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement.lstrip().split(None, 1)[0].upper())
+
+    # On the class: the command builds its own app and engine.
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        result = run("import", str(path))
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert result.stdout.endswith("0 created, 0 updated, 40 unchanged.\n")
+    assert "SELECT" in sent
+    assert [verb for verb in sent if verb in ("INSERT", "UPDATE", "DELETE")] == []
+    assert queued() == 0
+    with session_of(app) as session:
+        assert session.scalar(select(CalendarConnection.dirty_since)) is None
 
 
 # ---------------------------------------------------------------- demo

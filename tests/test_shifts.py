@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, shifts
@@ -143,3 +146,144 @@ def test_query_by_user_and_window(db_session: Session, team) -> None:
     assert [s.external_id for s in live] == ["w0", "w4"]
     with_deleted = shifts.shifts_for_user(db_session, alice.id, *window, deleted_since=NOW)
     assert [s.external_id for s in with_deleted] == ["w0", "w2", "w4"]
+
+
+# ---------------------------------------------------------------- set-based writes
+
+
+@contextmanager
+def statements(session: Session) -> Iterator[list[str]]:
+    """Collect the verb (SELECT, INSERT, ...) of each statement the session's engine sends."""
+    sent: list[str] = []
+    engine = session.get_bind()
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def rotation(count: int, people: list[User], first: int = 0) -> list[ShiftInput]:
+    """`count` back-to-back daily shifts, people taking turns, so each has hand-overs."""
+    return [
+        ShiftInput(
+            f"d{n}",
+            people[n % len(people)].email,
+            MONDAY + timedelta(days=n),
+            MONDAY + timedelta(days=n + 1),
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def test_statements_do_not_grow_with_the_rows(db_session: Session, team) -> None:
+    """A window import of 400 shifts sends as many statements as one of 20: it is set-based."""
+    schedule, alice, bob = team
+    other, _, _ = shifts.upsert_schedule(
+        db_session, "search", ScheduleInput("Search", "Europe/Berlin"), NOW
+    )
+    window = (MONDAY, MONDAY + timedelta(days=400))
+    with statements(db_session) as small:
+        shifts.import_window(db_session, schedule, *window, rotation(20, [alice, bob]), NOW)
+    with statements(db_session) as large:
+        result = shifts.import_window(db_session, other, *window, rotation(400, [alice, bob]), NOW)
+    assert result.created == 400
+    assert len(large) == len(small)
+    assert large.count("INSERT") == 1  # 400 rows in one multi-row INSERT
+
+
+def test_unchanged_import_sends_no_insert_or_update(db_session: Session, team) -> None:
+    """Importing the same shifts again only reads: no INSERT, UPDATE or DELETE, nobody touched."""
+    schedule, alice, bob = team
+    window = (MONDAY, MONDAY + timedelta(days=100))
+    items = rotation(60, [alice, bob])
+    shifts.import_window(db_session, schedule, *window, items, NOW)
+    db_session.commit()
+    with statements(db_session) as sent:
+        again = shifts.import_window(db_session, schedule, *window, items, NOW + timedelta(1))
+        same = shifts.upsert_shifts(db_session, schedule, items, NOW + timedelta(1))
+    assert (again.unchanged, same.unchanged) == (60, 60)
+    assert again.touched_user_ids == same.touched_user_ids == set()
+    assert set(sent) == {"SELECT"}  # the counter saw the reads, and only reads
+
+
+def test_bulk_write_settles_hand_overs_like_one_by_one(db_session: Session, team) -> None:
+    """Many shifts written at once get the same hand-overs as written one at a time, and
+    each new row gets revision 1: written once, with its hand-over text."""
+    schedule, alice, bob = team
+    carol = make_user(db_session, "carol@example.com", "Carol")
+    other, _, _ = shifts.upsert_schedule(
+        db_session, "search", ScheduleInput("Search", "Europe/Berlin"), NOW
+    )
+    people = [alice, bob, bob, carol]  # bob twice in a row: no hand-over between them
+    items = rotation(40, people)
+    items = items[1::2] + items[::2]  # written out of order
+    shifts.upsert_shifts(db_session, schedule, items, NOW)
+    for item in items:
+        shifts.upsert_shift(db_session, other, item, NOW)
+
+    def handovers(of: Schedule) -> dict[str, tuple[str | None, str | None]]:
+        rows = db_session.scalars(select(Shift).where(Shift.schedule_id == of.id))
+        return {s.external_id: (s.handover_from, s.handover_to) for s in rows}
+
+    bulk = handovers(schedule)
+    assert bulk == handovers(other)
+    assert [bulk[f"d{n}"] for n in (0, 1, 2, 3, 39)] == [
+        (None, "Bob"),
+        ("Alice", None),
+        (None, "Carol"),
+        ("Bob", "Alice"),
+        ("Bob", None),
+    ]
+    revisions = db_session.scalars(select(Shift.revision).where(Shift.schedule_id == schedule.id))
+    assert set(revisions) == {1}
+
+
+def test_bulk_update_refreshes_neighbours_outside_the_list(db_session: Session, team) -> None:
+    """Moving shifts in a bulk write renames the hand-overs of neighbours it does not list,
+    each neighbour with one new revision."""
+    schedule, alice, bob = team
+    carol = make_user(db_session, "carol@example.com", "Carol")
+    shifts.upsert_shifts(db_session, schedule, rotation(10, [alice, bob]), NOW)
+    later = NOW + timedelta(hours=1)
+    result = shifts.upsert_shifts(db_session, schedule, rotation(1, [carol], first=5), later)
+    assert (result.updated, result.created) == (1, 0)
+    assert result.touched_user_ids == {alice.id, bob.id, carol.id}
+    d4, d6 = (shifts.get_shift(db_session, schedule, key) for key in ("d4", "d6"))
+    assert (d4.handover_to, d4.revision, d4.updated_at) == ("Carol", 2, later)
+    assert (d6.handover_from, d6.revision) == ("Carol", 2)
+    assert shifts.get_shift(db_session, schedule, "d2").revision == 1  # out of reach: untouched
+
+
+def test_upsert_shifts_refuses_repeated_ids_before_writing(db_session: Session, team) -> None:
+    """An external id given twice names its index and nothing is written."""
+    schedule, alice, _ = team
+    items = [week("w1", alice.email, 0), week("w1", alice.email, 1)]
+    with pytest.raises(ValidationError) as caught:
+        shifts.upsert_shifts(db_session, schedule, items, NOW)
+    assert [(e.field, e.problem) for e in caught.value.errors] == [
+        ("[1].external_id", "appears more than once")
+    ]
+    assert db_session.scalars(select(Shift)).all() == []
+
+
+def test_changes_far_apart_refresh_both_neighbourhoods(db_session: Session, team) -> None:
+    """Two edits months apart in one write: the neighbours of each get the new name, the
+    shifts between them keep their revision."""
+    schedule, alice, bob = team
+    carol = make_user(db_session, "carol@example.com", "Carol")
+    shifts.upsert_shifts(db_session, schedule, rotation(200, [alice, bob]), NOW)
+    edits = rotation(1, [carol], first=10) + rotation(1, [carol], first=150)
+    result = shifts.upsert_shifts(db_session, schedule, edits, NOW + timedelta(hours=1))
+    assert result.updated == 2
+    found = {
+        key: shifts.get_shift(db_session, schedule, key)
+        for key in ("d9", "d11", "d149", "d151", "d80")
+    }
+    assert [found[k].handover_to for k in ("d9", "d149")] == ["Carol", "Carol"]
+    assert [found[k].handover_from for k in ("d11", "d151")] == ["Carol", "Carol"]
+    assert [found[k].revision for k in ("d9", "d11", "d149", "d151", "d80")] == [2, 2, 2, 2, 1]

@@ -55,9 +55,10 @@ from oncal_feed.sync.lease import (
     transaction,
     why_not_acquired,
 )
-from oncal_feed.sync.plan import plan
+from oncal_feed.sync.plan import Create, plan, unattributed
 from oncal_feed.sync.schedule import (
     FULL_CHECK_INTERVAL,
+    PROGRESS_RETRY,
     backoff_delay,
     full_check_due,
     next_window_move,
@@ -80,14 +81,18 @@ _SQL_CHUNK = 500
 ProviderFactory = Callable[[CalendarConnection], CalendarProvider]
 ProviderSource = CalendarProvider | ProviderFactory
 SessionSource = Database | sessionmaker[Session]
-Outcome = Literal["ok", "failed", "needs_reauth", "busy", "inactive", "missing", "lease_lost"]
+Outcome = Literal[
+    "ok", "partial", "failed", "needs_reauth", "busy", "inactive", "missing", "lease_lost"
+]
 
 
 @dataclass
 class SyncReport:
     """What one `sync_connection()` call did.
 
-    `outcome` is `ok`, `failed` (retried at `next_retry_at`), `needs_reauth`, or one of
+    `outcome` is `ok`, `partial` (some writes landed, some failed: not a failure, the rest
+    is retried promptly at `next_retry_at`), `failed` (nothing landed: retried with
+    back-off at `next_retry_at`), `needs_reauth`, or one of
     `busy` (another worker holds the lease), `inactive` (paused or disconnected),
     `missing` (no such connection) and `lease_lost` (the lease expired mid-sync), which
     leave the status columns alone. `writes` counts remote write operations sent,
@@ -133,9 +138,10 @@ def describe_error(exc: ProviderError, provider: str) -> str:
     if exc.status and str(exc.status) not in detail:
         detail = f"{detail} (HTTP {exc.status})"
     if isinstance(exc, AuthorizationLost):
+        # One plain sentence: the adapter's detail ("invalid_grant", or its own wording
+        # of the same thing) only repeated it.
         return (
-            f"{label} access was revoked or has expired ({detail}). "
-            "Reconnect the calendar to resume syncing."
+            f"{label} access was revoked or has expired; reconnect the calendar to resume syncing."
         )
     if isinstance(exc, RateLimited):
         return f"{label} asked us to slow down (too many requests). Syncing resumes by itself."
@@ -378,6 +384,12 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
             run.errors.append(exc)
     run.calendar_id = calendar_id
     records = state.status.records()
+    inconsistent = listing is not None and bool(unattributed(listing, records))
+    if inconsistent:
+        # Never "everything is gone": carry on from the records without creating anything
+        # (what looks missing may be there, untagged), and check again soon.
+        run.errors.append(TransientError("the calendar's event list came back without our tags"))
+        listing = None
     adoptable: dict[str, int] = {}
     if listing is not None:
         known = {spec.uid for spec in state.desired.values()} | {r.uid for r in records}
@@ -393,6 +405,8 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
             adoptable=adoptable,
         )
     )
+    if inconsistent:
+        actions = [action for action in actions if not isinstance(action, Create)]
     if actions:
         run.apply(actions)
 
@@ -534,14 +548,19 @@ def _finish(
                 sync_due_at=None,
             )
         else:
-            failures = connection.failure_count + 1
             retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
-            retry_at = finished + backoff_delay(failures, retry_after, rng)
-            report.outcome = "failed"
             report.error = describe_error(failure, connection.provider)
+            if report.created + report.updated + report.deleted:
+                # Progress is not failure: the remote works, only some parts failed. Retry
+                # them promptly (never before Retry-After), without growing the back-off.
+                failures, status, report.outcome = 0, "active", "partial"
+                retry_at = finished + max(PROGRESS_RETRY, timedelta(seconds=retry_after or 0))
+            else:
+                failures, status, report.outcome = connection.failure_count + 1, "error", "failed"
+                retry_at = finished + backoff_delay(failures, retry_after, rng)
             report.next_retry_at = retry_at
             values.update(
-                status="error",
+                status=status,
                 last_error=report.error,
                 last_error_at=finished,
                 failure_count=failures,

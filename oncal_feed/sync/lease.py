@@ -33,6 +33,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "default_owner",
+    "rowcount",
     "transaction",
     "why_not_acquired",
 ]

@@ -23,6 +23,11 @@ Rules the plan follows:
   deleted are created again, our tagged events without a record (orphans) and second
   events for one shift (duplicates) are deleted, and uncertain records are resolved
   from what is really there.
+* A listed event whose id is one we recorded is that record's event, whatever its tag
+  says (a listing may come back without the tag): ids first, tags second.
+* The calendar is ours: an event someone else edited (its etag is not our last write's)
+  is rewritten at the full check, as a deleted one is re-created; any change of the
+  shift rewrites (or re-creates) its event at once.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ __all__ = [
     "Update",
     "google_event_id",
     "plan",
+    "unattributed",
 ]
 
 RecordState = Literal["creating", "synced", "deleting"]
@@ -78,7 +84,8 @@ class Record:
     remote_id: str | None
     content_hash: str | None
     transaction_id: str | None = None
-    # The remote's version tag at our last write; kept for the record, the plan ignores it.
+    # The remote's version tag at our last write: a full check that lists another one
+    # knows someone edited the event.
     remote_etag: str | None = None
 
     @property
@@ -185,13 +192,16 @@ def plan(
     visited in id order, orphans last, so
     the same inputs always give the same plan; nothing is yielded when nothing differs.
     """
+    records = list(records)
     by_shift = {record.shift_id: record for record in records}
     listing: dict[str, list[RemoteEvent]] | None = None
     if remote is not None:
+        recorded = _recorded_uids(records)
         listing = defaultdict(list)
         for event in remote:
-            if event.uid is not None and not event.cancelled:
-                listing[event.uid].append(event)
+            uid = recorded.get(event.remote_id, event.uid)
+            if uid is not None and not event.cancelled:
+                listing[uid].append(event)
         for events in listing.values():
             events.sort(key=lambda e: e.remote_id)
 
@@ -219,6 +229,27 @@ def plan(
                 events = events[1:]
             for event in events:
                 yield Prune(uid, event.remote_id)
+
+
+def _recorded_uids(records: Iterable[Record]) -> dict[str, str]:
+    """Remote id -> shift UID of every record that names a remote event."""
+    return {record.remote_id: record.uid for record in records if record.remote_id is not None}
+
+
+def unattributed(remote: Iterable[RemoteEvent], records: Iterable[Record]) -> list[RemoteEvent]:
+    """The live listed events that carry neither our tag nor an id we recorded.
+
+    A listing of *our tagged events* (Graph filters on the tag) that holds such an event
+    contradicts itself: the tag was lost on the way, so absent events cannot be told
+    from untagged ones. The engine then plans from the records alone instead of creating
+    what looks missing.
+    """
+    recorded = _recorded_uids(records)
+    return [
+        event
+        for event in remote
+        if not event.cancelled and event.uid is None and event.remote_id not in recorded
+    ]
 
 
 def _incremental(
@@ -254,6 +285,14 @@ def _incremental(
     if kept and record.state == "synced":
         return
     yield Delete(shift_id, record.remote_id)
+
+
+def _edited(record: Record, found: Sequence[RemoteEvent]) -> bool:
+    """Whether the listed event of a synced record no longer carries our write's etag."""
+    if record.remote_etag is None:
+        return False
+    listed = next((e for e in found if e.remote_id == record.remote_id), None)
+    return listed is not None and listed.etag is not None and listed.etag != record.remote_etag
 
 
 def _recover(record: Record, spec: EventSpec | None, *, keep: bool) -> Recover:
@@ -297,6 +336,9 @@ def _checked(
         believed = record.content_hash
     else:
         believed = record.content_hash if record is not None else None
+        if record is not None and _edited(record, found):
+            # Someone else changed our event since our last write: render it again.
+            believed = None
     for remote_id in ids:
         if remote_id != current:
             yield Prune(uid, remote_id)

@@ -16,6 +16,7 @@ __all__ = [
     "BACKOFF_CAP",
     "BACK_DAYS",
     "FULL_CHECK_INTERVAL",
+    "PROGRESS_RETRY",
     "WINDOW_MOVE_SPREAD",
     "backoff_delay",
     "full_check_due",
@@ -29,6 +30,8 @@ BACK_DAYS = 7
 FULL_CHECK_INTERVAL = timedelta(days=1)
 BACKOFF_BASE = timedelta(seconds=5)
 BACKOFF_CAP = timedelta(hours=1)
+# A run that landed some writes but not all retries the rest this soon (or at Retry-After).
+PROGRESS_RETRY = timedelta(seconds=1)
 # The daily window move of all connections is spread over this span, not all at midnight.
 WINDOW_MOVE_SPREAD = timedelta(hours=1)
 

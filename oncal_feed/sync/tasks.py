@@ -286,8 +286,10 @@ class SyncQueue:
 
     def _after(self, report: SyncReport, now: datetime) -> None:
         if report.outcome == "busy":
-            self.nudge(report.connection_id, now + BUSY_RETRY)
-        elif report.outcome == "failed" and report.next_retry_at is not None:
+            # Forced: the lease may be a dead worker's, taken over once it expires, and
+            # the due time (a sweep's claim, minutes ahead) must not hold the retry back.
+            self.nudge(report.connection_id, now + BUSY_RETRY, force=True)
+        elif report.outcome in ("partial", "failed") and report.next_retry_at is not None:
             self.nudge(report.connection_id, report.next_retry_at)
 
     def _sweep(self) -> int:

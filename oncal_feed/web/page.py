@@ -318,6 +318,15 @@ def sync_summary(result: Mapping[str, Any]) -> list[tuple[str, str]]:
         elif outcome == "failed":
             error = item.get("error") or "the calendar service did not answer."
             messages.append((f"{label} could not be synced. {error}", "error"))
+        elif outcome == "partial":
+            messages.append(
+                (
+                    f"{label} is partly synced ({item.get('created', 0)} added, "
+                    f"{item.get('updated', 0)} changed, {item.get('deleted', 0)} removed); "
+                    "the rest follows in a few seconds.",
+                    "info",
+                )
+            )
         elif outcome == "busy":
             messages.append(
                 (f"{label} is being synced right now; it will run again right after.", "info")

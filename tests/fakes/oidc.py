@@ -32,7 +32,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from tests.fakes.httpbase import (
+from tests.fakes.server import (
     FakeHTTPServer,
     HTTPError,
     Request,

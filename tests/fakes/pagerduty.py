@@ -30,14 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.fakes.httpbase import (
-    FakeHTTPServer,
-    Faults,
-    Request,
-    Response,
-    json_response,
-    run_with_fault,
-)
+from tests.fakes.faults import Faults, run_with_fault
+from tests.fakes.server import FakeHTTPServer, Request, Response, json_response
 
 __all__ = ["FakePagerDuty"]
 

@@ -33,6 +33,7 @@ from oncal_feed.sync.plan import (
     Update,
     google_event_id,
     plan,
+    unattributed,
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -134,6 +135,31 @@ def test_full_check_recreates_prunes_and_adopts() -> None:
         Update(3, "rc", spec("c")),
         Prune("orphan", "x"),
     ]
+
+
+def test_full_check_matches_recorded_ids_before_tags() -> None:
+    """A listed event with a recorded id is that record's, even when its tag is missing."""
+    desired = {1: spec("a"), 2: spec("b")}
+    records = [
+        Record(1, "a", "synced", "ra", spec("a").content_hash),
+        Record(2, "b", "synced", "rb", spec("b").content_hash),
+    ]
+    remote = [RemoteEvent("ra", None), RemoteEvent("rb", None)]
+    assert list(plan(desired, records, new_key=google_key, remote=remote)) == []
+    assert unattributed(remote, records) == []
+    # Only "b" is listed: "a" alone is created again.
+    remote = [RemoteEvent("rb", None)]
+    actions = list(plan(desired, records, new_key=google_key, remote=remote))
+    assert actions == [Create(1, spec("a"), google_key("a"))]
+
+
+def test_untagged_events_without_a_recorded_id_make_a_listing_inconsistent() -> None:
+    """Neither tag nor recorded id: the listing lost its tags; cancelled events don't count."""
+    records = [Record(1, "a", "synced", "ra", spec("a").content_hash)]
+    stray = RemoteEvent("x", None)
+    remote = [RemoteEvent("ra", None), stray, RemoteEvent("y", None, cancelled=True)]
+    assert unattributed(remote, records) == [stray]
+    assert unattributed([RemoteEvent("z", "b")], records) == []
 
 
 def test_full_check_adopts_events_of_aged_out_shifts_without_records() -> None:

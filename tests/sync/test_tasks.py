@@ -19,8 +19,10 @@ from oncal_feed.models import CalendarConnection
 from oncal_feed.notify import shifts_changed
 from oncal_feed.providers.base import TransientError
 from oncal_feed.providers.memory import MemoryProvider
+from oncal_feed.sync.lease import LEASE_TTL
 from oncal_feed.sync.service import use_providers
 from oncal_feed.sync.tasks import (
+    BUSY_RETRY,
     DEBOUNCE,
     MAX_DEBOUNCE,
     SyncQueue,
@@ -175,6 +177,31 @@ def test_busy_connection_is_retried_shortly(
     queue.clock.step(seconds=20)
     queue.drain()
     assert providers.syncs == {cid: 1}
+
+
+def test_a_dead_workers_connection_resumes_just_after_its_lease_expires(
+    world: World, queue: SyncQueue, providers: Providers, memory: MemoryProvider
+) -> None:
+    """The sweep's claim (minutes ahead) does not hold back the retry of a dead lease."""
+    cid = world.connect(memory)
+    write_shift(world, "a", 1)
+    expires = queue.clock.now + LEASE_TTL
+    world.execute(
+        update(CalendarConnection).values(lease_owner="killed-worker", lease_expires_at=expires)
+    )
+    queue.clock.step(seconds=45)
+    queue._sweep()
+    queue.drain()
+    assert world.connection(cid).sync_due_at > expires + timedelta(minutes=5)  # the claim
+    assert providers.syncs == {}
+    for _ in range(int(LEASE_TTL / BUSY_RETRY) + 2):
+        queue.clock.step(seconds=BUSY_RETRY.total_seconds())
+        queue.drain()
+        if providers.syncs:
+            break
+    assert providers.syncs == {cid: 1}
+    assert queue.clock.now <= expires + BUSY_RETRY
+    assert live_uids(memory, world.connection(cid).calendar_id) == [world.uid("a")]
 
 
 def test_failed_sync_is_retried_at_its_retry_time(

@@ -170,6 +170,16 @@ def test_connect_buttons_are_disabled_with_a_reason_when_not_configured(
     assert "is not set up on this server" in member_client.get("/settings").text
 
 
+def test_the_page_states_the_rule_for_edits_in_the_connected_calendar(
+    member_client: FlaskClient,
+) -> None:
+    """Users learn that edits and deletions in our calendar are put back, and when."""
+    page = member_client.get("/settings").text
+    assert 'id="connections-rule"' in page
+    assert "if you edit or delete one of its events, it is put back" in page
+    assert "at the next daily check, or at once when that shift changes" in page
+
+
 # --------------------------------------------------------------------- rotate
 
 
