@@ -72,6 +72,15 @@ def tour_event_text(driver: WebDriver) -> str:
     return " | ".join(e.text for e in events if "Tour" in e.text)
 
 
+def delete_tour_event(driver: WebDriver) -> bool:
+    """Press the tour event's Delete button; False when there is none (yet)."""
+    for event in driver.find_elements(By.CSS_SELECTOR, ".demo-event"):
+        if "Tour" in event.text:
+            event.find_element(By.CSS_SELECTOR, "button").click()
+            return True
+    return False
+
+
 def test_demo_calendar_tour(browser: WebDriver, tmp_path: Path) -> None:
     """Demo -> sign in -> connect -> shifts shown -> an API move shows within 5 s."""
     with serve_demo(tmp_path / "instance") as demo:
@@ -121,13 +130,11 @@ def test_demo_calendar_tour(browser: WebDriver, tmp_path: Path) -> None:
         wait_for(browser, lambda d: later in tour_event_text(d), timeout=5)
         took = time.monotonic() - sent
         print(f"moved shift shown on /demo/calendar after {took:.1f} s")
-        assert first not in tour_event_text(browser)
+        assert wait_for(browser, lambda d: first not in tour_event_text(d))
 
-        # Delete it in the calendar; push sync puts it back.
-        event = next(
-            e for e in browser.find_elements(By.CSS_SELECTOR, ".demo-event") if "Tour" in e.text
-        )
-        event.find_element(By.CSS_SELECTOR, "button").click()
+        # Delete it in the calendar; push sync puts it back. The page swaps its calendar in
+        # every second, so find and press the button in one go, retried when it went stale.
+        wait_for(browser, delete_tour_event)
         wait_for(browser, page_says("Deleted from the demo calendar"))
         wait_for(browser, lambda d: later in tour_event_text(d), timeout=20)
 
