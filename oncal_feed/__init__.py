@@ -20,7 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.api import admin as _api_admin  # noqa: F401  (adds its routes first)
     from oncal_feed.api import api_blueprint
     from oncal_feed.api import sources as _api_sources  # noqa: F401  (adds its routes first)
-    from oncal_feed.config import load_config
+    from oncal_feed.config import instance_path_setting, load_config
     from oncal_feed.connections.views import connections_blueprint
     from oncal_feed.db import Database
     from oncal_feed.errors_http import register_error_handlers
@@ -33,7 +33,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from oncal_feed.web import init_web
 
     app = Flask(__name__, instance_relative_config=True)
-    instance_path = Path((config or {}).get("INSTANCE_PATH", app.instance_path))
+    instance_path = Path(
+        (config or {}).get("INSTANCE_PATH") or instance_path_setting() or app.instance_path
+    )
     app.instance_path = str(instance_path)
     app.config.update(load_config(instance_path, config))
     configure_logging(app)

@@ -146,6 +146,17 @@ ENCRYPTION_KEY_HELP = (
 )
 
 
+def instance_path_setting(environ: Mapping[str, str] | None = None) -> str | None:
+    """`ONCAL_INSTANCE_PATH` from the environment: where generated secrets, the demo's
+    password and the default SQLite files live, instead of the checkout's `instance/`.
+
+    Read before the other settings (they default to files in that folder), so only the
+    environment sets it, not `.env`.
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get("ONCAL_INSTANCE_PATH") or None
+
+
 def load_config(
     instance_path: Path,
     overrides: Mapping[str, Any] | None = None,
@@ -216,6 +227,8 @@ def load_config(
     settings["MICROSOFT_CONFIGURED"] = bool(
         settings["MICROSOFT_CLIENT_ID"] and settings["MICROSOFT_CLIENT_SECRET"]
     )
+    # The built-in demo calendar provider (providers/demo.py) exists only in demo mode.
+    settings["DEMO_CALENDAR_CONFIGURED"] = mode == "demo"
     settings["SOURCE_ALLOWED_NETWORKS"] = _networks(settings["SOURCE_ALLOWED_NETWORKS"])
     settings["PAGERDUTY_API_BASE"] = str(settings["PAGERDUTY_API_BASE"]).rstrip("/")
     _signin_settings(settings)

@@ -371,3 +371,45 @@ class Invitation(Base):
     used_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(lazy="raise")
+
+
+class DemoCalendar(Base):
+    """A calendar of the built-in demo calendar provider (`providers.demo`), demo mode only.
+
+    It stands in for a Google or Outlook calendar, so it is keyed by its own id and owned
+    by an account email, not tied to our users: the provider knows only what a remote
+    calendar service would know.
+    """
+
+    __tablename__ = "demo_calendars"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_email: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DemoEvent(Base):
+    """An event in a `DemoCalendar`, as the demo provider holds it.
+
+    Deleted events stay as `cancelled` under their id (Google's semantics), so a repeated
+    insert with the same id is a conflict and an update restores the event.
+    """
+
+    __tablename__ = "demo_events"
+
+    calendar_id: Mapped[str] = mapped_column(
+        ForeignKey("demo_calendars.id", ondelete="CASCADE"), primary_key=True
+    )
+    remote_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    # The whole EventSpec as JSON (ISO dates), so what was written can be read back as is.
+    spec: Mapped[dict[str, object]] = mapped_column(JSON)
+    etag: Mapped[str] = mapped_column(String(64))
+    cancelled: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

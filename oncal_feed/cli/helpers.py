@@ -14,6 +14,9 @@ configuration error.
 
 from __future__ import annotations
 
+import errno
+import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +37,7 @@ __all__ = [
     "MAX_PROBLEMS_SHOWN",
     "app_context",
     "build_app",
+    "check_port_free",
     "count",
     "describe_database",
     "echo_problems",
@@ -141,7 +145,48 @@ def describe_database(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Fail with a message naming `--port` when `host:port` can't be listened on.
+
+    Werkzeug's own message says "start the server with a different port" but not how;
+    this check runs first so the reader gets the option's name.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server will: a port in TIME_WAIT after a restart is free to use.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                fail(f"Can't listen on {host}:{port} ({exc.strerror}). Try --host or --port.", 2)
+            fail(
+                f"Port {port} on {host} is already in use: another program (perhaps an "
+                "earlier oncal-feed) is listening there. Stop that program, or choose "
+                f"another port with --port, e.g. --port {port + 1}.",
+                code=2,
+            )
+
+
+def _stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM end the server the same way, Ctrl+C's way.
+
+    A shell starts a background job (`oncal-feed demo &`) with SIGINT ignored, and Python
+    then keeps it ignored, so `kill -INT` did nothing; SIGTERM killed the process without
+    running any cleanup. Both now raise KeyboardInterrupt in the main thread, which the
+    development server takes as its signal to stop, and `finally` blocks run.
+    """
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_server(app: Flask, host: str, port: int) -> None:
-    """Serve `app` with Flask's development server until interrupted."""
+    """Serve `app` with Flask's development server until SIGINT or SIGTERM."""
+    check_port_free(host, port)
+    _stop_on_signals()
     # Settings were read by create_app; Flask must not load .env a second time.
     app.run(host=host, port=port, threaded=True, load_dotenv=False)

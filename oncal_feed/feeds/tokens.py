@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
@@ -30,6 +31,7 @@ __all__ = [
     "FeedLinks",
     "feed_links",
     "make_feed_token",
+    "reachable_only_here",
     "read_feed_token",
     "rotate_feed",
 ]
@@ -101,6 +103,22 @@ def feed_links(user: User) -> FeedLinks:
     url = config["BASE_URL"] + FEED_PATH.format(token=token)
     # webcal:// asks the OS to hand the URL to the calendar app as a subscription.
     return FeedLinks(https=url, webcal="webcal://" + url.split("://", 1)[1])
+
+
+# Hosts that name this machine only: Google's and Microsoft's servers, which fetch a
+# subscribed feed for their web apps, reach their own machines at these addresses.
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})  # noqa: S104
+
+
+def reachable_only_here(base_url: str) -> bool:
+    """Whether feed URLs on `base_url` work only for calendar apps on this machine.
+
+    True for localhost, 127.0.0.0/8 and ::1 (and names under .localhost), where Apple
+    Calendar, Thunderbird or Outlook desktop here can subscribe, but Google Calendar and
+    Outlook on the web, which fetch feeds from their own servers, cannot.
+    """
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
 
 
 def rotate_feed(session: Session, user: User, now: datetime) -> int:

@@ -32,6 +32,9 @@ class ProviderInfo:
     oauth_module: str  # the module implementing `connections.oauth.OAuthClient`
     # Whether a grant can be revoked at the provider (Microsoft has no endpoint for it).
     revocable: bool
+    # Shown on the settings page only where it is configured (the demo calendar exists
+    # only in demo mode; elsewhere a disabled card for it would only confuse).
+    listed_only_when_configured: bool = False
 
 
 # In the order the settings page shows them.
@@ -51,6 +54,15 @@ PROVIDERS: tuple[ProviderInfo, ...] = (
         configured_setting="MICROSOFT_CONFIGURED",
         oauth_module="oncal_feed.connections.microsoft",
         revocable=False,
+    ),
+    ProviderInfo(
+        name="demo",
+        label="Demo calendar",
+        setup_label="The demo calendar (demo mode only)",
+        configured_setting="DEMO_CALENDAR_CONFIGURED",
+        oauth_module="oncal_feed.connections.demo",
+        revocable=True,
+        listed_only_when_configured=True,
     ),
 )
 _BY_NAME = {info.name: info for info in PROVIDERS}

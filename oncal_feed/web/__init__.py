@@ -29,7 +29,7 @@ __all__ = ["init_web", "web_blueprint"]
 log = logging.getLogger(__name__)
 
 # Blueprints whose requests are authenticated by the session cookie.
-SESSION_BLUEPRINTS = ("web", "calendar", "admin")
+SESSION_BLUEPRINTS = ("web", "calendar", "admin", "demo")
 CSRF_PAGE_MESSAGE = (
     "This form has expired or did not come from this site, so nothing was changed. "
     "Reload the page and try again."
@@ -38,7 +38,10 @@ CSRF_PAGE_MESSAGE = (
 
 def init_web(app: Flask) -> None:
     """Register the pages, CSRF protection, the sign-in rate limit and security headers."""
+    from oncal_feed.web.demo import demo_blueprint
+
     app.register_blueprint(web_blueprint)
+    app.register_blueprint(demo_blueprint)
     init_security(app)
     app.before_request(_proxy_sign_in)
     app.register_error_handler(CSRFError, _csrf_failed)
@@ -48,7 +51,7 @@ def init_web(app: Flask) -> None:
 
 def _csrf_failed(exc: CSRFError) -> Response | tuple[str, int]:
     """A write without a valid CSRF token: a page for browsers, JSON for the JSON routes."""
-    if request.blueprint in ("web", "admin"):
+    if request.blueprint in ("web", "admin", "demo"):
         if request.endpoint == "web.login":
             body = render_template("login.html", email="", next=None, error=CSRF_PAGE_MESSAGE)
         else:
@@ -101,6 +104,6 @@ def _no_account() -> Response | tuple[str, int]:
         "You are signed in to your organisation, but oncal-feed has no account for your "
         "email address. Ask the person who runs oncal-feed to add you."
     )
-    if request.blueprint in ("web", "admin"):
+    if request.blueprint in ("web", "admin", "demo"):
         return render_template("error.html", title="No account", message=message), 403
     return error_response(403, "no_account", message)

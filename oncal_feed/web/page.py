@@ -267,11 +267,18 @@ def connection_cards(
     zone: ZoneInfo,
     now: datetime,
 ) -> list[ConnectionCard]:
-    """One card per provider, Google first, from the user's live connections."""
+    """One card per provider, Google first, from the user's live connections.
+
+    A provider listed only where it is configured (the demo calendar) has no card
+    elsewhere, unless a connection to it is left over.
+    """
     by_provider = {row.provider: row for row in connections if row.status != "disconnected"}
     cards = []
-    for provider, label in PROVIDER_LABELS.items():
+    for info in PROVIDERS:
+        provider, label = info.name, info.label
         row = by_provider.get(provider)
+        if row is None and info.listed_only_when_configured and not configured.get(provider):
+            continue
         if row is None:
             state = "none" if configured.get(provider) else "unavailable"
             cards.append(ConnectionCard(provider=provider, label=label, state=state))

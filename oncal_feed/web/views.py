@@ -46,7 +46,7 @@ from oncal_feed.feeds.service import (
     calendar_title,
     day_count,
 )
-from oncal_feed.feeds.tokens import feed_links, rotate_feed
+from oncal_feed.feeds.tokens import feed_links, reachable_only_here, rotate_feed
 from oncal_feed.models import Schedule, Shift, Source, User
 from oncal_feed.notify import shifts_changed
 from oncal_feed.shifts import shifts_for_user
@@ -212,6 +212,7 @@ def settings() -> str:
         user=user,
         days=page.upcoming_days(shifts, zone, now),
         feed=page.subscribe_links(links, calendar_title(user.display_name)),
+        feed_local_only=reachable_only_here(config["BASE_URL"]),
         last_fetch=page.moment(user.feed_last_fetched_at, zone, now),
         last_client=page.client_label(user.feed_last_client),
         schedules=_schedule_choices(user),

@@ -72,10 +72,15 @@ def test_a_session_for_a_deleted_user_counts_as_signed_out(
 
 
 def test_status_says_which_providers_are_configured(client: FlaskClient, bare_app: Flask) -> None:
-    assert client.get("/api/calendar/status").get_json() == {"google": True, "microsoft": True}
+    assert client.get("/api/calendar/status").get_json() == {
+        "google": True,
+        "microsoft": True,
+        "demo": False,
+    }
     assert bare_app.test_client().get("/api/calendar/status").get_json() == {
         "google": False,
         "microsoft": False,
+        "demo": False,
     }
 
 
@@ -106,7 +111,7 @@ def test_production_app_starts_without_provider_settings(
     application = create_app(settings)
     try:
         status = application.test_client().get("/api/calendar/status")
-        assert status.get_json() == {"google": False, "microsoft": False}
+        assert status.get_json() == {"google": False, "microsoft": False, "demo": False}
     finally:
         get_database(application).dispose()
 

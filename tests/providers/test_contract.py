@@ -1,12 +1,13 @@
-"""One contract for every `CalendarProvider`: memory, Google (fake server), Graph (fake server).
+"""One contract for every `CalendarProvider`: memory, demo (the database), Google (fake server),
+Graph (fake server).
 
 Like vdirsyncer's `StorageTests`, the same test class runs against each provider. Where
 the remote APIs legitimately differ, the difference is a named attribute of `Remote`:
 
-- `duplicate_key_conflicts`: Google and the memory provider refuse a second insert with
+- `duplicate_key_conflicts`: Google and the memory and demo providers refuse a second insert with
   the same client-chosen id (409, `RemoteConflict`); Graph has no client-chosen ids, and
   a create repeating a `transactionId` returns the first event instead.
-- `delete_keeps_id`: Google (and memory) keep a deleted event as `cancelled` under its id,
+- `delete_keeps_id`: Google (and memory, demo) keep a deleted event as `cancelled` under its id,
   and an update restores it; Graph deletes for good, so the update is `RemoteNotFound`.
 
 Fault tests (rate limits, 5xx, dropped connections, revoked grants) need a server: they
@@ -24,6 +25,7 @@ import pytest
 import requests
 
 from oncal_feed.connections.google import GoogleSettings, GoogleTokens, build_credentials
+from oncal_feed.db import get_database
 from oncal_feed.providers.base import (
     AuthorizationLost,
     Operation,
@@ -33,6 +35,7 @@ from oncal_feed.providers.base import (
     RemoteNotFound,
     TransientError,
 )
+from oncal_feed.providers.demo import DemoCalendarProvider
 from oncal_feed.providers.google import GoogleCalendarProvider, InsufficientPermissions
 from oncal_feed.providers.graph import GraphCalendarProvider
 from oncal_feed.providers.memory import MemoryProvider
@@ -200,17 +203,35 @@ def memory_remote() -> Remote:
     )
 
 
+def demo_remote(request: pytest.FixtureRequest) -> Remote:
+    """The demo calendar provider, on the test database."""
+    app = request.getfixturevalue("app")
+    provider = DemoCalendarProvider(get_database(app), ALICE)
+    calendar_id = provider.create_calendar("On-call shifts", "Europe/Berlin")
+    return Remote(
+        "demo",
+        provider,
+        calendar_id,
+        missing_id="missing00001",
+        duplicate_key_conflicts=True,
+        delete_keeps_id=True,
+    )
+
+
 def _served_remote(request: pytest.FixtureRequest, name: str) -> Remote:
     if name == "google":
         return google_remote(request.getfixturevalue("fake_google"))
     return graph_remote(request.getfixturevalue("fake_microsoft"))
 
 
-@pytest.fixture(params=["memory", "google", "graph"])
+@pytest.fixture(params=["memory", "demo", "google", "graph"])
 def remote(request: pytest.FixtureRequest) -> Iterator[Remote]:
     """Each contract test runs against every provider."""
     if request.param == "memory":
         yield memory_remote()
+        return
+    if request.param == "demo":
+        yield demo_remote(request)
         return
     made = _served_remote(request, request.param)
     yield made

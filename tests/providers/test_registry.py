@@ -9,6 +9,7 @@ from oncal_feed.connections.errors import ProviderNotConfigured
 from oncal_feed.connections.oauth import OAuthClient, oauth_client
 from oncal_feed.connections.service import configured_providers
 from oncal_feed.metrics import _provider
+from oncal_feed.providers.demo import DemoCalendarProvider
 from oncal_feed.providers.google import GoogleCalendarProvider
 from oncal_feed.providers.graph import GraphCalendarProvider
 from oncal_feed.providers.memory import MemoryProvider
@@ -31,18 +32,20 @@ def test_each_entry_names_an_oauth_module_with_every_function_of_the_protocol() 
 
 def test_names_are_unique_and_looked_up() -> None:
     """One entry per name; unknown names are None."""
-    assert len(set(provider_names())) == len(PROVIDERS) == 2
+    assert len(set(provider_names())) == len(PROVIDERS) == 3
     assert provider_info("google") is PROVIDERS[0]
     assert provider_info("memory") is None
 
 
 def test_settings_page_metrics_and_messages_follow_the_registry() -> None:
     """Labels, configured flags, metric labels and setup messages come from the entries."""
-    assert PROVIDER_LABELS == {"google": "Google Calendar", "microsoft": "Outlook"}
+    assert PROVIDER_LABELS == {
+        "google": "Google Calendar", "microsoft": "Outlook", "demo": "Demo calendar",
+    }  # fmt: skip
     config = {"GOOGLE_CONFIGURED": True, "MICROSOFT_CONFIGURED": False}
-    assert configured_providers(config) == {"google": True, "microsoft": False}
-    assert [_provider(name) for name in ("google", "microsoft", "memory", None)] == [
-        "google", "microsoft", "other", "unknown",
+    assert configured_providers(config) == {"google": True, "microsoft": False, "demo": False}
+    assert [_provider(name) for name in ("google", "microsoft", "demo", "memory", None)] == [
+        "google", "microsoft", "demo", "other", "unknown",
     ]  # fmt: skip
     assert "Outlook (Microsoft 365) is not set up" in ProviderNotConfigured("microsoft").message
 
@@ -51,4 +54,5 @@ def test_client_chosen_ids_is_a_capability_of_the_adapter() -> None:
     """Google (and the in-memory provider that mimics it) choose ids; Graph does not."""
     assert GoogleCalendarProvider.client_chosen_ids is True
     assert MemoryProvider.client_chosen_ids is True
+    assert DemoCalendarProvider.client_chosen_ids is True
     assert GraphCalendarProvider.client_chosen_ids is False

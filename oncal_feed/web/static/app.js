@@ -4,7 +4,8 @@
 //   shows a confirmation page instead);
 // - "busy" labels on forms marked data-busy, so a slow sync isn't clicked twice;
 // - while a connected calendar waits for its sync, poll the JSON status route and
-//   reload when something changed.
+//   reload when something changed;
+// - on the demo calendar page, refresh the calendar every second.
 // Served from our own origin; the Content-Security-Policy allows no inline script.
 "use strict";
 
@@ -135,6 +136,35 @@
     window.setTimeout(poll, 2000);
   }
 
+  // The demo calendar page: fetch the page again every second and swap in its
+  // calendar, so a shift moved through the API shows moved without a reload.
+  function setUpCalendarRefresh() {
+    var section = document.querySelector("[data-refresh]");
+    if (!section || !window.fetch || !window.DOMParser) {
+      return;
+    }
+    var url = section.getAttribute("data-refresh");
+    function refresh() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) {
+          return response.ok ? response.text() : null;
+        })
+        .then(function (html) {
+          if (html) {
+            var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(section.id);
+            if (fresh && fresh.innerHTML !== section.innerHTML) {
+              section.innerHTML = fresh.innerHTML;
+            }
+          }
+        })
+        .catch(function () {})
+        .then(function () {
+          window.setTimeout(refresh, 1000);
+        });
+    }
+    window.setTimeout(refresh, 1000);
+  }
+
   function setUpBrowserZone() {
     var select = document.getElementById("time-zone-select");
     var hint = document.getElementById("browser-zone");
@@ -163,6 +193,7 @@
     setUpConfirmations();
     setUpBusyForms();
     setUpStatusPolling();
+    setUpCalendarRefresh();
     setUpBrowserZone();
   });
 })();
