@@ -74,7 +74,7 @@ class User(Base):
     calendar_version: Mapped[int] = mapped_column(default=1)
     # When anything a feed of this user shows last changed (events, name, options): the
     # feed's Last-Modified, the same from every process and machine. Set with every
-    # `calendar_version` bump, and by `_note_feed_change` below. Migration 0013.
+    # `calendar_version` bump, and by `_note_feed_change` below. Migration 0009.
     calendar_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     feed_last_fetched_at: Mapped[datetime | None]
     feed_last_client: Mapped[str | None] = mapped_column(String(64))
@@ -303,7 +303,7 @@ class Source(Base):
     vault's keys); `redacted` is what pages and API answers show instead. `snapshot` is the
     last good state (the occurrences read, as JSON), so a broken poll changes nothing and
     several sources of one schedule are imported together. The `lease_*` columns keep two
-    workers from polling one source at once (migration 0009).
+    workers from polling one source at once (migration 0010).
     """
 
     __tablename__ = "sources"

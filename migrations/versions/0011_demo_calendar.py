@@ -1,7 +1,7 @@
 """demo calendar: the built-in calendar provider's calendars and events (demo mode)
 
-Revision ID: 0014
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 13:00:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import oncal_feed.db
 
-revision = "0014"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

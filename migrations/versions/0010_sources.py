@@ -1,7 +1,7 @@
 """schedule sources: polled ICS/webcal feeds and PagerDuty schedules
 
-Revision ID: 0009
-Revises: 0013
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-03 12:00:00.000000
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from oncal_feed.db import UTCDateTime
 
-revision = "0009"
-down_revision = "0013"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
