@@ -30,10 +30,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from oncal_feed.db import utcnow
-from oncal_feed.models import User
+from oncal_feed.db import get_database, utcnow
+from oncal_feed.models import CalendarConnection, User
 from oncal_feed.sync import start_embedded_worker
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
@@ -294,6 +295,20 @@ def fetch(url: str) -> int:
         return int(exc.code)
 
 
+def wait_until_synced(app: Flask) -> None:
+    """Wait until no connection has changes waiting or a sync running.
+
+    Then a page loaded afterwards has nothing left to reload for.
+    """
+
+    def quiet() -> bool:
+        with get_database(app).session() as session:
+            rows = session.scalars(select(CalendarConnection)).all()
+            return all(row.dirty_since is None and row.lease_owner is None for row in rows)
+
+    wait_until(quiet, timeout=30)
+
+
 def reload_until(driver: WebDriver, phrase: str, timeout: float = 30) -> None:
     """Reload the page until it says `phrase` (the page's own polling may beat us to it)."""
     deadline = time.monotonic() + timeout
@@ -459,13 +474,23 @@ def test_connect_both_calendars_watch_sync_failure_reauth_and_disconnect(
     connect_through_consent(browser, live, "microsoft")
     add_shift(app, EMAIL, now + timedelta(days=8), timedelta(hours=8))
     wait_until(lambda: len(fake_microsoft.events(EMAIL)) == 4, timeout=30)
+    wait_until(lambda: len(fake_google.events(EMAIL)) == 4, timeout=30)
+    wait_until_synced(app)
     reload_until(browser, "Connected")
     assert "Needs re-authorisation" not in text(browser, "#connection-microsoft")
 
-    # Disconnect Google removing its events, and Outlook keeping them.
+    # Disconnect Google removing its events, and Outlook keeping them. A sync that finishes
+    # while the form is being filled in must not reload the page under the person's hands
+    # (that used to drop the choice, or cancel the submission): the page says so instead.
     browser.find_element(
         By.CSS_SELECTOR, "#connection-google input[name=events][value=remove]"
     ).click()
+    add_shift(app, EMAIL, now + timedelta(days=10), timedelta(hours=8))
+    wait_until(lambda: len(fake_google.events(EMAIL)) == 5, timeout=30)
+    wait_for(browser, lambda d: "A sync finished." in text(d, "#connections"), timeout=30)
+    assert browser.find_element(
+        By.CSS_SELECTOR, "#connection-google input[name=events][value=remove]"
+    ).is_selected()
     browser.find_element(By.ID, "disconnect-google").click()
     assert "will be removed" in accept_confirm(browser)
     wait_for(browser, page_says("Google Calendar is disconnected and its on-call events"))
@@ -473,7 +498,7 @@ def test_connect_both_calendars_watch_sync_failure_reauth_and_disconnect(
     browser.find_element(By.ID, "disconnect-microsoft").click()
     accept_confirm(browser)
     wait_for(browser, page_says("Outlook is disconnected. The events already there stay."))
-    assert len(fake_microsoft.events(EMAIL)) == 4
+    assert len(fake_microsoft.events(EMAIL)) == 5
     assert browser.find_elements(By.ID, "connect-google")
     assert browser.find_elements(By.ID, "connect-microsoft")
     assert not browser.find_elements(By.ID, "sync-now")

@@ -4,7 +4,8 @@
 //   shows a confirmation page instead);
 // - "busy" labels on forms marked data-busy, so a slow sync isn't clicked twice;
 // - while a connected calendar waits for its sync, poll the JSON status route and
-//   reload when something changed;
+//   reload when something changed, unless the person is in the middle of a form (then
+//   say that there is news instead: a reload would drop what they typed or sent);
 // - on the demo calendar page, refresh the calendar every second.
 // Served from our own origin; the Content-Security-Policy allows no inline script.
 "use strict";
@@ -103,6 +104,33 @@
       };
     });
     var attempts = 0;
+    // A reload while a form is being filled in loses the input; one while a form is being
+    // sent cancels the submission (the reload replaces the navigation it started).
+    var busyWithForm = false;
+    var submitted = false;
+    ["input", "change"].forEach(function (kind) {
+      document.addEventListener(kind, function () {
+        busyWithForm = true;
+      });
+    });
+    document.addEventListener("submit", function (event) {
+      if (!event.defaultPrevented) {
+        submitted = true;
+      }
+    });
+    function announceNews() {
+      var notice = document.createElement("p");
+      notice.className = "notice";
+      notice.id = "sync-news";
+      notice.setAttribute("role", "status");
+      notice.appendChild(document.createTextNode("A sync finished. "));
+      var link = document.createElement("a");
+      link.href = window.location.pathname + "#connections";
+      link.textContent = "Reload to see it";
+      notice.appendChild(link);
+      notice.appendChild(document.createTextNode("."));
+      section.insertBefore(notice, section.firstElementChild.nextSibling);
+    }
     function changed(connection) {
       var seen = rendered[connection.provider];
       if (!seen) {
@@ -121,8 +149,15 @@
           return response.ok ? response.json() : null;
         })
         .then(function (body) {
+          if (submitted) {
+            return;
+          }
           if (body && body.connections && body.connections.some(changed)) {
-            window.location.reload();
+            if (busyWithForm) {
+              announceNews();
+            } else {
+              window.location.reload();
+            }
           } else if (attempts < 40) {
             window.setTimeout(poll, 3000);
           }
