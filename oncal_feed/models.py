@@ -413,3 +413,25 @@ class DemoEvent(Base):
     etag: Mapped[str] = mapped_column(String(64))
     cancelled: Mapped[bool] = mapped_column(default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CalendarCreation(Base):
+    """An intent to create the app's own calendar, committed before `calendars.insert`.
+
+    The row is deleted in the same transaction that saves the new calendar's id, so one
+    that outlives its creation says a crash (or an answer lost on the way) may have left
+    a calendar we never learnt the id of. Google's `calendar.app.created` scope cannot
+    list calendars, so such a row becomes a notice on the settings page (`orphan_since`),
+    kept until the user dismisses it. See `oncal_feed.calendar_creation`.
+    """
+
+    __tablename__ = "calendar_creations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    calendar_name: Mapped[str] = mapped_column(String(200))
+    request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    started_at: Mapped[datetime] = mapped_column()
+    # Set once the creation is known to be abandoned: an empty calendar may be left.
+    orphan_since: Mapped[datetime | None] = mapped_column(default=None)

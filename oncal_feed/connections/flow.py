@@ -17,8 +17,9 @@ from typing import Any
 
 from flask import Flask
 from sqlalchemy import delete
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from oncal_feed.calendar_creation import Target, create_owned_calendar, finish_creation
 from oncal_feed.connections.credentials import build_adapter
 from oncal_feed.connections.errors import OAuthError, UpstreamError
 from oncal_feed.connections.oauth import Grant, oauth_client
@@ -128,7 +129,7 @@ def finish_connect(
 
     try:
         with build_adapter(app, provider, grant.document, save, now=now) as remote:
-            _ensure_calendar(session, connection, remote, user, previous_calendar)
+            _ensure_calendar(session, connection, remote, user, previous_calendar, now)
     except ProviderError as exc:
         session.rollback()
         log.warning("%s calendar setup failed: %s", provider, type(exc).__name__)
@@ -161,6 +162,7 @@ def _ensure_calendar(
     remote: CalendarProvider,
     user: User,
     previous: tuple[str | None, bool],
+    now: datetime,
 ) -> None:
     """Point the connection at a usable calendar, reusing the one it had when possible."""
     name: str | None
@@ -176,7 +178,7 @@ def _ensure_calendar(
     ):
         calendar_id, name, owned = connection.calendar_id, connection.calendar_name, True
     else:
-        calendar_id = remote.create_calendar(CALENDAR_NAME, user.time_zone)
+        calendar_id = _create_owned(session, connection, remote, user, now)
         name, owned = CALENDAR_NAME, True
     if (calendar_id, connection.use_primary) != previous and previous[0] is not None:
         # Another calendar than the records describe: start its records afresh, under
@@ -186,3 +188,25 @@ def _ensure_calendar(
     connection.calendar_id = calendar_id
     connection.calendar_name = name
     connection.owns_calendar = owned
+
+
+def _create_owned(
+    session: Session,
+    connection: CalendarConnection,
+    remote: CalendarProvider,
+    user: User,
+    now: datetime,
+) -> str:
+    """Create the app's calendar, its intent committed apart and cleared with `session`.
+
+    The intent goes in a transaction of its own (the flow's session must save nothing
+    when the setup fails); it is deleted in `session`, so it disappears exactly when the
+    connection with the new id is committed.
+    """
+    bind = session.get_bind()
+    factory = sessionmaker(bind, expire_on_commit=False)
+    target = Target(user.id, connection.provider, CALENDAR_NAME)
+    with session.no_autoflush:
+        creation = create_owned_calendar(factory, remote, target, time_zone=user.time_zone, now=now)
+    finish_creation(session, creation)
+    return creation.calendar_id

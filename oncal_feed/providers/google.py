@@ -167,12 +167,18 @@ class GoogleCalendarProvider:
             cache_discovery=False,
             client_options={"api_endpoint": api_endpoint},
         )
+        # calendars.insert has no client-chosen id: a replayed insert is a second calendar
+        # we would never hear of. So it goes through an Http that never re-sends.
+        self._once_http = google_auth_httplib2.AuthorizedHttp(
+            credentials, http=_SendOnceHttp(timeout=timeout)
+        )
         self._batch_uri = batch_uri
         self._page_size = page_size
 
     def close(self) -> None:
         """Close the HTTP connections."""
         self._service.close()
+        self._once_http.close()
 
     def __enter__(self) -> GoogleCalendarProvider:
         """Use as a context manager that closes the connections."""
@@ -182,10 +188,10 @@ class GoogleCalendarProvider:
         """Close the connections."""
         self.close()
 
-    def _execute(self, request: HttpRequest) -> Any:
+    def _execute(self, request: HttpRequest, http: Any = None) -> Any:
         # No retries here: the sync engine owns retry policy (backoff, Retry-After).
         try:
-            return request.execute(num_retries=0)
+            return request.execute(http=http, num_retries=0)
         except Exception as exc:
             # Library exceptions quote URLs and bodies; ours carry status and reason only.
             # Anything map_google_error doesn't know is re-raised unchanged.
@@ -206,7 +212,7 @@ class GoogleCalendarProvider:
             "timeZone": time_zone,
             "description": "On-call shifts, kept up to date by oncal-feed.",
         }
-        created = self._execute(self._service.calendars().insert(body=body))
+        created = self._execute(self._service.calendars().insert(body=body), self._once_http)
         return str(created["id"])
 
     def calendar_exists(self, calendar_id: str) -> bool:
@@ -359,6 +365,39 @@ class GoogleCalendarProvider:
             return self._update_request(calendar_id, op.remote_id, op.spec, op.etag)
         assert op.remote_id is not None
         return self._delete_request(calendar_id, op.remote_id, op.etag)
+
+
+class _SendOnceHttp(httplib2.Http):
+    """An `httplib2.Http` that sends each request at most once.
+
+    httplib2 re-sends a request, once, when the server closes the connection without an
+    answer (it takes that for a stale kept-alive connection, whatever the method). For a
+    call without an idempotency key the first send may have been carried out, so here
+    the second send fails instead (an `OSError`, mapped to `TransientError`: outcome
+    unknown), and the caller's records say what may have happened.
+    """
+
+    def _conn_request(  # type: ignore[no-untyped-def]
+        self, conn, request_uri, method, body, headers
+    ):
+        send = conn.request
+        sent = False
+
+        def send_once(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            if sent:
+                raise ConnectionAbortedError("the connection closed unanswered; not re-sent")
+            sent = True
+            return send(*args, **kwargs)
+
+        conn.request = send_once
+        try:
+            # A private method of httplib2 (hence no stubs), and the one place where its
+            # re-send can be stopped; tests/test_calendar_creation.py drives this path.
+            return super()._conn_request(conn, request_uri, method, body, headers)  # type: ignore[misc]
+        finally:
+            # Kept-alive connections are pooled: give this one back its own method.
+            del conn.request
 
 
 def _if_match(request: HttpRequest, etag: str | None) -> HttpRequest:

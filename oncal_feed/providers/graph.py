@@ -113,6 +113,10 @@ class GraphCalendarProvider:
     kind = "microsoft"
     max_batch = 20
     client_chosen_ids = False
+    # Calendar names are unique per mailbox: creating one that exists answers 409, and
+    # `create_calendar` adopts it. So a calendar left by an interrupted creation is found
+    # again by the next one (`oncal_feed.calendar_creation`).
+    adopts_calendar_by_name = True
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from oncal_feed.calendar_creation import Target, create_owned_calendar, finish_creation
 from oncal_feed.db import Database, instant_json
 from oncal_feed.metrics import record_run
 from oncal_feed.models import CalendarConnection, Shift, User, mark_needs_reauth
@@ -437,10 +438,15 @@ def _list_remote(
 
 def _create_calendar(run: Applier, state: _State) -> str:
     """Create the app's own calendar and remember it before writing anything into it."""
-    name = state.connection.calendar_name or CALENDAR_NAME
+    connection = state.connection
+    name = connection.calendar_name or CALENDAR_NAME
     provider = run.provider  # built (and a failed build counted) outside the try
+    target = Target(connection.user_id, connection.provider, name)
     try:
-        calendar_id = provider.create_calendar(name, state.user.time_zone)
+        # The intent is committed first: a crash before the id is saved leaves a trace.
+        creation = create_owned_calendar(
+            run.factory, provider, target, time_zone=state.user.time_zone, now=run.lease.clock()
+        )
     except ProviderError as exc:
         run.count_error(exc)
         raise
@@ -450,10 +456,11 @@ def _create_calendar(run: Applier, state: _State) -> str:
         session.execute(
             update(CalendarConnection)
             .where(CalendarConnection.id == run.connection_id)
-            .values(calendar_id=calendar_id, calendar_name=name, owns_calendar=True)
+            .values(calendar_id=creation.calendar_id, calendar_name=name, owns_calendar=True)
         )
         run.status.delete_all(session)
-    return calendar_id
+        finish_creation(session, creation)
+    return creation.calendar_id
 
 
 def _forget_calendar(factory: sessionmaker[Session], state: _State) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, available_timezones
 
+from oncal_feed.calendar_creation import OrphanNotice
 from oncal_feed.feeds.tokens import FeedLinks
 from oncal_feed.models import CalendarConnection, Shift, Source
 from oncal_feed.providers.registry import PROVIDERS
@@ -32,6 +33,7 @@ __all__ = [
     "SubscribeLinks",
     "client_label",
     "connection_cards",
+    "leftover_cards",
     "moment",
     "source_cards",
     "subscribe_links",
@@ -299,6 +301,46 @@ def connection_cards(
                 last_error=row.last_error if row.status != "active" else None,
                 pending=row.dirty_since is not None and row.status != "needs_reauth",
                 never_synced=row.last_sync_at is None,
+            )
+        )
+    return cards
+
+
+# Where a user removes a calendar by hand, per provider (their own settings pages).
+_CALENDAR_SETTINGS = {
+    "google": ("Google Calendar's settings", "https://calendar.google.com/calendar/r/settings"),
+    "microsoft": ("Outlook's calendar list", "https://outlook.live.com/calendar/"),
+}
+
+
+@dataclass(frozen=True)
+class LeftoverCard:
+    """A notice that an interrupted setup may have left an empty calendar behind."""
+
+    id: int
+    label: str
+    calendar_name: str
+    since: Moment | None
+    where: str
+    url: str | None
+
+
+def leftover_cards(
+    notices: Sequence[OrphanNotice], zone: ZoneInfo, now: datetime
+) -> list[LeftoverCard]:
+    """One notice per possibly left-over calendar, in the user's zone."""
+    cards = []
+    for notice in notices:
+        label = PROVIDER_LABELS.get(notice.provider, notice.provider)
+        where, url = _CALENDAR_SETTINGS.get(notice.provider, (f"{label}'s settings", None))
+        cards.append(
+            LeftoverCard(
+                id=notice.id,
+                label=label,
+                calendar_name=notice.calendar_name,
+                since=moment(notice.since, zone, now),
+                where=where,
+                url=url,
             )
         )
     return cards

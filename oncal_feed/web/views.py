@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response
 
 from oncal_feed import accounts
 from oncal_feed.auth import current_user, sign_in, sign_out
+from oncal_feed.calendar_creation import dismiss_notice, orphan_notices
 from oncal_feed.connections import service as connections
 from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
@@ -219,6 +220,7 @@ def settings() -> str:
         past_choices=_choices(page.PAST_DAY_CHOICES, user.feed_past_days),
         future_choices=_choices(page.FUTURE_DAY_CHOICES, user.feed_future_days),
         cards=cards,
+        leftovers=page.leftover_cards(orphan_notices(database, user.id, now), zone, now),
         polling=any(card.pending or card.never_synced for card in cards if card.connected),
         sources=page.source_cards(sources.personal_sources(database, user), zone, now),
         source_tools=page.SOURCE_TOOLS,
@@ -370,6 +372,19 @@ def sync_now() -> Response:
     """Push shifts to the connected calendars now, and say what happened."""
     for message, kind in page.sync_summary(sync_user_now(_user())):
         tell(message, kind, "connections")
+    return _back("connections")
+
+
+@web_blueprint.post("/settings/leftovers/<int:notice_id>/dismiss")
+@page_login_required
+def dismiss_leftover(notice_id: int) -> Response:
+    """Hide the notice about a calendar an interrupted setup may have left behind."""
+    database = get_session()
+    if dismiss_notice(database, _user().id, notice_id):
+        database.commit()
+        tell("The notice is dismissed.", "info", "connections")
+    else:
+        tell("That notice was already dismissed.", "info", "connections")
     return _back("connections")
 
 

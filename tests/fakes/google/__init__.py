@@ -51,7 +51,10 @@ Semantics worth knowing (modelled on Google's documented behaviour):
 * Scopes: ``calendar`` allows everything, ``calendar.events`` allows events on any
   of the user's calendars but not calendar management, ``calendar.app.created``
   allows creating calendars and touching only calendars created by the same OAuth
-  client (403 ``insufficientPermissions`` otherwise, including ``primary``).
+  client (403 ``insufficientPermissions`` otherwise, including ``primary``);
+  it may not call ``calendarList.list`` at all (Google's reference lists only
+  ``calendar``, ``calendar.readonly`` and the ``calendar.calendarlist`` scopes for it),
+  so an app with it cannot find a calendar it made without knowing its id.
 * Not modelled: recurrence expansion (``singleEvents`` is accepted, recurring
   events come back as their master), sharing/ACLs, attendees' copies, watch
   channels, ``events.import``/``move``/``quickAdd``/``instances``.

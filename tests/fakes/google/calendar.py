@@ -201,8 +201,10 @@ class CalendarMixin:
         if scopes & allowed:
             return
         if SCOPE_APP_CREATED in scopes and (
+            # Not calendarList.list: its documented scopes are calendar, calendar.readonly
+            # and the calendar.calendarlist ones, so an app.created token can't list even
+            # the calendars it made (calendarList.get on a known id is allowed).
             op == "calendars.insert"
-            or op == "calendarList.list"
             or (cal is not None and cal.created_by_client == auth.client_id)
         ):
             return
@@ -284,14 +286,9 @@ class CalendarMixin:
 
     def _calendar_list(self, request: Request, auth: _Auth) -> Response:
         self._check_scope(auth, "calendarList.list", None)
-        only_app = not (auth.scopes & _LIST_SCOPES)
-        items = []
-        for cal in self._calendars.values():
-            if cal.owner != auth.email:
-                continue
-            if only_app and cal.created_by_client != auth.client_id:
-                continue
-            items.append(self._list_entry(cal))
+        items = [
+            self._list_entry(cal) for cal in self._calendars.values() if cal.owner == auth.email
+        ]
         items.sort(key=lambda item: not item.get("primary", False))
         return json_response(
             {"kind": "calendar#calendarList", "etag": self._next_etag(), "items": items}

@@ -247,3 +247,20 @@ def test_scope_enforcement_app_created_vs_primary(service_factory: Callable[...,
     with pytest.raises(HttpError) as foreign:
         other_client.calendars().get(calendarId=own["id"]).execute()
     assert foreign.value.resp.status == 404
+
+
+def test_app_created_cannot_list_calendars_only_read_known_ones(
+    service_factory: Callable[..., Any],
+) -> None:
+    """calendarList.list's documented scopes leave out calendar.app.created; .get allows it."""
+    narrow = service_factory(scopes=(SCOPE_APP_CREATED,))
+    own = narrow.calendars().insert(body={"summary": "Rota"}).execute()
+    with pytest.raises(HttpError) as denied:
+        narrow.calendarList().list().execute()
+    assert denied.value.resp.status == 403
+    assert denied.value.error_details[0]["reason"] == "insufficientPermissions"
+    assert narrow.calendarList().get(calendarId=own["id"]).execute()["id"] == own["id"]
+
+    full = service_factory(scopes=(SCOPE_CALENDAR,))
+    listed = {item["id"] for item in full.calendarList().list().execute()["items"]}
+    assert own["id"] in listed
