@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
-
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from typing import TYPE_CHECKING, Literal
 
 from oncal_feed.db import Database
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where it is used: importing it costs ~0.15 s, which every CLI
+# command and app start-up paid although only init-db, upgrades and the readiness check
+# need it.
 
 __all__ = [
     "SchemaState",
@@ -37,6 +39,8 @@ def _migrations_dir() -> Path:
 
 def alembic_config(database: Database) -> Config:
     """Return an Alembic config pointing at our migrations and `database`."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_migrations_dir()))
     config.set_main_option("sqlalchemy.url", database.url.replace("%", "%%"))
@@ -48,6 +52,8 @@ def upgrade(database: Database, revision: str = "head") -> None:
     config = alembic_config(database)
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
+        from alembic import command
+
         command.upgrade(config, revision)
 
 
@@ -58,6 +64,8 @@ def _code_revisions() -> tuple[str | None, frozenset[str]]:
     Read once per process: Alembic loads every migration file to answer, and they are the
     release's own files (`/readyz` asks on every probe).
     """
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(_migrations_dir()))
     known = frozenset(revision.revision for revision in script.walk_revisions())
     return script.get_current_head(), known
@@ -71,6 +79,8 @@ def head_revision() -> str | None:
 def current_revision(database: Database) -> str | None:
     """Return the revision the database is at (None when never migrated)."""
     with database.engine.connect() as connection:
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(connection).get_current_revision()
 
 

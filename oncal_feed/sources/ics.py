@@ -101,26 +101,26 @@ def read_calendar(body: bytes, zone: str, window_start: datetime, window_end: da
         raise FeedRejected("The answer is not an iCalendar feed. Nothing was changed.")
     if not text.rstrip().upper().endswith(b"END:VCALENDAR"):
         raise FeedRejected("The feed was cut off before its end. Nothing was changed.")
+    padded = (window_start - timedelta(days=1), window_end + timedelta(days=1))
     try:
-        parsed = icalendar.Calendar.from_ical(text)
+        parsed = icalendar.Calendar.from_ical(_without_unread(text))
         zone = _calendar_zone(parsed, zone)
-        calendar = x_wr_timezone.to_standard(parsed)
-        # A day either side: dates and floating times are placed in the zone below.
-        found = recurring_ical_events.of(calendar, skip_bad_series=True).between(
-            window_start - timedelta(days=1), window_end + timedelta(days=1)
-        )
+        tz = ZoneInfo(zone)
+        series = _series_uids(parsed)
+        singles, recurring = _split(parsed, series)
+        # recurring-ical-events costs as much again as parsing, so only the series go
+        # through it; a single event is its own only occurrence.
+        found = _expand(parsed, recurring, *padded) if recurring else []
     except Exception:
         # icalendar and recurring-ical-events raise many kinds (ValueError, KeyError,
         # their own); for the status all say the same.
         raise FeedRejected(
             "The feed could not be read as iCalendar. Nothing was changed."
         ) from None
-    tz = ZoneInfo(zone)
-    series = _series_uids(calendar)
     occurrences: list[Occurrence] = []
     keys: set[str] = set()
     skipped = 0
-    for event in found:
+    for event in [*found, *singles]:
         if str(event.get("STATUS", "")).upper() == "CANCELLED":
             continue
         try:
@@ -141,6 +141,37 @@ def read_calendar(body: bytes, zone: str, window_start: datetime, window_end: da
             occurrences.append(occurrence)
     occurrences.sort(key=lambda o: (o.starts_at, o.key))
     return Reading(occurrences, skipped)
+
+
+# Event properties nothing here reads. icalendar parses every property it is given
+# (the parse is most of a big feed's cost), so these lines are left out beforehand.
+_UNREAD = frozenset(
+    b"DTSTAMP CREATED LAST-MODIFIED SEQUENCE TRANSP CLASS PRIORITY LOCATION URL GEO".split()
+)
+
+
+def _without_unread(text: bytes) -> bytes:
+    """The feed without the VEVENT properties in `_UNREAD` and X- ones (folded lines too)."""
+    kept: list[bytes] = []
+    stack: list[bytes] = []
+    dropping = False
+    for line in text.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            # A folded continuation belongs to the line before it.
+            if not dropping:
+                kept.append(line)
+            continue
+        name = line.split(b":", 1)[0].split(b";", 1)[0].strip().upper()
+        if name == b"BEGIN":
+            stack.append(line.split(b":", 1)[-1].strip().upper())
+        elif name == b"END" and stack:
+            stack.pop()
+        dropping = (
+            bool(stack) and stack[-1] == b"VEVENT" and (name in _UNREAD or name.startswith(b"X-"))
+        )
+        if not dropping:
+            kept.append(line)
+    return b"\n".join(kept)
 
 
 def _calendar_zone(calendar: icalendar.Calendar, fallback: str) -> str:
@@ -186,6 +217,44 @@ def _emails(event: icalendar.cal.Component) -> tuple[str, ...]:
         if "@" in text:
             emails.append(text.lower())
     return tuple(emails)
+
+
+def _split(
+    calendar: icalendar.Calendar, series: set[str]
+) -> tuple[list[icalendar.cal.Component], list[icalendar.cal.Component]]:
+    """The calendar's VEVENTs: (single events, members of a series).
+
+    A member is any event whose UID has a rule, extra dates or an override, so an
+    override and the rule it overrides are expanded together.
+    """
+    singles, recurring = [], []
+    for event in calendar.walk("VEVENT"):
+        if str(event.get("UID", "")).strip() in series:
+            recurring.append(event)
+        else:
+            singles.append(event)
+    return singles, recurring
+
+
+def _expand(
+    calendar: icalendar.Calendar,
+    events: list[icalendar.cal.Component],
+    start: datetime,
+    end: datetime,
+) -> list[icalendar.cal.Component]:
+    """Expand the series `events` between start and end with recurring-ical-events.
+
+    They go in a calendar of their own with the feed's calendar properties (X-WR-TIMEZONE)
+    and VTIMEZONEs, which is all the expansion reads besides the events.
+    """
+    subset = icalendar.Calendar()
+    for name, value in calendar.property_items(recursive=False):
+        if name not in ("BEGIN", "END"):
+            subset.add(name, value)
+    subset.subcomponents.extend(calendar.walk("VTIMEZONE"))
+    subset.subcomponents.extend(events)
+    standard = x_wr_timezone.to_standard(subset)
+    return list(recurring_ical_events.of(standard, skip_bad_series=True).between(start, end))
 
 
 def _series_uids(calendar: icalendar.Calendar) -> set[str]:

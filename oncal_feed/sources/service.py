@@ -21,6 +21,7 @@ import secrets
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from oncal_feed import shifts
 from oncal_feed.connections.vault import TokenVault, VaultError, get_vault
@@ -359,13 +360,14 @@ def poll_source(
     """
     database = get_database(app)
     owner = _owner()
+    # One session for the lease and the poll: an unchanged (304) poll is mostly this
+    # bookkeeping, and a session (and its pooled connection) per step showed in profiles.
     with database.sessionmaker() as session:
         if not _acquire(session, source_id, owner, now):
             missing = session.get(Source, source_id) is None
             return PollReport(source_id, "missing" if missing else "busy")
-    released = False
-    try:
-        with database.sessionmaker() as session:
+        released = False
+        try:
             report = _poll(app, session, source_id, now, accept, resolve)
             row = session.get(Source, source_id)
             if row is not None and row.lease_owner == owner:
@@ -373,9 +375,9 @@ def poll_source(
                 row.lease_owner, row.lease_expires_at = None, None
             session.commit()
             released = True
-    finally:
-        if not released:
-            with database.sessionmaker() as session:
+        finally:
+            if not released:
+                session.rollback()
                 _release(session, source_id, owner)
     if report.result is not None:
         shifts_changed(report.result.touched_user_ids)
@@ -387,11 +389,14 @@ def _read(
     source: Source,
     secret: dict[str, Any],
     window: tuple[datetime, datetime],
-    zone: str,
+    zone: Callable[[], str],
     conditional: bool,
     resolve: Resolver | None,
 ) -> tuple[Reading | None, Fetched | None]:
-    """Fetch and read the source; (None, answer) for a 304."""
+    """Fetch and read the source; (None, answer) for a 304.
+
+    `zone` gives the schedule's zone; it is asked only for a body to read.
+    """
     limits = fetch_limits(app.config)
     kwargs: dict[str, Any] = {} if resolve is None else {"resolve": resolve}
     if source.kind == "pagerduty":
@@ -412,7 +417,7 @@ def _read(
     answer = fetch(str(secret.get("url", "")), limits=limits, headers=headers, **kwargs)
     if answer.status == 304:
         return None, answer
-    return read_calendar(answer.body, zone, *window), answer
+    return read_calendar(answer.body, zone(), *window), answer
 
 
 def _poll(
@@ -423,10 +428,9 @@ def _poll(
     accept: bool,
     resolve: Resolver | None,
 ) -> PollReport:
-    source = session.get(Source, source_id)
+    # The snapshot (a big JSON for a big feed) is read only when the feed changed.
+    source = session.get(Source, source_id, options=[defer(Source.snapshot)])
     assert source is not None
-    schedule = session.get(Schedule, source.schedule_id)
-    assert schedule is not None
     window = source_window(now, int(app.config["SOURCE_WINDOW_DAYS"]))
     source.last_poll_at = now
     try:
@@ -439,7 +443,13 @@ def _poll(
             and source.last_full_read_at >= window[0]
         )
         reading, answer = _read(
-            app, source, secret, window, schedule.time_zone, conditional, resolve
+            app,
+            source,
+            secret,
+            window,
+            lambda: _schedule(session, source).time_zone,
+            conditional,
+            resolve,
         )
     except VaultError:
         return _failed(
@@ -454,6 +464,7 @@ def _poll(
         return _failed(source, exc, now)
     if reading is None:
         return _succeeded(source, now, "not-modified")
+    schedule = _schedule(session, source)
     previous = _in_window(_snapshot(source), *window)
     held = None if accept else _check_shrink(len(previous), len(reading.occurrences))
     if held is not None:
@@ -483,6 +494,12 @@ def _poll(
         source.last_change_at = now
     report = _succeeded(source, now, "changed" if changed else "unchanged")
     return PollReport(source.id, report.outcome, result, None, report.next_poll_at)
+
+
+def _schedule(session: Session, source: Source) -> Schedule:
+    schedule = session.get(Schedule, source.schedule_id)
+    assert schedule is not None
+    return schedule
 
 
 def _snapshot(source: Source) -> list[Occurrence]:
