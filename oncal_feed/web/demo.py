@@ -24,7 +24,7 @@ from oncal_feed.db import get_database, get_session, utcnow
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.demo import DemoCalendarProvider, list_live_events
 from oncal_feed.sync.tasks import request_sync
-from oncal_feed.web.demo_grid import View, grid, grid_range
+from oncal_feed.web.demo_grid import View, fingerprint, grid, grid_range
 from oncal_feed.web.oauth import tell
 from oncal_feed.web.views import page_login_required
 
@@ -142,6 +142,7 @@ def calendar() -> str:
         view=view,
         anchor=anchor,
         weeks=weeks,
+        fingerprint=fingerprint(connected, weeks),
         title=_title(view, first, last),
         previous=previous.isoformat(),
         following=following.isoformat(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -10,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from oncal_feed.providers.demo import DemoEventView
 
-__all__ = ["GridDay", "GridEvent", "View", "grid", "grid_range"]
+__all__ = ["GridDay", "GridEvent", "View", "fingerprint", "grid", "grid_range"]
 
 View = Literal["week", "month"]
 
@@ -89,3 +91,16 @@ def grid(
         weeks[-1].append(cell)
         day += timedelta(days=1)
     return weeks
+
+
+def fingerprint(connected: bool, weeks: Sequence[Sequence[GridDay]]) -> str:
+    """A short digest of what the grid shows, so the page swaps its calendar in only when
+    that changed (the markup itself differs on every render: each form has a fresh CSRF
+    token, and swapping on every poll made the page's elements go stale under the reader)."""
+    shown = [connected] + [
+        [cell.day.isoformat(), cell.in_range, cell.today]
+        + [[e.remote_id, e.summary, e.when, e.continues] for e in cell.events]
+        for week in weeks
+        for cell in week
+    ]
+    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]

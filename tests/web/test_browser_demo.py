@@ -68,8 +68,12 @@ def put_shift(base: str, key: str, starts: datetime) -> None:
 
 def tour_event_text(driver: WebDriver) -> str:
     """The text of the tour shift's event(s) on the calendar page ("" when none)."""
-    events = driver.find_elements(By.CSS_SELECTOR, ".demo-event")
-    return " | ".join(e.text for e in events if "Tour" in e.text)
+    # One script call reads every event at once: element by element, a month of events took
+    # longer than a second to read under load, and the page may swap its calendar meanwhile.
+    texts = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.demo-event'), e => e.innerText);"
+    )
+    return " | ".join(t for t in texts if "Tour" in t)
 
 
 def delete_tour_event(driver: WebDriver) -> bool:
@@ -139,7 +143,6 @@ def test_demo_calendar_tour(browser: WebDriver, tmp_path: Path) -> None:
         wait_for(browser, lambda d: later in tour_event_text(d), timeout=20)
 
         browser.get(f"{base}/demo/calendar?view=month&date={day}")
-        # The month grid renders the demo's rotations. Whether it shows the tour event on its day is
-        # open: that check failed from 14:20 UTC on 2026-12-03 (see the closing note of that stop).
-        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".demo-event")) > 3)
+        wait_for(browser, lambda d: later in tour_event_text(d), timeout=20)
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".demo-event")) > 3
         screenshot(browser, "demo-calendar-month", phone_width=390)

@@ -102,6 +102,12 @@ def connection_id(app: Flask) -> int:
     return found
 
 
+def _fingerprint(html: str) -> str:
+    found = re.search(r'data-fingerprint="([0-9a-f]{16})"', html)
+    assert found, "the calendar section carries no data-fingerprint"
+    return found.group(1)
+
+
 def test_connect_sync_show_delete_restore(app: Flask, signed_in: FlaskClient) -> None:
     """The whole tour: the shift appears, moves, is deleted on the page and comes back."""
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
@@ -118,10 +124,16 @@ def test_connect_sync_show_delete_restore(app: Flask, signed_in: FlaskClient) ->
     assert f"{local:%H:%M}" in page.text
     assert "On-call: Payments (primary)" in page.text
 
+    # The page's refresh swaps its calendar in only when the digest of its events changes:
+    # the same events give the same digest on every render, a move gives another.
+    same = signed_in.get(f"/demo/calendar?date={day}")
+    assert _fingerprint(same.text) == _fingerprint(page.text)
+
     add_shift(app, EMAIL, start + timedelta(hours=2), external_id="s1")
     assert run_sync(app, connection_id(app)).updated == 1
     moved = signed_in.get(f"/demo/calendar?date={day}")
     assert f"{local + timedelta(hours=2):%H:%M}" in moved.text
+    assert _fingerprint(moved.text) != _fingerprint(page.text)
 
     with get_database(app).session() as session:
         remote_id = session.scalar(select(DemoEvent.remote_id))

@@ -187,8 +187,12 @@
         .then(function (html) {
           if (html) {
             var fresh = new DOMParser().parseFromString(html, "text/html").getElementById(section.id);
-            if (fresh && fresh.innerHTML !== section.innerHTML) {
+            // Compared by the server's digest of the events, not by markup: every
+            // render carries fresh CSRF tokens, so the markup always differs.
+            var version = fresh && fresh.getAttribute("data-fingerprint");
+            if (version && version !== section.getAttribute("data-fingerprint")) {
               section.innerHTML = fresh.innerHTML;
+              section.setAttribute("data-fingerprint", version);
             }
           }
         })
