@@ -36,6 +36,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.sync import start_embedded_worker
+from oncal_feed.sync.tasks import mark_dirty, request_sync
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.web.conftest import PASSWORD, add_shift
@@ -476,7 +477,11 @@ def test_connect_both_calendars_watch_sync_failure_reauth_and_disconnect(
     wait_until(lambda: len(fake_microsoft.events(EMAIL)) == 4, timeout=30)
     wait_until(lambda: len(fake_google.events(EMAIL)) == 4, timeout=30)
     wait_until_synced(app)
-    reload_until(browser, "Connected")
+    # The page watches only while a change waits for its sync: mark one waiting (without
+    # queueing it yet), so the page loaded now is watching and nothing can sync first.
+    mark_dirty(app, {member.id}, utcnow())
+    browser.refresh()
+    wait_for(browser, page_says("Connected"))
     assert "Needs re-authorisation" not in text(browser, "#connection-microsoft")
 
     # Disconnect Google removing its events, and Outlook keeping them. A sync that finishes
@@ -486,6 +491,9 @@ def test_connect_both_calendars_watch_sync_failure_reauth_and_disconnect(
         By.CSS_SELECTOR, "#connection-google input[name=events][value=remove]"
     ).click()
     add_shift(app, EMAIL, now + timedelta(days=10), timedelta(hours=8))
+    # The connections were marked waiting above, so the change queues nothing by itself.
+    with get_database(app).session() as session:
+        request_sync(app, session.scalars(select(CalendarConnection.id)).all())
     wait_until(lambda: len(fake_google.events(EMAIL)) == 5, timeout=30)
     wait_for(browser, lambda d: "A sync finished." in text(d, "#connections"), timeout=30)
     assert browser.find_element(
