@@ -34,7 +34,7 @@ from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.models import CalendarConnection, User
+from oncal_feed.models import CalendarConnection, CalendarCreation, User
 from oncal_feed.sync import start_embedded_worker
 from oncal_feed.sync.tasks import mark_dirty, request_sync
 from tests.fakes.google import FakeGoogle
@@ -588,3 +588,29 @@ def test_bring_my_shifts_from_another_tool(live: str, app: Flask, browser: WebDr
         browser.find_element(By.ID, f"remove-source-{source_id}").click()
         accept_confirm(browser)
         wait_for(browser, page_says("Removed the PagerDuty feed"))
+
+
+def test_a_calendar_left_by_an_interrupted_setup_is_told_and_dismissed(
+    live: str, app: Flask, member: User, browser: WebDriver
+) -> None:
+    """The notice of a possibly left-over Google calendar reads well, fits a phone, and goes."""
+    started = utcnow() - timedelta(hours=1)
+    with get_database(app).session() as session:
+        session.add(
+            CalendarCreation(
+                user_id=member.id,
+                provider="google",
+                calendar_name="On-call shifts",
+                request_id="4f1c2d3e-0000-4000-8000-000000000001",
+                started_at=started,
+                orphan_since=started,
+            )
+        )
+    sign_in(browser, live)
+    notice = text(browser, "body")
+    assert "An empty calendar named “On-call shifts” may be left in your Google Calendar" in notice
+    screenshot(browser, "leftover-calendar", phone_width=390)
+    browser.find_element(By.CSS_SELECTOR, "[id^=dismiss-leftover-]").click()
+    wait_for(browser, lambda d: "may be left in your" not in body_text(d))
+    with get_database(app).session() as session:
+        assert session.scalars(select(CalendarCreation)).all() == []
