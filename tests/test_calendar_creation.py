@@ -27,8 +27,6 @@ from oncal_feed.sync import engine
 from oncal_feed.sync.service import run_sync
 from oncal_feed.validation import ShiftInput
 from tests.connections.flows import connect
-from tests.fakes.google import FakeGoogle
-from tests.fakes.microsoft import FakeMicrosoft
 from tests.sync.remote import (
     ALICE,
     connect_both,
@@ -47,12 +45,6 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 def app_config(app_config: dict[str, Any], oauth_settings: dict[str, Any]) -> dict[str, Any]:
     """The test app, pointed at the fakes."""
     return {**app_config, **oauth_settings, "PROVIDER_TIMEOUT": 2}
-
-
-@pytest.fixture
-def fakes(fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft) -> dict[str, Any]:
-    """Both fakes by provider name."""
-    return {"google": fake_google, "microsoft": fake_microsoft}
 
 
 @pytest.fixture

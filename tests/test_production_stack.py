@@ -48,7 +48,6 @@ from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, SyncRecord
 from oncal_feed.sync.service import run_sync
 from oncal_feed.sync.tasks import SWEEP_GRACE, SyncQueue, get_queue
-from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.https_proxy import InterceptingProxy
 from tests.processes import (
@@ -75,12 +74,6 @@ SHIFT_LENGTH = timedelta(hours=4)
 # Each kill waits for a fresh worker to start, reach the fakes and write a little.
 ROUND_TIMEOUT = 60.0
 RECOVERY_TIMEOUT = 90.0
-
-
-@pytest.fixture
-def fakes(fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft) -> dict[str, Any]:
-    """Both fakes by provider name."""
-    return {"google": fake_google, "microsoft": fake_microsoft}
 
 
 @pytest.fixture

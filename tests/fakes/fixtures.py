@@ -117,6 +117,12 @@ def fake_microsoft(oauth_base_url: str) -> Iterator[FakeMicrosoft]:
 
 
 @pytest.fixture
+def fakes(fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft) -> dict[str, Any]:
+    """Both fakes by provider name."""
+    return {"google": fake_google, "microsoft": fake_microsoft}
+
+
+@pytest.fixture
 def oauth_settings(
     fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft, oauth_base_url: str
 ) -> Iterator[dict[str, Any]]:

@@ -34,8 +34,7 @@ from oncal_feed.sync.lease import LEASE_TTL
 from oncal_feed.sync.service import run_sync
 from oncal_feed.sync.tasks import get_queue
 from oncal_feed.validation import ShiftInput
-from tests.fakes.google import FakeGoogle
-from tests.fakes.microsoft import GRAPH_HOST, FakeMicrosoft
+from tests.fakes.microsoft import GRAPH_HOST
 from tests.sync.remote import (
     ALICE,
     connect_both,
@@ -54,12 +53,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def app_config(app_config: dict[str, Any], oauth_settings: dict[str, Any]) -> dict[str, Any]:
     """The test app, pointed at the fakes, with a short timeout so slow calls time out."""
     return {**app_config, **oauth_settings, "PROVIDER_TIMEOUT": 1}
-
-
-@pytest.fixture
-def fakes(fake_google: FakeGoogle, fake_microsoft: FakeMicrosoft) -> dict[str, Any]:
-    """Both fakes by provider name."""
-    return {"google": fake_google, "microsoft": fake_microsoft}
 
 
 @pytest.fixture
