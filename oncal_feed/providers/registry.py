@@ -35,6 +35,9 @@ class ProviderInfo:
     # Shown on the settings page only where it is configured (the demo calendar exists
     # only in demo mode; elsewhere a disabled card for it would only confuse).
     listed_only_when_configured: bool = False
+    # Where a person removes one of their calendars by hand (the provider's own settings
+    # page), for notices about a calendar we could not remove ourselves; None: no such page.
+    calendar_settings: tuple[str, str] | None = None
 
 
 # In the order the settings page shows them.
@@ -46,6 +49,10 @@ PROVIDERS: tuple[ProviderInfo, ...] = (
         configured_setting="GOOGLE_CONFIGURED",
         oauth_module="oncal_feed.connections.google",
         revocable=True,
+        calendar_settings=(
+            "Google Calendar's settings",
+            "https://calendar.google.com/calendar/r/settings",
+        ),
     ),
     ProviderInfo(
         name="microsoft",
@@ -54,6 +61,7 @@ PROVIDERS: tuple[ProviderInfo, ...] = (
         configured_setting="MICROSOFT_CONFIGURED",
         oauth_module="oncal_feed.connections.microsoft",
         revocable=False,
+        calendar_settings=("Outlook's calendar list", "https://outlook.live.com/calendar/"),
     ),
     ProviderInfo(
         name="demo",

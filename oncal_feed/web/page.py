@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from oncal_feed.calendar_creation import OrphanNotice
 from oncal_feed.feeds.tokens import FeedLinks
 from oncal_feed.models import CalendarConnection, Shift, Source
-from oncal_feed.providers.registry import PROVIDERS
+from oncal_feed.providers.registry import PROVIDERS, provider_info
 from oncal_feed.validation import is_known_zone
 
 __all__ = [
@@ -306,13 +306,6 @@ def connection_cards(
     return cards
 
 
-# Where a user removes a calendar by hand, per provider (their own settings pages).
-_CALENDAR_SETTINGS = {
-    "google": ("Google Calendar's settings", "https://calendar.google.com/calendar/r/settings"),
-    "microsoft": ("Outlook's calendar list", "https://outlook.live.com/calendar/"),
-}
-
-
 @dataclass(frozen=True)
 class LeftoverCard:
     """A notice that an interrupted setup may have left an empty calendar behind."""
@@ -332,7 +325,9 @@ def leftover_cards(
     cards = []
     for notice in notices:
         label = PROVIDER_LABELS.get(notice.provider, notice.provider)
-        where, url = _CALENDAR_SETTINGS.get(notice.provider, (f"{label}'s settings", None))
+        info = provider_info(notice.provider)
+        settings = info.calendar_settings if info else None
+        where, url = settings or (f"{label}'s settings", None)
         cards.append(
             LeftoverCard(
                 id=notice.id,
