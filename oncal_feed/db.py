@@ -9,15 +9,26 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, text
+from sqlalchemy import (
+    Column,
+    ColumnDefault,
+    DateTime,
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -32,6 +43,7 @@ __all__ = [
     "get_database",
     "get_session",
     "in_chunks",
+    "insert_rows",
     "instant_json",
     "utcnow",
     "with_reconnect",
@@ -199,6 +211,74 @@ def in_chunks(values: Sequence[T], size: int = IN_LIST_SIZE) -> Iterator[Sequenc
     """Yield slices of at most `size` values: one IN list (or OR) per statement."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+# From this many rows on, PostgreSQL gets COPY instead of an executemany INSERT.
+COPY_FROM_ROWS = 500
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping[str, object]],
+    *,
+    copy_from: int = COPY_FROM_ROWS,
+) -> None:
+    """Insert `rows` (dicts with the same keys) into `table` in the session's transaction.
+
+    An executemany INSERT everywhere, except for `copy_from` rows or more on PostgreSQL:
+    psycopg sends an executemany as one INSERT per row, and SQLAlchemy prepares each row's
+    parameters, which made inserting 10,000 shifts cost 0.85 s where one COPY costs a
+    quarter of that. Values go through the columns' bind processors (naive UTC instants)
+    as they would in an INSERT, and a failure is raised as SQLAlchemy's exception for it
+    (IntegrityError for a clash), so callers see no difference.
+    """
+    if not rows:
+        return
+    session.flush()
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or len(rows) < copy_from:
+        session.execute(insert(table), rows)
+        return
+    given = list(rows[0])
+    # COPY applies server defaults only; the columns' Python defaults are an INSERT's doing.
+    defaulted = [
+        column
+        for column in table.columns
+        if column.default is not None and column.name not in given
+    ]
+    names = given + [column.name for column in defaulted]
+    processors = [table.c[name].type.bind_processor(dialect) for name in names]
+    quote = dialect.identifier_preparer.quote
+    statement = (
+        f"COPY {dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(name) for name in names)}) FROM STDIN"
+    )
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a live connection inside the session's transaction
+    error_base = dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                values = [row[name] for name in given]
+                # A scalar, or a callable SQLAlchemy has wrapped to take a context.
+                values += [_python_default(column) for column in defaulted]
+                copy.write_row(
+                    [
+                        value if process is None else process(value)
+                        for process, value in zip(processors, values, strict=True)
+                    ]
+                )
+    except error_base as exc:
+        raise DBAPIError.instance(statement, None, exc, error_base) from exc
+
+
+def _python_default(column: Column[Any]) -> object:
+    """The value an INSERT would give `column` from its Python-side default."""
+    default = cast(ColumnDefault, column.default)
+    # A scalar, or a callable SQLAlchemy has wrapped to take an execution context.
+    return default.arg(None) if default.is_callable else default.arg
 
 
 @contextmanager

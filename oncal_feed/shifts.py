@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
-from oncal_feed.db import in_chunks
+from oncal_feed.db import in_chunks, insert_rows
 from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User, new_shift_uid
 from oncal_feed.rendering import ShiftFacts
@@ -337,7 +337,7 @@ def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) ->
         session.execute(update(Shift), updates)
     if inserts:
         # The table, not the mapped class: the ORM would split rows by which values are None.
-        session.execute(insert(cast(Table, Shift.__table__)), inserts)
+        insert_rows(session, cast(Table, Shift.__table__), inserts)
     if updates or inserts:
         # Bulk statements bypass loaded objects; make any the session holds read again.
         for loaded in list(session.identity_map.values()):

@@ -5,16 +5,26 @@ from __future__ import annotations
 import socket
 import stat
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from oncal_feed import create_app
-from oncal_feed.db import Database, get_database, with_reconnect
+from oncal_feed.db import (
+    COPY_FROM_ROWS,
+    Database,
+    get_database,
+    insert_rows,
+    utcnow,
+    with_reconnect,
+)
+from oncal_feed.models import User
 
 
 class _Dropped(Exception):
@@ -113,3 +123,52 @@ def test_the_app_creates_its_sqlite_files_owner_only(
             assert stat.S_IMODE((instance / name).stat().st_mode) == 0o600, name
     finally:
         get_database(app).dispose()
+
+
+def _user_rows(count: int, created: datetime) -> list[dict[str, object]]:
+    return [
+        {
+            "public_id": f"u_bulk{n:06d}",
+            "email": f"bulk{n}@example.com",
+            "display_name": f"Bulk {n}",
+            "time_zone": "Europe/Berlin",
+            "created_at": created,
+            "updated_at": created + timedelta(minutes=n),
+        }
+        for n in range(count)
+    ]
+
+
+def test_insert_rows_writes_every_row_as_an_insert_would(db_session: Session) -> None:
+    """Enough rows for COPY on PostgreSQL (an executemany elsewhere): every value arrives,
+    instants given with an offset are stored as the same instant in UTC."""
+    created = datetime(2026, 3, 29, 3, 30, tzinfo=timezone(timedelta(hours=2)))
+    rows = _user_rows(COPY_FROM_ROWS + 100, created)
+    insert_rows(db_session, cast(Table, User.__table__), rows)
+    db_session.commit()
+    stored = {
+        user.public_id: user
+        for user in db_session.scalars(select(User).where(User.email.like("bulk%")))
+    }
+    assert len(stored) == len(rows)
+    last = stored[f"u_bulk{len(rows) - 1:06d}"]
+    assert (last.email, last.display_name, last.time_zone) == (
+        f"bulk{len(rows) - 1}@example.com",
+        f"Bulk {len(rows) - 1}",
+        "Europe/Berlin",
+    )
+    assert last.created_at == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert last.updated_at == created + timedelta(minutes=len(rows) - 1)
+
+
+def test_insert_rows_raises_sqlalchemys_integrity_error_and_writes_nothing(
+    db_session: Session,
+) -> None:
+    """A clash in a large insert is SQLAlchemy's IntegrityError (the API answers it with
+    409), and rolling back leaves none of the rows."""
+    rows = _user_rows(COPY_FROM_ROWS + 10, utcnow())
+    rows[-1] = {**rows[-1], "email": rows[0]["email"]}
+    with pytest.raises(IntegrityError):
+        insert_rows(db_session, cast(Table, User.__table__), rows)
+    db_session.rollback()
+    assert db_session.scalar(select(func.count()).where(User.email.like("bulk%"))) == 0
