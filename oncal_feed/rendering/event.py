@@ -24,8 +24,8 @@ __all__ = [
 
 # Bump when the rendered form changes for the same data, so cached bytes and ETags renew.
 # 2: control characters removed from text, URLs percent-encoded, instants widened to
-# whole seconds.
-RENDER_VERSION = 2
+# whole seconds. 3: short titles ("On-call · Payments API"), "Cancelled: " on cancelled ones.
+RENDER_VERSION = 3
 
 # RFC 5545 TEXT allows no control character but HTAB (newlines travel escaped as "\n").
 # libical, sabre/vobject, ics-py and ical reject a feed with a raw BEL or NUL in it.
@@ -156,7 +156,7 @@ def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
     starts_at, ends_at = _whole_seconds(shift.starts_at, shift.ends_at)
     return EventSpec(
         uid=shift.uid,
-        summary=clean_line(f"On-call: {shift.schedule_name} ({shift.role})"),
+        summary=clean_line(_title(shift)),
         description=clean_text(_description(shift, zone, options)),
         starts_at=starts_at,
         ends_at=ends_at,
@@ -167,6 +167,19 @@ def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
         transparent=not options.busy,
         url=clean_url(_link(shift, options)),
     )
+
+
+def _title(shift: ShiftFacts) -> str:
+    """The event's title, schedule first: phones show a title's first twenty-odd characters.
+
+    The usual role, primary, is left to the description; any other stays in the title,
+    where it changes what the shift means. Apps that ignore STATUS:CANCELLED (or show
+    cancelled events like others) still read that the shift is off.
+    """
+    title = f"On-call · {shift.schedule_name}"
+    if shift.role != "primary":
+        title += f" ({shift.role})"
+    return f"Cancelled: {title}" if shift.cancelled else title
 
 
 def _link(shift: ShiftFacts, options: RenderOptions) -> str:

@@ -44,7 +44,7 @@ def test_non_ascii_names(world: World, fetch: Fetch) -> None:
     check_utc_only(got.body)
     assert got.feed.text("X-WR-CALNAME") == "On-call — Zoë Ångström-Ørsted 李小龍"
     assert str(got.feed.event(uid)["SUMMARY"]) == (
-        "On-call: Zahlungsverkehr — Süd/Øst (日本, Алиса) (primary)"
+        "On-call · Zahlungsverkehr — Süd/Øst (日本, Алиса)"
     )
 
 
@@ -55,7 +55,7 @@ def test_emoji(world: World, fetch: Fetch) -> None:
     uid = world.shift("fire", "e", ALICE, TODAY + timedelta(hours=20), notes="☎️ 👩🏽‍💻 " * 40)
     got = fetch(world.path(ALICE))
     event = got.feed.event(uid)
-    assert str(event["SUMMARY"]) == "On-call: 🚨 Pager 🔥 " + "👩🏽‍💻" * 12 + " (primary)"
+    assert str(event["SUMMARY"]) == "On-call · 🚨 Pager 🔥 " + "👩🏽‍💻" * 12
     assert ("☎️ 👩🏽‍💻 " * 40).strip() in str(event["DESCRIPTION"])
     assert got.feed.text("NAME") == "On-call — Alice 🦊"
 
@@ -68,7 +68,7 @@ def test_commas_semicolons_backslashes_and_newlines_in_notes(world: World, fetch
     got = fetch(world.path(ALICE))
     event = got.feed.event(uid)
     assert f"\n\n{NASTY_NOTES}\n\n" in str(event["DESCRIPTION"])
-    assert str(event["SUMMARY"]) == "On-call: Payments, EU; \\ main (primary)"
+    assert str(event["SUMMARY"]) == "On-call · Payments, EU; \\ main"
     assert got.feed.text("X-WR-CALNAME") == "On-call — O'Neil, Alice; Jr. \\"
     assert b"\\, EU\\; \\\\ main" in got.body
 
@@ -82,7 +82,7 @@ def test_200_character_names(world: World, fetch: Fetch) -> None:
     world.user(ALICE, display_name)
     uid = world.shift("infra", "long", ALICE, TODAY + timedelta(days=1))
     got = fetch(world.path(ALICE))
-    assert str(got.feed.event(uid)["SUMMARY"]) == f"On-call: {schedule_name} (primary)"
+    assert str(got.feed.event(uid)["SUMMARY"]) == f"On-call · {schedule_name}"
     assert got.feed.text("NAME") == f"On-call — {display_name}"
 
 

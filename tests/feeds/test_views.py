@@ -186,7 +186,7 @@ def test_schedule_rename_raises_sequence_and_stamp(
     assert (int(before["SEQUENCE"]), int(after["SEQUENCE"])) == (1, 2)
     assert before.decoded("DTSTAMP") == NOW
     assert after.decoded("DTSTAMP") == after.decoded("LAST-MODIFIED") == renamed_at
-    assert str(after["SUMMARY"]) == "On-call: Payments EU (primary)"
+    assert str(after["SUMMARY"]) == "On-call · Payments EU"
 
 
 # ---------------------------------------------------------------- bad input

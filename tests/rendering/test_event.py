@@ -19,9 +19,10 @@ FactsMaker = Callable[..., ShiftFacts]
 
 
 def test_summary_and_description_say_schedule_role_and_local_times(make_facts: FactsMaker) -> None:
-    """The title names schedule and role; the text gives both ends in the schedule's zone."""
+    """The title names the schedule (the role is in the text); the text gives both ends in
+    the schedule's zone."""
     spec = shift_event(make_facts(notes="Pager: +49 30 1234"), OPTIONS)
-    assert spec.summary == "On-call: Payments (primary)"
+    assert spec.summary == "On-call · Payments"
     assert spec.description == (
         "Payments: primary on-call.\n"
         "From Mon 2 Mar 2026 09:00 CET\n"
@@ -71,6 +72,22 @@ def test_fractions_of_a_second_widen_the_shift(make_facts: FactsMaker) -> None:
     assert spec.ends_at == datetime(2026, 3, 2, 8, 0, 1, tzinfo=UTC)
 
 
+def test_a_role_other_than_primary_and_a_cancellation_are_in_the_title(
+    make_facts: FactsMaker,
+) -> None:
+    """Schedule first (phones cut titles short); a secondary says so; a cancelled shift's
+    title says it is off, for apps that show cancelled events like others."""
+    assert shift_event(make_facts(role="secondary"), OPTIONS).summary == (
+        "On-call · Payments (secondary)"
+    )
+    assert shift_event(make_facts(cancelled=True), OPTIONS).summary == (
+        "Cancelled: On-call · Payments"
+    )
+    assert shift_event(make_facts(role="override", cancelled=True), OPTIONS).summary == (
+        "Cancelled: On-call · Payments (override)"
+    )
+
+
 def test_handovers_and_cancellation_are_told(make_facts: FactsMaker) -> None:
     """Hand-over names and a cancellation get a line each."""
     spec = shift_event(
@@ -111,7 +128,7 @@ def test_control_characters_never_reach_an_event(make_facts: FactsMaker) -> None
         make_facts(schedule_name="Pay\x07ments\nEU", notes="a\r\nb\rc\x00d\x1b[0m\te\x7f"),
         OPTIONS,
     )
-    assert spec.summary == "On-call: Payments EU (primary)"
+    assert spec.summary == "On-call · Payments EU"
     assert "\n\na\nb\ncd[0m\te\n\n" in spec.description
 
 

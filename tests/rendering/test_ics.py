@@ -46,7 +46,7 @@ def test_vevent_properties(make_facts: FactsMaker, keep_feed: Keep) -> None:
     assert props["STATUS"] == "CONFIRMED"
     assert props["TRANSP"] == "TRANSPARENT"
     assert props["URL"] == "https://runbooks.example.com/payments"
-    assert props["SUMMARY"] == "On-call: Payments (primary)"
+    assert props["SUMMARY"] == "On-call · Payments"
     parsed = keep_feed(calendar_bytes("Test", "", [block]))
     assert parsed.event(BASE_FACTS.uid).decoded("DTSTART") == BASE_FACTS.starts_at
 

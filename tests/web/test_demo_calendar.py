@@ -122,7 +122,7 @@ def test_connect_sync_show_delete_restore(app: Flask, signed_in: FlaskClient) ->
     assert page.status_code == 200
     local = start.astimezone(zone)
     assert f"{local:%H:%M}" in page.text
-    assert "On-call: Payments (primary)" in page.text
+    assert "On-call · Payments" in page.text
 
     # The page's refresh swaps its calendar in only when the digest of its events changes:
     # the same events give the same digest on every render, a move gives another.
