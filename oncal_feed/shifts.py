@@ -373,21 +373,32 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
     names = _display_names(session, {row.user_id for row in live})
     # New rows get ids after every stored one, in the order they are planned.
     later = {key: n for n, key in enumerate(plan.wanted) if plan.wanted[key].id is None}
+
+    def order(row: _Row) -> tuple[datetime, int]:
+        return (row.starts_at, row.id if row.id is not None else _NEW + later[row.external_id])
+
     by_role: dict[str, list[_Row]] = defaultdict(list)
     for row in live:
         by_role[row.role].append(row)
     for group in by_role.values():
-        group.sort(
-            key=lambda r: (r.starts_at, r.id if r.id is not None else _NEW + later[r.external_id])
-        )
+        group.sort(key=order)
+    # An override stands in for the primary rotation: it takes over from, and hands back
+    # to, whoever is on call there (or in an adjoining override) around it.
+    rotation = sorted(by_role.get("primary", []) + by_role.get("override", []), key=order)
+    rotation_starts = [row.starts_at for row in rotation]
+    for role, group in by_role.items():
         starts = [row.starts_at for row in group]
         # Clusters lie more than four reaches apart, so these ranges never overlap.
         for low, high in clusters:
             first = bisect_left(starts, low - _NEIGHBOUR_REACH)
             last = bisect_left(starts, high + _NEIGHBOUR_REACH)
             for row in group[first:last]:
-                incoming = _incoming(group, starts, row)
-                outgoing = _outgoing(group, starts, row)
+                if role == "override":
+                    incoming = _standing_in_from(rotation, rotation_starts, row)
+                    outgoing = _handing_back_to(rotation, rotation_starts, row)
+                else:
+                    incoming = _incoming(group, starts, row)
+                    outgoing = _outgoing(group, starts, row)
                 handover_from = (
                     names[incoming.user_id]
                     if incoming and incoming.user_id != row.user_id
@@ -434,6 +445,33 @@ def _outgoing(group: list[_Row], starts: list[datetime], shift: _Row) -> _Row | 
         if abs(other.starts_at - shift.ends_at) <= HANDOVER_TOLERANCE:
             return other
     return None
+
+
+def _standing_in_from(rotation: list[_Row], starts: list[datetime], override: _Row) -> _Row | None:
+    """Whom an override takes over from: the latest-starting other shift of the rotation
+    still on call at its start (or ending near it)."""
+    first = bisect_left(starts, override.starts_at - _NEIGHBOUR_REACH)
+    last = bisect_left(starts, override.starts_at)
+    for other in reversed(rotation[first:last]):
+        if other.ends_at >= override.starts_at - HANDOVER_TOLERANCE:
+            return other
+    return None
+
+
+def _handing_back_to(rotation: list[_Row], starts: list[datetime], override: _Row) -> _Row | None:
+    """To whom an override hands back: the other shift of the rotation on call at its end
+    (the latest-starting one), else the first starting near its end."""
+    first = bisect_left(starts, override.ends_at - _NEIGHBOUR_REACH)
+    last = bisect_right(starts, override.ends_at + HANDOVER_TOLERANCE)
+    after: _Row | None = None
+    for other in rotation[first:last]:
+        if other.external_id == override.external_id or other.ends_at <= override.ends_at:
+            continue
+        if other.starts_at <= override.ends_at:
+            after = other  # on call across the end; a later-starting one wins
+        elif after is None:
+            return other
+    return after
 
 
 def upsert_shift(

@@ -287,3 +287,43 @@ def test_changes_far_apart_refresh_both_neighbourhoods(db_session: Session, team
     assert [found[k].handover_to for k in ("d9", "d149")] == ["Carol", "Carol"]
     assert [found[k].handover_from for k in ("d11", "d151")] == ["Carol", "Carol"]
     assert [found[k].revision for k in ("d9", "d11", "d149", "d151", "d80")] == [2, 2, 2, 2, 1]
+
+
+def test_an_override_takes_over_from_and_hands_back_to_the_primary_rotation(
+    db_session: Session, team
+) -> None:
+    """Bob's override in the middle of Alice's primary week names her both ways; one that
+    ends as Carol's week starts hands over to Carol; a secondary is no one's stand-in."""
+    schedule, alice, bob = team
+    carol = make_user(db_session, "carol@example.com", "Carol")
+    week = timedelta(days=7)
+    items = [
+        ShiftInput("alice-week", alice.email, MONDAY, MONDAY + week),
+        ShiftInput("carol-week", carol.email, MONDAY + week, MONDAY + 2 * week),
+        ShiftInput("bob-tue", bob.email, MONDAY + timedelta(days=1),
+                   MONDAY + timedelta(days=1, hours=8), role="override"),
+        ShiftInput("bob-sun", bob.email, MONDAY + timedelta(days=6),
+                   MONDAY + week, role="override"),
+        ShiftInput("bob-second", bob.email, MONDAY, MONDAY + week, role="secondary"),
+    ]  # fmt: skip
+    shifts.upsert_shifts(db_session, schedule, items, NOW)
+
+    def handovers(external_id: str) -> tuple[str | None, str | None]:
+        shift = shifts.get_shift(db_session, schedule, external_id)
+        return shift.handover_from, shift.handover_to
+
+    assert handovers("bob-tue") == ("Alice", "Alice")
+    assert handovers("bob-sun") == ("Alice", "Carol")
+    assert handovers("bob-second") == (None, None)
+    assert handovers("alice-week") == (None, "Carol")
+
+    # Moving Carol's week away changes whom the Sunday override hands back to.
+    later = NOW + timedelta(hours=1)
+    shifts.upsert_shift(
+        db_session,
+        schedule,
+        ShiftInput("carol-week", carol.email, MONDAY + 3 * week, MONDAY + 4 * week),
+        later,
+    )
+    assert handovers("bob-sun") == ("Alice", None)
+    assert shifts.get_shift(db_session, schedule, "bob-sun").revision == 2
