@@ -125,10 +125,14 @@ def rotate_feed(session: Session, user: User, now: datetime) -> int:
     """Give `user` a new feed URL; every URL issued before stops working at once (on
     PostgreSQL: once each web process has heard of the commit, within milliseconds).
 
-    The increment is done in SQL, so two concurrent rotations both count. Returns the new
+    The increment is done in SQL, so two concurrent rotations both count. The last-fetched
+    line is cleared: no calendar app has fetched the new URL yet. Returns the new
     generation; the caller commits.
     """
     user.feed_generation = User.feed_generation + 1
+    # "Last fetched by Google Calendar" was about the old URL; the new one has not been.
+    user.feed_last_fetched_at = None
+    user.feed_last_client = None
     user.updated_at = now
     session.flush()
     session.refresh(user, ["feed_generation"])

@@ -123,3 +123,17 @@ def test_rotation_bumps_the_generation(world: World, db_session: Session, alice:
     assert alice.updated_at == NOW
     assert read_feed_token(KEY, old) == (alice.public_id, 1)
     assert read_feed_token(KEY, make_feed_token(KEY, alice)) == (alice.public_id, 3)
+
+
+def test_rotation_forgets_when_the_old_url_was_fetched(
+    world: World, db_session: Session, alice: User
+) -> None:
+    """After a rotation the settings page must not say "last fetched by Google Calendar":
+    that was the old, now dead, URL."""
+    alice.feed_last_fetched_at = NOW
+    alice.feed_last_client = "Google Calendar"
+    db_session.commit()
+    rotate_feed(db_session, alice, NOW)
+    db_session.commit()
+    reloaded = world.reload("alice@example.com")
+    assert (reloaded.feed_last_fetched_at, reloaded.feed_last_client) == (None, None)
