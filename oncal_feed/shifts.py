@@ -37,6 +37,7 @@ __all__ = [
     "get_schedule",
     "get_shift",
     "import_window",
+    "next_shift_for_user",
     "shift_facts",
     "shifts_for_user",
     "upsert_schedule",
@@ -601,6 +602,20 @@ def shifts_for_user(
     if schedule_keys:
         query = query.where(Schedule.key.in_(schedule_keys))
     return list(session.scalars(query))
+
+
+def next_shift_for_user(session: Session, user_id: int, after: datetime) -> Shift | None:
+    """The user's first live shift starting after `after`, its schedule loaded (one
+    index range scan on (user_id, starts_at))."""
+    query = (
+        select(Shift)
+        .join(Schedule, Schedule.id == Shift.schedule_id)
+        .options(contains_eager(Shift.schedule))
+        .where(Shift.user_id == user_id, Shift.starts_at > after, Shift.deleted_at.is_(None))
+        .order_by(Shift.starts_at, Shift.id)
+        .limit(1)
+    )
+    return session.scalars(query).first()
 
 
 def shift_facts(shift: Shift) -> ShiftFacts:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -28,6 +28,7 @@ __all__ = [
     "ConnectionCard",
     "Day",
     "Moment",
+    "OnCallStatus",
     "ShiftLine",
     "SourceCard",
     "SubscribeLinks",
@@ -35,6 +36,7 @@ __all__ = [
     "connection_cards",
     "leftover_cards",
     "moment",
+    "on_call_status",
     "source_cards",
     "subscribe_links",
     "sync_summary",
@@ -103,6 +105,12 @@ def _relative(instant: datetime, now: datetime) -> str:
     return "just now"  # pragma: no cover (the loop always answers)
 
 
+@overload
+def moment(instant: datetime, zone: ZoneInfo, now: datetime) -> Moment: ...
+@overload
+def moment(instant: None, zone: ZoneInfo, now: datetime) -> None: ...
+@overload
+def moment(instant: datetime | None, zone: ZoneInfo, now: datetime) -> Moment | None: ...
 def moment(instant: datetime | None, zone: ZoneInfo, now: datetime) -> Moment | None:
     """Describe `instant` in `zone`, e.g. "Tue 4 Mar, 14:05" and "3 minutes ago"."""
     if instant is None:
@@ -190,6 +198,59 @@ def upcoming_days(
             )
         )
     return [groups[key] for key in sorted(groups)]
+
+
+@dataclass(frozen=True)
+class OnCallStatus:
+    """The first line of the page: on call now (until when), or the next shift.
+
+    `until` is the end of the run of back-to-back shifts under way (so a week split into
+    daily shifts says "until Monday", not "until tonight"); `more` counts the other
+    shifts under way at the same time (another schedule, say).
+    """
+
+    now: bool
+    schedule: str
+    role: str
+    starts: Moment
+    until: Moment
+    more: int
+
+
+def on_call_status(shifts: Sequence[Shift], zone: ZoneInfo, now: datetime) -> OnCallStatus | None:
+    """Say whether the user is on call at `now`, and until when; else when next.
+
+    `shifts` are the user's live shifts ordered by start (`shifts.shifts_for_user`), with
+    their schedules loaded; None when none is under way or ahead.
+    """
+    current = [shift for shift in shifts if shift.starts_at <= now < shift.ends_at]
+    if current:
+        # The one that ends last, then the shifts that continue it without a gap.
+        first = max(current, key=lambda shift: shift.ends_at)
+        until = first.ends_at
+        for shift in shifts:
+            if shift.starts_at <= until < shift.ends_at:
+                until = shift.ends_at
+        return OnCallStatus(
+            now=True,
+            schedule=first.schedule.name,
+            role=ROLE_LABELS.get(first.role, first.role.title()),
+            starts=moment(first.starts_at, zone, now),
+            until=moment(until, zone, now),
+            more=len(current) - 1,
+        )
+    ahead = [shift for shift in shifts if shift.starts_at > now]
+    if not ahead:
+        return None
+    upcoming = ahead[0]
+    return OnCallStatus(
+        now=False,
+        schedule=upcoming.schedule.name,
+        role=ROLE_LABELS.get(upcoming.role, upcoming.role.title()),
+        starts=moment(upcoming.starts_at, zone, now),
+        until=moment(upcoming.ends_at, zone, now),
+        more=0,
+    )
 
 
 # --------------------------------------------------------------------- feed

@@ -50,7 +50,7 @@ from oncal_feed.feeds.service import (
 from oncal_feed.feeds.tokens import feed_links, reachable_only_here, rotate_feed
 from oncal_feed.models import Schedule, Shift, Source, User
 from oncal_feed.notify import shifts_changed
-from oncal_feed.shifts import shifts_for_user
+from oncal_feed.shifts import next_shift_for_user, shifts_for_user
 from oncal_feed.sources import service as sources
 from oncal_feed.sources.tasks import get_poller
 from oncal_feed.sync import sync_user_now
@@ -200,6 +200,10 @@ def settings() -> str:
     now = utcnow()
     zone = _zone(user)
     shifts = shifts_for_user(database, user.id, now, now + timedelta(days=page.UPCOMING_DAYS))
+    ahead = shifts
+    if not ahead:  # none in the two weeks listed: the first line still says when next
+        found = next_shift_for_user(database, user.id, now)
+        ahead = [found] if found is not None else []
     links = feed_links(user)
     config = current_app.config
     cards = page.connection_cards(
@@ -212,6 +216,7 @@ def settings() -> str:
         "settings.html",
         user=user,
         days=page.upcoming_days(shifts, zone, now),
+        status=page.on_call_status(ahead, zone, now),
         feed=page.subscribe_links(links, calendar_title(user.display_name)),
         feed_local_only=reachable_only_here(config["BASE_URL"]),
         last_fetch=page.moment(user.feed_last_fetched_at, zone, now),

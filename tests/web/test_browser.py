@@ -385,7 +385,19 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     )
     browser.refresh()
     wait_for(browser, page_says("by another app"))  # urllib is not a calendar app
-    screenshot(browser, "settings")
+    # The first screen answers "am I on call?" and holds the address, on a desk and a phone.
+    assert text(browser, "#on-call-status").startswith("Next · Payments, ")
+    for width, height, mobile in ((1280, 800, False), (390, 844, True)):
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+        for element in ("on-call-status", "feed-url"):
+            bottom = browser.execute_script(
+                "return document.getElementById(arguments[0]).getBoundingClientRect().bottom",
+                element,
+            )
+            assert bottom <= height, f"#{element} ends at {bottom} px, below {height} at {width}"
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    screenshot(browser, "settings", phone_width=390)
 
     # Rotate: dismissing the question changes nothing; accepting replaces the URL.
     browser.find_element(By.ID, "rotate").click()
@@ -397,6 +409,8 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     rotated = browser.find_element(By.ID, "feed-url").get_attribute("value")
     assert rotated != shown
     assert fetch(shown) == 404
+    # The old address's last fetch is not the new one's.
+    assert "No calendar app has fetched this feed yet." in text(browser, "#feed")
     assert fetch(rotated) == 200
 
     # Time zone and options through their forms.

@@ -199,3 +199,39 @@ def test_the_client_kind_is_named() -> None:
     assert page.client_label("apple") == "Apple Calendar"
     assert page.client_label("something new") == "another app"
     assert page.client_label(None) is None
+
+
+def test_on_call_now_says_until_the_end_of_back_to_back_shifts() -> None:
+    """A week split into daily shifts is one stretch on call: "until" is its end."""
+    start = NOW - timedelta(hours=3)
+    days = [shift(start + timedelta(days=n), 24) for n in range(3)]
+    status = page.on_call_status(days, BERLIN, NOW)
+    assert status is not None
+    assert status.now
+    assert (status.schedule, status.role, status.more) == ("Payments", "Primary", 0)
+    assert status.until.text == "Tue 31 Mar, 11:00"  # three days on, in summer time
+    assert status.until.relative == "in 2 days"
+
+
+def test_on_call_now_counts_other_shifts_under_way() -> None:
+    both = [
+        shift(NOW - timedelta(hours=1), 4),
+        shift(NOW - timedelta(hours=2), 10, role="secondary"),
+    ]
+    status = page.on_call_status(both, BERLIN, NOW)
+    assert status is not None
+    assert (status.role, status.more, status.until.text) == ("Secondary", 1, "Sat 28 Mar, 21:00")
+
+
+def test_next_shift_when_not_on_call_and_nothing_when_none_is_ahead() -> None:
+    later = shift(NOW + timedelta(days=3), 8, role="override")
+    status = page.on_call_status([later], BERLIN, NOW)
+    assert status is not None
+    assert not status.now
+    assert (status.role, status.starts.text, status.starts.relative) == (
+        "Override",
+        "Tue 31 Mar, 14:00",
+        "in 3 days",
+    )
+    assert page.on_call_status([], BERLIN, NOW) is None
+    assert page.on_call_status([shift(NOW - timedelta(hours=9), 8)], BERLIN, NOW) is None

@@ -93,10 +93,38 @@ def test_hand_overs_and_notes_are_shown(
     assert "Bridge: +49 30 1234" in page
 
 
+def status_line(page: str) -> str:
+    """The first line's text, tags and runs of white space removed."""
+    found = re.search(r'<p class="status[^"]*" id="on-call-status">(.*?)</p>', page, re.S)
+    assert found is not None
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
+
+
+def test_the_first_line_says_on_call_now_until_when_then_the_feed_comes(
+    clock: None, app: Flask, member: User, member_client: FlaskClient
+) -> None:
+    """On call now, until the end of back-to-back shifts; the feed card comes before the
+    list of shifts, so the address is on the first screen."""
+    add_shift(app, member.email, NOW - timedelta(hours=1), timedelta(days=1), external_id="a")
+    add_shift(app, member.email, NOW + timedelta(hours=23), timedelta(days=2), external_id="b")
+    page = member_client.get("/settings").text
+    assert status_line(page) == "On call now · Payments, until Fri 13 Mar, 08:00 (in 2 days)"
+    assert page.index('id="on-call-status"') < page.index('id="feed"') < page.index('id="shifts"')
+
+
+def test_the_first_line_names_the_next_shift_even_beyond_the_fortnight(
+    clock: None, app: Flask, member: User, member_client: FlaskClient
+) -> None:
+    add_shift(app, member.email, NOW + timedelta(days=20, hours=2), role="secondary")
+    page = member_client.get("/settings").text
+    assert status_line(page) == "Next · Payments (Secondary), Mon 30 Mar, 12:00 (in 20 days)"
+    assert "You have no on-call shifts in the next two weeks." in page
+
+
 def test_an_empty_fortnight_says_so(member_client: FlaskClient) -> None:
-    assert (
-        "You have no on-call shifts in the next two weeks." in member_client.get("/settings").text
-    )
+    page = member_client.get("/settings").text
+    assert "You have no on-call shifts in the next two weeks." in page
+    assert status_line(page) == "You have no on-call shifts ahead."
 
 
 def test_user_data_is_escaped_everywhere(app: Flask, member_client: FlaskClient) -> None:
