@@ -34,6 +34,7 @@ __all__ = [
     "SubscribeLinks",
     "client_label",
     "connection_cards",
+    "find_time_zone",
     "leftover_cards",
     "moment",
     "on_call_status",
@@ -290,6 +291,30 @@ def client_label(kind: str | None) -> str | None:
 def time_zone_names() -> tuple[str, ...]:
     """The IANA zones a user may choose, sorted (the ones the API accepts too)."""
     return tuple(sorted(name for name in available_timezones() if is_known_zone(name)))
+
+
+@cache
+def _zones_by_spelling() -> dict[str, str]:
+    """Each zone under its folded name, and under each shorter tail of it ("Salta",
+    "Argentina/Salta") that no other zone ends with."""
+    by_tail: dict[str, set[str]] = {}
+    for name in time_zone_names():
+        parts = name.split("/")
+        for start in range(1, len(parts)):
+            by_tail.setdefault(_fold_zone("/".join(parts[start:])), set()).add(name)
+    found = {tail: next(iter(names)) for tail, names in by_tail.items() if len(names) == 1}
+    found.update((_fold_zone(name), name) for name in time_zone_names())
+    return found
+
+
+def _fold_zone(text: str) -> str:
+    return " ".join(text.replace("_", " ").split()).casefold()
+
+
+def find_time_zone(text: str) -> str | None:
+    """The zone someone typed in the searchable field: its IANA name in any case, with
+    spaces for underscores, or just its city when one zone has it ("new york")."""
+    return _zones_by_spelling().get(_fold_zone(text))
 
 
 # -------------------------------------------------------------- connections

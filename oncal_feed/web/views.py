@@ -330,11 +330,11 @@ def _whole(raw: str | None, bounds: tuple[int, int], name: str) -> int:
 def time_zone() -> Response:
     """Save the zone the page shows times in."""
     database = get_session()
-    try:
-        data = parse_user({"time_zone": request.form.get("time_zone", "")}, partial=True)
-    except ValidationError:
-        tell("Choose a time zone from the list.", "error", "time-zone")
+    zone = page.find_time_zone(request.form.get("time_zone", ""))
+    if zone is None:
+        tell("Choose a time zone from the list (type a city, e.g. Berlin).", "error", "time-zone")
         return _back("time-zone")
+    data = parse_user({"time_zone": zone}, partial=True)
     accounts.update_user(database, _user(), data, utcnow())
     database.commit()
     tell(f"Times are now shown in {data.time_zone}.", "success", "time-zone")

@@ -205,13 +205,17 @@
   }
 
   function setUpBrowserZone() {
-    var select = document.getElementById("time-zone-select");
+    var input = document.getElementById("time-zone-input");
+    var names = document.getElementById("time-zone-names");
     var hint = document.getElementById("browser-zone");
-    if (!select || !hint || !window.Intl) {
+    if (!input || !names || !hint || !window.Intl) {
       return;
     }
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (!zone || zone === select.value || !select.querySelector('option[value="' + zone + '"]')) {
+    var offered = Array.prototype.some.call(names.options, function (option) {
+      return option.value === zone;
+    });
+    if (!zone || zone === input.value || !offered) {
       return;
     }
     var button = document.createElement("button");
@@ -219,8 +223,8 @@
     button.className = "link-button";
     button.textContent = "Use " + zone;
     button.addEventListener("click", function () {
-      select.value = zone;
-      select.focus();
+      input.value = zone;
+      input.focus();
     });
     hint.textContent = "Your browser is set to " + zone + ". ";
     hint.appendChild(button);
