@@ -69,6 +69,9 @@ class User(Base):
     feed_future_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_FUTURE_DAYS)
     feed_busy: Mapped[bool] = mapped_column(default=False)
     feed_schedule_keys: Mapped[list[str] | None] = mapped_column(JSON)
+    # Minutes before each shift starts that calendars remind; None for no reminder
+    # (0 is "at the start"). The feed and connected calendars alike; migration 0013.
+    feed_reminder_minutes: Mapped[int | None]
     # Bumped by every write that changes what this user's calendars should show;
     # part of the feed ETag, so a conditional GET is answered without reading shifts.
     calendar_version: Mapped[int] = mapped_column(default=1)
@@ -94,6 +97,7 @@ FEED_SHAPING_COLUMNS = (
     "feed_future_days",
     "feed_busy",
     "feed_schedule_keys",
+    "feed_reminder_minutes",
 )
 
 

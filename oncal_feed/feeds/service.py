@@ -114,6 +114,7 @@ class FeedUser:
     feed_future_days: int
     feed_busy: bool
     feed_schedule_keys: list[str] | None
+    feed_reminder_minutes: int | None
     feed_last_fetched_at: datetime | None
     feed_last_client: str | None
     calendar_changed_at: datetime | None
@@ -141,6 +142,7 @@ class FeedOptions:
     future_days: int
     schedule_keys: tuple[str, ...]
     busy: bool
+    reminder_minutes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ def feed_etag(user: FeedUser, options: FeedOptions, window: FeedWindow, base_url
         options.past_days,
         options.future_days,
         options.busy,
+        options.reminder_minutes,
         ",".join(options.schedule_keys),
         base_url,
     )
@@ -248,7 +251,7 @@ def parse_feed_options(args: Mapping[str, Sequence[str]], user: FeedUser) -> Fee
         keys = tuple(sorted(set(user.feed_schedule_keys or ())))
     if errors:
         raise ValidationError(errors)
-    return FeedOptions(past_days, future_days, keys, busy)
+    return FeedOptions(past_days, future_days, keys, busy, user.feed_reminder_minutes)
 
 
 def _single(args: Mapping[str, Sequence[str]], name: str, errors: list[FieldError]) -> str | None:
@@ -278,7 +281,8 @@ def _whole_number(
 
 
 def day_count(raw: str | None, bounds: tuple[int, int]) -> int | None:
-    """Read a number of days (the feed's and the settings page's), or None if it isn't one.
+    """Read a number of days (the feed's and the settings page's), or of minutes (the
+    settings page's reminder), or None if it isn't one within `bounds`.
 
     ASCII digits only (str.isdigit() alone accepts "٣" and "²"), and at most four of them:
     every range here ends below 10,000, and int() refuses strings over 4,300 digits.
@@ -521,7 +525,9 @@ class FeedService:
             schedule_keys=options.schedule_keys or None,
             deleted_since=window.deleted_since,
         )
-        render_options = RenderOptions(base_url=self.base_url, busy=options.busy)
+        render_options = RenderOptions(
+            base_url=self.base_url, busy=options.busy, reminder_minutes=options.reminder_minutes
+        )
         events = []
         for shift in shifts:
             spec = shift_event(shift_facts(shift), render_options)

@@ -24,7 +24,8 @@ __all__ = [
 
 # Bump when the rendered form changes for the same data, so cached bytes and ETags renew.
 # 2: control characters removed from text, URLs percent-encoded, instants widened to
-# whole seconds. 3: short titles ("On-call · Payments API"), "Cancelled: " on cancelled ones.
+# whole seconds. 3: short titles ("On-call · Payments API"), "Cancelled: " on cancelled ones,
+# reminders.
 RENDER_VERSION = 3
 
 # RFC 5545 TEXT allows no control character but HTAB (newlines travel escaped as "\n").
@@ -63,10 +64,12 @@ class ShiftFacts:
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """Per-viewer choices: where links point and whether on-call shows as busy."""
+    """Per-viewer choices: where links point, whether on-call shows as busy, and how long
+    before a shift calendars remind."""
 
     base_url: str
     busy: bool = False
+    reminder_minutes: int | None = None  # before the start; None for no reminder
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class EventSpec:
     last_modified: datetime
     transparent: bool
     url: str
+    reminder_minutes: int | None = None  # None: no reminder (never on a cancelled shift)
 
     @property
     def status(self) -> str:
@@ -107,6 +111,7 @@ class EventSpec:
             "cancelled": self.cancelled,
             "transparent": self.transparent,
             "url": self.url,
+            "reminder": self.reminder_minutes,
         }
         return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
 
@@ -166,6 +171,7 @@ def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
         last_modified=shift.updated_at.astimezone(UTC),
         transparent=not options.busy,
         url=clean_url(_link(shift, options)),
+        reminder_minutes=None if shift.cancelled else options.reminder_minutes,
     )
 
 

@@ -29,6 +29,15 @@ def google_event(spec: EventSpec) -> dict[str, Any]:
         "transparency": "transparent" if spec.transparent else "opaque",
         "source": {"title": spec.summary, "url": spec.url},
         "extendedProperties": {"private": {UID_PROPERTY: spec.uid}},
-        # An on-call shift is not a meeting: no popups unless the user adds them.
-        "reminders": {"useDefault": False},
+        "reminders": _reminders(spec),
+    }
+
+
+def _reminders(spec: EventSpec) -> dict[str, Any]:
+    """The reminder the user chose, or none: never the calendar's default for meetings."""
+    if spec.reminder_minutes is None:
+        return {"useDefault": False}
+    return {
+        "useDefault": False,
+        "overrides": [{"method": "popup", "minutes": spec.reminder_minutes}],
     }

@@ -33,6 +33,8 @@ def graph_event(spec: EventSpec) -> dict[str, Any]:
         "start": _instant(spec.starts_at),
         "end": _instant(spec.ends_at),
         "showAs": "free" if spec.transparent else "busy",
-        "isReminderOn": False,
+        # Outlook's default is a reminder 15 minutes before: off unless the user chose one.
+        "isReminderOn": spec.reminder_minutes is not None,
+        "reminderMinutesBeforeStart": spec.reminder_minutes or 0,
         "singleValueExtendedProperties": [{"id": UID_PROPERTY_ID, "value": spec.uid}],
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from icalendar import Calendar, Event, vDuration, vText
+from icalendar import Alarm, Calendar, Event, vDuration, vText
 
 from oncal_feed.rendering.event import EventSpec, clean_line, clean_text
 
@@ -40,6 +40,14 @@ def vevent(spec: EventSpec) -> Event:
     event.add("url", spec.url)
     event.add("status", spec.status.upper())
     event.add("transp", "TRANSPARENT" if spec.transparent else "OPAQUE")
+    if spec.reminder_minutes is not None:
+        # Honoured by Apple Calendar and Thunderbird; Google and Outlook ignore alarms
+        # in subscribed calendars (push sync sets their own reminders instead).
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", spec.summary)
+        alarm.add("trigger", -timedelta(minutes=spec.reminder_minutes))
+        event.add_component(alarm)
     return event
 
 

@@ -188,7 +188,9 @@ def _load_state(
         user = session.get(User, connection.user_id)
         assert user is not None
         start, end = sync_window(now, window_days or connection.window_days)
-        options = RenderOptions(base_url, busy=user.feed_busy)
+        options = RenderOptions(
+            base_url, busy=user.feed_busy, reminder_minutes=user.feed_reminder_minutes
+        )
         shifts = shifts_for_user(
             session, user.id, start, end, schedule_keys=user.feed_schedule_keys or None
         )

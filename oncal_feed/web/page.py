@@ -24,6 +24,8 @@ __all__ = [
     "FUTURE_DAY_CHOICES",
     "PAST_DAY_CHOICES",
     "PROVIDER_LABELS",
+    "REMINDER_CHOICES",
+    "REMINDER_RANGE",
     "SOURCE_TOOLS",
     "ConnectionCard",
     "Day",
@@ -38,6 +40,7 @@ __all__ = [
     "leftover_cards",
     "moment",
     "on_call_status",
+    "reminder_choices",
     "source_cards",
     "subscribe_links",
     "sync_summary",
@@ -48,6 +51,20 @@ __all__ = [
 UPCOMING_DAYS = 14
 EN_DASH = "\u2013"
 PAST_DAY_CHOICES = (0, 7, 14, 30, 90, 180, 365)
+# Minutes before a shift starts; in words for the settings page's reminder choice.
+REMINDER_CHOICES = {
+    0: "When it starts",
+    5: "5 minutes before",
+    10: "10 minutes before",
+    15: "15 minutes before",
+    30: "30 minutes before",
+    60: "1 hour before",
+    120: "2 hours before",
+    720: "12 hours before",
+    1440: "1 day before",
+}
+# Up to two days ahead (Google keeps at most four weeks, Outlook any).
+REMINDER_RANGE = (0, 2 * 24 * 60)
 FUTURE_DAY_CHOICES = (30, 60, 90, 180, 365, 730, 1095)
 PROVIDER_LABELS = {info.name: info.label for info in PROVIDERS}
 ROLE_LABELS = {
@@ -288,6 +305,14 @@ def client_label(kind: str | None) -> str | None:
 
 
 @cache
+def reminder_choices(current: int | None) -> list[tuple[int, str]]:
+    """(minutes, words) to choose a reminder from, with `current` kept if set elsewhere."""
+    choices = dict(REMINDER_CHOICES)
+    if current is not None and current not in choices:
+        choices[current] = f"{current} minutes before"
+    return sorted(choices.items())
+
+
 def time_zone_names() -> tuple[str, ...]:
     """The IANA zones a user may choose, sorted (the ones the API accepts too)."""
     return tuple(sorted(name for name in available_timezones() if is_known_zone(name)))

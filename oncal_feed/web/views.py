@@ -224,6 +224,7 @@ def settings() -> str:
         schedules=_schedule_choices(user),
         past_choices=_choices(page.PAST_DAY_CHOICES, user.feed_past_days),
         future_choices=_choices(page.FUTURE_DAY_CHOICES, user.feed_future_days),
+        reminder_choices=page.reminder_choices(user.feed_reminder_minutes),
         cards=cards,
         leftovers=page.leftover_cards(orphan_notices(database, user.id, now), zone, now),
         polling=any(card.pending or card.never_synced for card in cards if card.connected),
@@ -290,32 +291,47 @@ def rotate() -> Response | str:
 @web_blueprint.post("/settings/feed/options")
 @page_login_required
 def feed_options() -> Response:
-    """Save the feed window, the schedules and busy/free."""
+    """Save the feed window, the schedules, busy/free and the reminder."""
     user = _user()
     database = get_session()
+    raw_reminder = request.form.get("reminder", "")
     try:
         past = _whole(request.form.get("past_days"), PAST_DAYS_RANGE, "days back")
         future = _whole(request.form.get("future_days"), FUTURE_DAYS_RANGE, "days ahead")
+        reminder = None if raw_reminder == "" else _reminder(raw_reminder)
     except ValidationError as exc:
         tell(exc.errors[0].problem, "error", "options")
         return _back("options")
     keys = sorted(set(request.form.getlist("schedule")))
     known = set(database.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
     busy = request.form.get("busy") == "1"
-    sync_relevant = (sorted(user.feed_schedule_keys or ()) != sorted(known)) or (
-        user.feed_busy != busy
+    sync_relevant = (
+        sorted(user.feed_schedule_keys or ()) != sorted(known)
+        or user.feed_busy != busy
+        or user.feed_reminder_minutes != reminder
     )
     user.feed_past_days = past
     user.feed_future_days = future
     user.feed_schedule_keys = sorted(known) or None
     user.feed_busy = busy
+    user.feed_reminder_minutes = reminder
     user.updated_at = utcnow()
     database.commit()
     if sync_relevant:
-        # Schedules and busy/free shape connected calendars too: push the change.
+        # Schedules, busy/free and reminders shape connected calendars too: push them.
         shifts_changed({user.id})
     tell("Options saved.", "success", "options")
     return _back("options")
+
+
+def _reminder(raw: str) -> int:
+    low, high = page.REMINDER_RANGE
+    number = day_count(raw, page.REMINDER_RANGE)
+    if number is None:
+        raise ValidationError.single(
+            "reminder", f"Choose a reminder from {low} to {high} minutes before, or none."
+        )
+    return number
 
 
 def _whole(raw: str | None, bounds: tuple[int, int], name: str) -> int:

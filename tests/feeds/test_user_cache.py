@@ -38,7 +38,7 @@ BOB = "bob@example.com"
 
 
 def _user(public_id: str = "u_a", generation: int = 1) -> FeedUser:
-    return FeedUser(7, public_id, generation, 1, "A", 30, 365, False, None, None, None, NOW)
+    return FeedUser(7, public_id, generation, 1, "A", 30, 365, False, None, None, None, None, NOW)
 
 
 def _live_cache(entries: int = 10) -> FeedUserCache:
@@ -221,6 +221,7 @@ CHANGED_VALUES: dict[str, Any] = {
     "feed_future_days": 33,
     "feed_busy": True,
     "feed_schedule_keys": ["payments"],
+    "feed_reminder_minutes": 15,
 }
 # Written only together with a column the trigger watches (models._note_feed_change,
 # shifts._bump_calendar_versions), so a change of it is always heard.

@@ -644,7 +644,7 @@ def test_a_failed_record_is_logged_and_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Recording must never cost the client its feed."""
-    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None, NOW)
+    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None, None, NOW)
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
         record_fetch(_BrokenConnection, user, "google", NOW)  # type: ignore[arg-type]
     assert "could not record feed fetch for user 7: OperationalError" in caplog.text

@@ -51,6 +51,30 @@ def test_vevent_properties(make_facts: FactsMaker, keep_feed: Keep) -> None:
     assert parsed.event(BASE_FACTS.uid).decoded("DTSTART") == BASE_FACTS.starts_at
 
 
+def test_a_reminder_is_a_display_alarm_before_the_start(
+    make_facts: FactsMaker, keep_feed: Keep
+) -> None:
+    """The chosen reminder is one VALARM (DISPLAY, the title, a negative duration from the
+    start); a cancelled shift gets none; every checker in ics-check accepts both."""
+    reminded = render(make_facts(), replace(OPTIONS, reminder_minutes=15))
+    alarm = lines(reminded)
+    start = alarm.index("BEGIN:VALARM")
+    assert alarm[start : start + 5] == [
+        "BEGIN:VALARM",
+        "ACTION:DISPLAY",
+        "DESCRIPTION:On-call · Payments",
+        "TRIGGER:-PT15M",
+        "END:VALARM",
+    ]
+    cancelled = render(
+        make_facts(uid="gone@oncal", cancelled=True), replace(OPTIONS, reminder_minutes=15)
+    )
+    assert b"VALARM" not in cancelled
+    parsed = keep_feed(calendar_bytes("Test", "", [reminded, cancelled]))
+    (kept,) = parsed.event(BASE_FACTS.uid).walk("VALARM")
+    assert kept.decoded("TRIGGER") == -timedelta(minutes=15)
+
+
 def test_cancelled_and_busy(make_facts: FactsMaker) -> None:
     """A tombstone is STATUS:CANCELLED at its higher SEQUENCE; busy makes TRANSP:OPAQUE."""
     props = dict(

@@ -34,7 +34,20 @@ def ics_view(spec: EventSpec) -> dict[str, Any]:
         "status": str(event["STATUS"]).lower(),
         "free": str(event["TRANSP"]) == "TRANSPARENT",
         "url": str(event["URL"]),
+        "reminder": _alarm_minutes(event),
     }
+
+
+def _alarm_minutes(event: icalendar.Event) -> int | None:
+    """Minutes before the start the event's one display alarm rings, or None."""
+    alarms = event.walk("VALARM")
+    if not alarms:
+        return None
+    (alarm,) = alarms
+    assert str(alarm["ACTION"]) == "DISPLAY"
+    trigger = alarm.decoded("TRIGGER")
+    assert isinstance(trigger, timedelta)  # relative to the start, not an absolute time
+    return int(-trigger.total_seconds() // 60)
 
 
 def _utc(text: str) -> datetime:
@@ -54,7 +67,18 @@ def google_view(spec: EventSpec) -> dict[str, Any]:
         "status": body["status"],
         "free": body["transparency"] == "transparent",
         "url": body["source"]["url"],
+        "reminder": _google_minutes(body["reminders"]),
     }
+
+
+def _google_minutes(reminders: dict[str, Any]) -> int | None:
+    assert reminders["useDefault"] is False  # never the calendar's meeting default
+    overrides = reminders.get("overrides", [])
+    if not overrides:
+        return None
+    (override,) = overrides
+    assert override["method"] == "popup"
+    return int(override["minutes"])
 
 
 def graph_view(spec: EventSpec) -> dict[str, Any]:
@@ -72,17 +96,19 @@ def graph_view(spec: EventSpec) -> dict[str, Any]:
         "end": _utc(body["end"]["dateTime"]),
         "description": body["body"]["content"],
         "free": body["showAs"] == "free",
+        "reminder": body["reminderMinutesBeforeStart"] if body["isReminderOn"] else None,
     }
 
 
-@pytest.mark.parametrize("busy", [False, True])
-def test_three_formats_agree(busy: bool) -> None:
-    """Title, instants, description, status and transparency match across formats."""
+@pytest.mark.parametrize(("busy", "reminder"), [(False, None), (True, 15), (False, 0)])
+def test_three_formats_agree(busy: bool, reminder: int | None) -> None:
+    """Title, instants, description, status, transparency and the reminder match across
+    formats (a reminder "when it starts" is 0 minutes, not none)."""
     spec = shift_event(
         replace(
             BASE_FACTS, notes="Escalate to #payments, then call; see \\\\wiki", handover_to="Bob"
         ),
-        replace(OPTIONS, busy=busy),
+        replace(OPTIONS, busy=busy, reminder_minutes=reminder),
     )
     ics, google, graph = ics_view(spec), google_view(spec), graph_view(spec)
     assert ics == google
@@ -90,13 +116,17 @@ def test_three_formats_agree(busy: bool) -> None:
     assert ics["status"] == "confirmed"
     assert ics["free"] is not busy
     assert ics["start"] == BASE_FACTS.starts_at
+    assert ics["reminder"] == reminder
 
 
 def test_cancelled_agrees_where_it_can_and_graph_refuses() -> None:
     """ICS and Google both say cancelled; Graph has no writable status, so it refuses."""
-    spec = shift_event(replace(BASE_FACTS, cancelled=True, revision=5), OPTIONS)
+    spec = shift_event(
+        replace(BASE_FACTS, cancelled=True, revision=5), replace(OPTIONS, reminder_minutes=30)
+    )
     assert ics_view(spec) == google_view(spec)
     assert google_view(spec)["status"] == "cancelled"
+    assert ics_view(spec)["reminder"] is None  # nothing rings for a shift that is off
     with pytest.raises(ValueError, match="cancelled"):
         graph_event(spec)
 

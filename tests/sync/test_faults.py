@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 
 from oncal_feed import shifts
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.models import CalendarConnection, SyncRecord
+from oncal_feed.models import CalendarConnection, SyncRecord, User
 from oncal_feed.sync.lease import LEASE_TTL
 from oncal_feed.sync.service import run_sync
 from oncal_feed.sync.tasks import get_queue
@@ -139,6 +139,41 @@ def test_sync_through_real_adapters(
         report = run_sync(app, connection_id, now=now, full_check=False)
         assert (report.outcome, report.updated, report.writes) == ("ok", 1, 1)
     assert remote_writes(fakes) == 2
+
+
+def test_the_chosen_reminder_rings_in_both_calendars_and_a_change_of_it_is_pushed(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """No reminder at first: Google without its meeting default, Outlook's default off.
+    Choosing one rewrites every event with it; pushed events, unlike feeds, ring."""
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    put_shifts(world, [shift(f"r{n}", start + timedelta(days=n)) for n in range(3)], utcnow())
+
+    def reminders() -> dict[str, set[Any]]:
+        google = fakes["google"].events(ALICE, connection(app, ids["google"]).calendar_id)
+        graph = fakes["microsoft"].events(ALICE, connection(app, ids["microsoft"]).calendar_id)
+        return {
+            "google": {json.dumps(event["reminders"], sort_keys=True) for event in google},
+            "microsoft": {
+                (event["isReminderOn"], event["reminderMinutesBeforeStart"]) for event in graph
+            },
+        }
+
+    for connection_id in ids.values():
+        assert run_sync(app, connection_id).created == 3
+    assert reminders() == {"google": {'{"useDefault": false}'}, "microsoft": {(False, 0)}}
+
+    with world.database.session() as session:
+        user = session.scalars(select(User).where(User.email == ALICE)).one()
+        user.feed_reminder_minutes = 30
+    for connection_id in ids.values():
+        report = run_sync(app, connection_id, full_check=False)
+        assert (report.outcome, report.updated) == ("ok", 3), report
+    assert reminders() == {
+        "google": {'{"overrides": [{"method": "popup", "minutes": 30}], "useDefault": false}'},
+        "microsoft": {(True, 30)},
+    }
 
 
 @pytest.mark.parametrize("expanded", [True, False], ids=["as-documented", "strict"])

@@ -258,6 +258,7 @@ def test_feed_options_are_saved_and_shape_the_feed(
             "future_days": "90",
             "schedule": ["checkout"],
             "busy": "1",
+            "reminder": "30",
         },
     )
     assert response.status_code == 303
@@ -267,6 +268,7 @@ def test_feed_options_are_saved_and_shape_the_feed(
     assert (stored.feed_past_days, stored.feed_future_days) == (7, 90)
     assert stored.feed_schedule_keys == ["checkout"]
     assert stored.feed_busy is True
+    assert stored.feed_reminder_minutes == 30
     assert nudged == [{member.id}]  # connected calendars are told
 
     page = member_client.get("/settings").text
@@ -277,6 +279,8 @@ def test_feed_options_are_saved_and_shape_the_feed(
     assert "Checkout" in feed
     assert "Payments" not in feed
     assert "TRANSP:OPAQUE" in feed
+    assert "TRIGGER:-PT30M" in feed
+    assert '<option value="30" selected>30 minutes before</option>' in page
 
 
 def test_saving_the_same_options_again_tells_nobody(app: Flask, member_client: FlaskClient) -> None:
@@ -304,6 +308,35 @@ def test_bad_option_values_are_refused(
     stored = db_session.get(User, member.id)
     assert stored is not None
     assert (stored.feed_past_days, stored.feed_future_days) == (30, 365)
+
+
+@pytest.mark.parametrize("reminder", ["-5", "2881", "soon", "15.5"])
+def test_a_bad_reminder_is_refused_and_changes_nothing(
+    member: User, member_client: FlaskClient, db_session: Session, reminder: str
+) -> None:
+    token = csrf_token(member_client, "/settings")
+    data = {"csrf_token": token, "past_days": "7", "future_days": "90", "reminder": reminder}
+    member_client.post("/settings/feed/options", data=data)
+    assert "Choose a reminder from 0 to 2880 minutes before, or none." in (
+        member_client.get("/settings").text
+    )
+    stored = db_session.get(User, member.id)
+    assert stored is not None
+    assert (stored.feed_past_days, stored.feed_reminder_minutes) == (30, None)
+
+
+def test_no_reminder_again_takes_it_off(
+    member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    """ "When it starts" is 0 minutes, a reminder; "No reminder" (empty) removes it."""
+    for value, stored_value in (("0", 0), ("", None)):
+        token = csrf_token(member_client, "/settings")
+        data = {"csrf_token": token, "past_days": "30", "future_days": "365", "reminder": value}
+        member_client.post("/settings/feed/options", data=data)
+        db_session.expire_all()
+        stored = db_session.get(User, member.id)
+        assert stored is not None
+        assert stored.feed_reminder_minutes == stored_value
 
 
 def test_unknown_schedules_are_dropped(
