@@ -153,6 +153,8 @@ class ShiftLine:
     handover_to: str | None
     notes: str
     ongoing: bool
+    # For the first of a run of daily repeats, e.g. "daily · 12 more, until Sun 22 Mar".
+    repeats: str | None = None
 
 
 @dataclass
@@ -191,7 +193,7 @@ def upcoming_days(
     """
     today = _local(now, zone).date()
     groups: dict[date, Day] = {}
-    for shift in shifts:
+    for shift, more, last in _daily_runs(list(shifts), zone):
         start = _local(shift.starts_at, zone)
         end = _local(shift.ends_at, zone)
         day = max(start.date(), today)
@@ -213,9 +215,49 @@ def upcoming_days(
                 handover_to=shift.handover_to,
                 notes=shift.notes,
                 ongoing=shift.starts_at <= now,
+                repeats=(f"daily · {more} more, until {_day_text(last, today)}" if more else None),
             )
         )
     return [groups[key] for key in sorted(groups)]
+
+
+# From this many shifts on, a daily run is one line: eleven near-identical cards of a
+# follow-the-sun rotation pushed everything else off a phone's screen.
+DAILY_RUN = 3
+
+
+def _daily_runs(shifts: list[Shift], zone: ZoneInfo) -> list[tuple[Shift, int, date]]:
+    """(first shift, how many more, local day of the last) for each run of shifts alike
+    but for their day, one a day; a shift not in such a run is its own, with 0 more."""
+
+    def alike(a: Shift, b: Shift) -> bool:
+        a_start, b_start = _local(a.starts_at, zone), _local(b.starts_at, zone)
+        return (
+            b_start.date() == a_start.date() + timedelta(days=1)
+            and b_start.time() == a_start.time()
+            and _local(b.ends_at, zone).time() == _local(a.ends_at, zone).time()
+            and b.ends_at - b.starts_at == a.ends_at - a.starts_at
+            and (b.schedule.name, b.role, b.handover_from, b.handover_to, b.notes)
+            == (a.schedule.name, a.role, a.handover_from, a.handover_to, a.notes)
+        )
+
+    runs: list[list[Shift]] = []
+    for shift in shifts:
+        # The run this shift continues: its last shift is the day before, alike.
+        for run in reversed(runs):
+            if alike(run[-1], shift):
+                run.append(shift)
+                break
+        else:
+            runs.append([shift])
+    found: list[tuple[Shift, int, date]] = []
+    for run in runs:
+        if len(run) >= DAILY_RUN:
+            found.append((run[0], len(run) - 1, _local(run[-1].starts_at, zone).date()))
+        else:
+            found.extend((shift, 0, _local(shift.starts_at, zone).date()) for shift in run)
+    found.sort(key=lambda item: item[0].starts_at)
+    return found
 
 
 @dataclass(frozen=True)

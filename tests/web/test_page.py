@@ -235,3 +235,28 @@ def test_next_shift_when_not_on_call_and_nothing_when_none_is_ahead() -> None:
     )
     assert page.on_call_status([], BERLIN, NOW) is None
     assert page.on_call_status([shift(NOW - timedelta(hours=9), 8)], BERLIN, NOW) is None
+
+
+def test_a_daily_run_is_one_line_and_a_broken_one_is_not() -> None:
+    """Eleven daily 07:00-15:00 shifts are one line saying how many more and until when;
+    a day skipped, another time or another schedule starts a new line."""
+    first = datetime(2026, 3, 29, 5, tzinfo=UTC)  # Sun 07:00 CEST
+    daily = [shift(first + timedelta(days=n), 8) for n in range(11)]
+    other = shift(first + timedelta(days=1, hours=10), 2, schedule=SimpleNamespace(name="Search"))
+    two = [shift(first + timedelta(days=n, hours=-3), 1, role="shadow") for n in (0, 1)]
+    days = page.upcoming_days(sorted([*daily, other, *two], key=lambda s: s.starts_at), BERLIN, NOW)
+    lines = [
+        (day.label, line.schedule, line.when, line.repeats) for day in days for line in day.shifts
+    ]
+    assert lines == [
+        ("Tomorrow", "Payments", "04:00\u201305:00", None),
+        ("Tomorrow", "Payments", "07:00\u201315:00", "daily · 10 more, until Wed 8 Apr"),
+        ("Mon 30 Mar", "Payments", "04:00\u201305:00", None),  # two alike are shown as two
+        ("Mon 30 Mar", "Search", "17:00\u201319:00", None),
+    ]
+    gap = [shift(first + timedelta(days=n), 8) for n in (0, 1, 2, 4, 5, 6)]
+    days = page.upcoming_days(gap, BERLIN, NOW)
+    assert [line.repeats for day in days for line in day.shifts] == [
+        "daily · 2 more, until Tue 31 Mar",
+        "daily · 2 more, until Sat 4 Apr",
+    ]
