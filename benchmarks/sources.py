@@ -13,7 +13,8 @@ PostgreSQL server, dropped at the end) and prints:
 2. big feed: a --events event feed (50 people by ATTENDEE) read, expanded and mapped by
    the pure core (goal <= 1 s), then a first poll (fetch, read, import) and a re-read of
    the unchanged body with no ETag: the statements it sends, of which writes to anything
-   but the source's own status row must be none.
+   but the source's own status row (its lease taken, then released with the outcome) must
+   be none.
 3. latency (--samples > 0): the worker runs (embedded consumer), the source is polled every
    --interval seconds, and each sample moves Alice's shift in the feed at a random moment;
    the time until the fake Google calendar shows the new start. Goal: <= interval + 5 s.
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +56,7 @@ from tests.fakes.google import FakeGoogle  # noqa: E402
 from tests.fakes.microsoft import FakeMicrosoft  # noqa: E402
 from tests.sources.conftest import relative_feed  # noqa: E402
 from tests.sources.feed_server import FeedServer  # noqa: E402
+from tests.statements import recorded  # noqa: E402
 from tests.sync.remote import connect_both  # noqa: E402
 
 BASE_URL = "https://oncal.example.test"
@@ -187,24 +189,18 @@ def big_feed_figures(app: Any, events: int) -> None:
             first = time.perf_counter() - began
             assert report.result is not None
             assert report.result.created == events, report.result
-            statements: list[str] = []
-
-            def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-                statements.append(" ".join(statement.split()))
-
-            engine = get_database(app).engine
-            event.listen(engine, "before_cursor_execute", record)
-            began = time.perf_counter()
-            again = poll_source(app, source_id, utcnow())
-            reread = time.perf_counter() - began
-            event.remove(engine, "before_cursor_execute", record)
-    writes = [s for s in statements if s.split()[0].upper() in ("INSERT", "UPDATE", "DELETE")]
+            with recorded(get_database(app).engine) as sent:
+                began = time.perf_counter()
+                again = poll_source(app, source_id, utcnow())
+                reread = time.perf_counter() - began
+    writes = sent.writes
     other = [s for s in writes if not s.upper().startswith("UPDATE SOURCES")]
     print(f"big feed: first poll (fetch, read, import {events} shifts) {first:.2f} s")
     print(
         f"big feed: unchanged re-read {reread:.2f} s, outcome {again.outcome}, "
-        f"{len(statements)} statements, {len(writes)} writes, all to the source's status "
-        f"row: {not other} (writes to shifts or anything else: {len(other)})"
+        f"{len(sent.sql)} statements, {len(writes)} writes, all to the source's status "
+        f"row (its lease taken, then released with the outcome): {not other} "
+        f"(writes to shifts or anything else: {len(other)})"
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from freezegun import freeze_time
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, notify, shifts
@@ -27,6 +27,7 @@ from oncal_feed.models import ApiKey, CalendarConnection, Shift, User
 from oncal_feed.sync.tasks import get_queue
 from oncal_feed.validation import ScheduleInput, UserInput
 from tests.conftest import Run, stamped
+from tests.statements import recorded
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -459,20 +460,12 @@ def test_unchanged_reimport_writes_nothing_and_queues_no_sync(
     with get_database(app).session() as session:
         session.execute(update(CalendarConnection).values(dirty_since=None))
 
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement.lstrip().split(None, 1)[0].upper())
-
     # On the class: the command builds its own app and engine.
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
+    with recorded(Engine) as sent:
         result = run("import", str(path))
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
     assert result.stdout.endswith("0 created, 0 updated, 40 unchanged.\n")
-    assert "SELECT" in sent
-    assert [verb for verb in sent if verb in ("INSERT", "UPDATE", "DELETE")] == []
+    assert "SELECT" in sent.verbs
+    assert sent.writes == []
     assert queued() == 0
     with session_of(app) as session:
         assert session.scalar(select(CalendarConnection.dirty_since)) is None

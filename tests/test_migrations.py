@@ -19,12 +19,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 
 from oncal_feed import models  # noqa: F401  (registers every table on Base.metadata)
 from oncal_feed.cli import main
 from oncal_feed.db import Base, Database, fresh_database
 from oncal_feed.migrate import alembic_config, current_revision, head_revision, upgrade
+from tests.statements import recorded
 
 
 @pytest.fixture
@@ -45,21 +46,6 @@ def schema_differences(database: Database) -> list[Any]:
         return compare_metadata(context, Base.metadata)
 
 
-def statements_during(database: Database, action: Any) -> list[str]:
-    """Run `action()` and return every SQL statement it sent."""
-    sent: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement.strip())
-
-    event.listen(database.engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(database.engine, "before_cursor_execute", record)
-    return sent
-
-
 def test_upgrade_on_an_empty_database_builds_exactly_the_models(empty_database: Database) -> None:
     """From nothing to head: every table, column, type, index and constraint as the models say."""
     assert inspect(empty_database.engine).get_table_names() == []
@@ -74,9 +60,9 @@ def test_upgrade_on_an_empty_database_builds_exactly_the_models(empty_database: 
 def test_upgrading_again_sends_no_ddl(empty_database: Database) -> None:
     """A second upgrade only reads the current revision: no schema or data change."""
     upgrade(empty_database)
-    sent = statements_during(empty_database, lambda: upgrade(empty_database))
-    writes = [s for s in sent if s.split(None, 1)[0].upper() not in ("SELECT", "PRAGMA")]
-    assert writes == []
+    with recorded(empty_database.engine) as sent:
+        upgrade(empty_database)
+    assert set(sent.verbs) <= {"SELECT", "PRAGMA"}, sent.sql
     assert schema_differences(empty_database) == []
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, shifts
 from oncal_feed.errors import NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput
+from tests.statements import recorded
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 MONDAY = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -151,22 +149,6 @@ def test_query_by_user_and_window(db_session: Session, team) -> None:
 # ---------------------------------------------------------------- set-based writes
 
 
-@contextmanager
-def statements(session: Session) -> Iterator[list[str]]:
-    """Collect the verb (SELECT, INSERT, ...) of each statement the session's engine sends."""
-    sent: list[str] = []
-    engine = session.get_bind()
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement.lstrip().split(None, 1)[0].upper())
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def rotation(count: int, people: list[User], first: int = 0) -> list[ShiftInput]:
     """`count` back-to-back daily shifts, people taking turns, so each has hand-overs."""
     return [
@@ -187,13 +169,13 @@ def test_statements_do_not_grow_with_the_rows(db_session: Session, team) -> None
         db_session, "search", ScheduleInput("Search", "Europe/Berlin"), NOW
     )
     window = (MONDAY, MONDAY + timedelta(days=400))
-    with statements(db_session) as small:
+    with recorded(db_session.get_bind()) as small:
         shifts.import_window(db_session, schedule, *window, rotation(20, [alice, bob]), NOW)
-    with statements(db_session) as large:
+    with recorded(db_session.get_bind()) as large:
         result = shifts.import_window(db_session, other, *window, rotation(400, [alice, bob]), NOW)
     assert result.created == 400
-    assert len(large) == len(small)
-    assert large.count("INSERT") == 1  # 400 rows in one multi-row INSERT
+    assert len(large.sql) == len(small.sql)
+    assert large.verbs.count("INSERT") == 1  # 400 rows in one multi-row INSERT
 
 
 def test_unchanged_import_sends_no_insert_or_update(db_session: Session, team) -> None:
@@ -203,12 +185,12 @@ def test_unchanged_import_sends_no_insert_or_update(db_session: Session, team) -
     items = rotation(60, [alice, bob])
     shifts.import_window(db_session, schedule, *window, items, NOW)
     db_session.commit()
-    with statements(db_session) as sent:
+    with recorded(db_session.get_bind()) as sent:
         again = shifts.import_window(db_session, schedule, *window, items, NOW + timedelta(1))
         same = shifts.upsert_shifts(db_session, schedule, items, NOW + timedelta(1))
     assert (again.unchanged, same.unchanged) == (60, 60)
     assert again.touched_user_ids == same.touched_user_ids == set()
-    assert set(sent) == {"SELECT"}  # the counter saw the reads, and only reads
+    assert set(sent.verbs) == {"SELECT"}  # the counter saw the reads, and only reads
 
 
 def test_bulk_write_settles_hand_overs_like_one_by_one(db_session: Session, team) -> None:

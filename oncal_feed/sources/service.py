@@ -320,14 +320,18 @@ def _owner() -> str:
 
 
 def _acquire(session: Session, source_id: int, owner: str, now: datetime) -> bool:
-    """Take the source's lease with one conditional UPDATE (works across machines)."""
+    """Take the source's lease with one conditional UPDATE (works across machines).
+
+    The same statement records the poll's moment: an unchanged poll then writes the
+    source's row twice (take, and release with the outcome) and nothing else.
+    """
     taken = session.execute(
         update(Source)
         .where(
             Source.id == source_id,
             or_(Source.lease_owner.is_(None), Source.lease_expires_at < now),
         )
-        .values(lease_owner=owner, lease_expires_at=now + LEASE_TTL)
+        .values(lease_owner=owner, lease_expires_at=now + LEASE_TTL, last_poll_at=now)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -432,7 +436,6 @@ def _poll(
     source = session.get(Source, source_id, options=[defer(Source.snapshot)])
     assert source is not None
     window = source_window(now, int(app.config["SOURCE_WINDOW_DAYS"]))
-    source.last_poll_at = now
     try:
         secret = get_vault(app).decrypt(source.secret_ciphertext)
         # A 304 only stands for "unchanged" if the last full read was today (same window).

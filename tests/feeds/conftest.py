@@ -13,7 +13,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, shifts
@@ -22,6 +21,7 @@ from oncal_feed.feeds.tokens import feed_links
 from oncal_feed.models import Schedule, User
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput
 from tests.rendering.ics_checks import ParsedFeed, keep_feed
+from tests.statements import Statements, recorded
 
 __all__ = ["NOW", "TODAY", "Fetched", "Statements", "World", "keep_feed"]
 
@@ -119,40 +119,14 @@ def alice(world: World) -> User:
     return world.user("alice@example.com", "Alice Ångström")
 
 
-class Statements:
-    """Records SQL statements sent to the app's database while recording is on."""
-
-    def __init__(self) -> None:
-        self.sql: list[str] = []
-        self.on = False
-
-    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        """`before_cursor_execute` listener."""
-        if self.on:
-            self.sql.append(statement)
-
-    def record(self) -> Statements:
-        """Forget earlier statements and start recording."""
-        self.sql.clear()
-        self.on = True
-        return self
-
-    def mentioning(self, word: str) -> list[str]:
-        """Recorded statements that contain `word` (case-insensitive)."""
-        return [s for s in self.sql if word.lower() in s.lower()]
-
-
 @pytest.fixture
 def statements(app: Flask) -> Iterator[Statements]:
     """Count SQL with a `before_cursor_execute` listener on both of the app's engines."""
     database = get_database(app)
     engines = (database.engine, database.autocommit_engine)
-    recorder = Statements()
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", recorder)
-    yield recorder
-    for engine in engines:
-        event.remove(engine, "before_cursor_execute", recorder)
+    with recorded(*engines) as recorder:
+        recorder.on = False  # until the test calls record()
+        yield recorder
 
 
 class FeedClient(FlaskClient):

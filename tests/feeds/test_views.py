@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from freezegun.api import FrozenDateTimeFactory
 from itsdangerous import URLSafeSerializer
 from prometheus_client import REGISTRY
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from werkzeug.http import http_date
 
@@ -31,6 +31,7 @@ from oncal_feed.validation import UserInput
 from tests.conftest import delete_keys
 from tests.feeds.conftest import NOW, TODAY, Fetched, Statements, World
 from tests.processes import free_port
+from tests.statements import recorded
 
 Fetch = Callable[..., Fetched]
 ALICE = "alice@example.com"
@@ -534,13 +535,8 @@ def test_web_processes_share_rendered_bodies_through_redis(
     path = world.path(ALICE)
     for headers in ({}, {"Accept-Encoding": "gzip"}):
         rendered = first.get(path, headers=headers)
-        statements = Statements().record()
-        engine = get_database(sharing_apps[1]).autocommit_engine
-        event.listen(engine, "before_cursor_execute", statements)
-        try:
+        with recorded(get_database(sharing_apps[1]).autocommit_engine) as statements:
             served = second.get(path, headers=headers)
-        finally:
-            event.remove(engine, "before_cursor_execute", statements)
         assert served.status_code == rendered.status_code == 200
         assert served.get_data() == rendered.get_data()
         assert served.headers["ETag"] == rendered.headers["ETag"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_database
@@ -13,6 +13,7 @@ from oncal_feed.sources.service import delete_source, get_source
 from tests.connections.flows import database_text
 from tests.sources.conftest import NOW, Sources, sample
 from tests.sources.feed_server import FeedServer
+from tests.statements import recorded
 
 PATH = "/private/Xk2dq9ZRtoken/feed/PI7DH85.ics"
 
@@ -44,22 +45,13 @@ def test_unchanged_feed_is_one_304_and_writes_no_shift(world: Sources, feeds: Fe
     feeds.put(PATH, sample("pagerduty-schedule.ics"))
     source_id = world.add(feeds.url(PATH))
     world.poll(source_id)
-    statements: list[str] = []
-    engine = get_database(world.app).engine
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement.split()[0].upper() + " " + statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with recorded(get_database(world.app).engine) as sent:
         report = world.poll(source_id, NOW + timedelta(minutes=1))
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     assert report.outcome == "not-modified"
     assert feeds.statuses(PATH) == [200, 304]
-    writes = [s for s in statements if s.startswith(("INSERT", "UPDATE", "DELETE"))]
-    assert writes, "the poll records itself on the source row"
-    assert all(" sources " in f" {s.replace(chr(10), ' ')} " for s in writes), writes
+    # The source's own row, twice: the lease taken (with the poll's moment), then released
+    # with the outcome. Nothing else.
+    assert [s.split(" WHERE ")[0].split(" SET ")[0] for s in sent.writes] == ["UPDATE sources"] * 2
 
 
 def test_reread_without_etag_changes_nothing(world: Sources, feeds: FeedServer) -> None:
@@ -69,8 +61,10 @@ def test_reread_without_etag_changes_nothing(world: Sources, feeds: FeedServer) 
     source_id = world.add(feeds.url(PATH))
     world.poll(source_id)
     before = [(s.uid, s.revision, s.updated_at) for s in world.shifts()]
-    report = world.poll(source_id, NOW + timedelta(minutes=1))
+    with recorded(get_database(world.app).engine) as sent:
+        report = world.poll(source_id, NOW + timedelta(minutes=1))
     assert report.outcome == "unchanged"
+    assert [s.split(" SET ")[0] for s in sent.writes] == ["UPDATE sources"] * 2
     assert report.result is not None
     assert report.result.unchanged == 2
     assert [(s.uid, s.revision, s.updated_at) for s in world.shifts()] == before
