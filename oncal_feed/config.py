@@ -50,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "MICROSOFT_AUTHORITY_HOST": "https://login.microsoftonline.com",
     "GRAPH_ENDPOINT": "https://graph.microsoft.com/v1.0",
     "PROVIDER_TIMEOUT": 30,  # seconds for each call to Google, Microsoft and their token services
+    # Seconds a worker holds a connection between renewals; a worker that dies mid-sync is
+    # taken over this long after its last renewal. At least twice PROVIDER_TIMEOUT.
+    "SYNC_LEASE_SECONDS": 120,
     "MAX_CONTENT_LENGTH": 1_048_576,
     "LOG_FORMAT": "text",  # or "json"
     "TRUSTED_PROXY_COUNT": 0,
@@ -116,6 +119,7 @@ INTEGER_SETTINGS = (
     "MAX_CONTENT_LENGTH",
     "TRUSTED_PROXY_COUNT",
     "PROVIDER_TIMEOUT",
+    "SYNC_LEASE_SECONDS",
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
     "FEED_USER_CACHE_ENTRIES",
@@ -294,6 +298,10 @@ def _signin_settings(settings: dict[str, Any]) -> None:
         domain.lstrip("@") for domain in _words(settings["SIGNIN_ALLOWED_DOMAINS"])
     ]
     settings["SIGNIN_CREATE_ACCOUNTS"] = _flag(settings, "SIGNIN_CREATE_ACCOUNTS")
+    if settings["SYNC_LEASE_SECONDS"] < 2 * settings["PROVIDER_TIMEOUT"]:
+        # A call may take a whole timeout between two renewals; a shorter lease would be
+        # taken over from a worker that is only waiting for an answer.
+        raise ConfigError("SYNC_LEASE_SECONDS must be at least twice PROVIDER_TIMEOUT.")
     if settings["PASSWORD_LINK_HOURS"] < 1:
         raise ConfigError("PASSWORD_LINK_HOURS must be at least 1.")
     security = str(settings["SMTP_SECURITY"]).strip().lower()

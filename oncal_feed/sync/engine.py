@@ -258,6 +258,7 @@ def sync_connection(
     lease_ttl: timedelta = LEASE_TTL,
     rng: random.Random | None = None,
     batch_sizer: BatchSizer | None = None,
+    on_lease: Callable[[datetime], None] | None = None,
 ) -> SyncReport:
     """Reconcile one connection's remote calendar with its user's shifts; never raises
     for remote failures, which are recorded on the connection instead.
@@ -269,6 +270,8 @@ def sync_connection(
     run only. `base_url` is where event links point. `batch_sizer` carries batch sizes
     learned on a flaky link from one run of a connection to its next (give the same one
     to every run, as `sync.service.run_sync` does); without one, every run starts afresh.
+    `on_lease` is called with the lease's expiry once it is taken, before any remote call
+    (the queue uses it to have a worker that dies mid-sync taken over at that moment).
 
     Every run is counted in `oncal_sync_runs_total` by its outcome, or as `crashed` when
     an internal error escapes.
@@ -279,7 +282,7 @@ def sync_connection(
             report, _factory(database), provider, now, base_url=base_url,
             full_check=full_check, window_days=window_days,
             lease_owner=lease_owner or default_owner(), lease_ttl=lease_ttl, rng=rng,
-            sizer=batch_sizer or BatchSizer(),
+            sizer=batch_sizer or BatchSizer(), on_lease=on_lease,
         )  # fmt: skip
     except Exception:
         record_run(report.provider, "crashed")
@@ -301,6 +304,7 @@ def _sync_connection(
     lease_ttl: timedelta,
     rng: random.Random | None,
     sizer: BatchSizer,
+    on_lease: Callable[[datetime], None] | None,
 ) -> None:
     """Run `sync_connection()`, filling in `report`."""
     connection_id = report.connection_id
@@ -308,6 +312,8 @@ def _sync_connection(
     if not lease.acquire(now):
         report.outcome, report.provider = why_not_acquired(factory, connection_id)
         return
+    if on_lease is not None:
+        on_lease(now + lease_ttl)
     state: _State | None = None
     run: Applier | None = None
     try:

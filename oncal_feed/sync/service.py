@@ -7,9 +7,9 @@ engine, closes the provider and keeps any refreshed token.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -22,7 +22,7 @@ from oncal_feed.providers.base import CalendarProvider
 from oncal_feed.sync.apply import BatchSizer
 from oncal_feed.sync.engine import ProviderFactory, SyncReport, sync_connection
 
-__all__ = ["ProviderFactory", "batch_sizer", "run_sync", "use_providers"]
+__all__ = ["ProviderFactory", "batch_sizer", "lease_ttl", "run_sync", "use_providers"]
 
 _PROVIDERS_KEY = "oncal_sync_providers"
 _BATCH_SIZER_KEY = "oncal_sync_batch_sizer"
@@ -90,6 +90,11 @@ def batch_sizer(app: Flask) -> BatchSizer:
     return sizer
 
 
+def lease_ttl(app: Flask) -> timedelta:
+    """How long a worker holds a connection between renewals (`SYNC_LEASE_SECONDS`)."""
+    return timedelta(seconds=int(app.config["SYNC_LEASE_SECONDS"]))
+
+
 def run_sync(
     app: Flask,
     connection_id: int,
@@ -97,6 +102,7 @@ def run_sync(
     now: datetime | None = None,
     full_check: bool | None = None,
     window_days: int | None = None,
+    on_lease: Callable[[datetime], None] | None = None,
 ) -> SyncReport:
     """Sync one connection now with the app's providers; see `engine.sync_connection`."""
     now = now or utcnow()
@@ -106,6 +112,8 @@ def run_sync(
         "full_check": full_check,
         "window_days": window_days,
         "batch_sizer": batch_sizer(app),
+        "lease_ttl": lease_ttl(app),
+        "on_lease": on_lease,
     }
     override: ProviderFactory | None = app.extensions.get(_PROVIDERS_KEY)
     if override is not None:

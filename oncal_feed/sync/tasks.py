@@ -14,6 +14,10 @@ nothing but a moment, and the periodic sweep catches whatever a nudge missed.
   tries again shortly.
 * "Sync now" (`sync_user_now`) runs the user's syncs in the request and queues the
   ones a worker holds at that moment.
+* A worker that takes a connection's lease first queues a watch for the moment the lease
+  runs out. Should the worker die mid-sync (its task lost with it), the watch finds the
+  lease expired and syncs the connection then; a live worker renews its lease, and the
+  watch looks again at the new expiry; a released lease ends it.
 * Every minute the sweep selects the connections that are overdue — a failed sync whose
   retry time came, a window that moved, a daily full check, a worker that died mid-sync
   (its lease expiry is its due time), a dirty mark older than its nudge — with one
@@ -32,6 +36,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,6 +82,8 @@ SWEEP_LIMIT = 5000
 BUSY_RETRY = timedelta(seconds=5)
 # A nudge whose connection is due further out than this is dropped; the sweep takes over.
 MAX_DEFER = timedelta(hours=1)
+# A watch looks this long after the lease's expiry (the clocks of two machines differ).
+WATCH_MARGIN = timedelta(seconds=1)
 _EXTENSION = "oncal_sync_queue"
 
 
@@ -224,7 +231,7 @@ def sweep_due(app: Flask, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
 
 
 class SyncQueue:
-    """The app's Huey instance and its two tasks: `reconcile` (a nudge) and the `sweep`.
+    """The app's Huey instance and its tasks: `reconcile` (a nudge), `watch` and the `sweep`.
 
     `clock` gives "now" to the tasks (tests replace it to step through time).
     """
@@ -235,6 +242,7 @@ class SyncQueue:
         self.huey = huey or make_huey(str(app.config["QUEUE_URL"]), name)
         self.clock: Callable[[], datetime] = utcnow
         self.reconcile = self.huey.task(name="reconcile")(self._reconcile)
+        self.watch = self.huey.task(name="watch")(self._watch)
         self.sweep = self.huey.periodic_task(crontab(minute="*"), name="sweep")(self._sweep)
 
     # -- producing
@@ -283,9 +291,44 @@ class SyncQueue:
                         self.nudge(connection_id, due)
                         return "deferred"
                     return "not-due"
-            report = run_sync(self.app, connection_id, now=now)
+            report = run_sync(
+                self.app,
+                connection_id,
+                now=now,
+                on_lease=lambda end: self.watch_lease(connection_id, end),
+            )
             self._after(report, now)
             return report.outcome
+
+    def watch_lease(self, connection_id: int, expires: datetime) -> None:
+        """Queue a look at the connection's lease just after `expires` (see the module doc).
+
+        A watch that can't be queued is logged, not raised: the sweep is the fallback.
+        """
+        try:
+            self.watch.schedule((connection_id,), eta=(expires + WATCH_MARGIN).astimezone(UTC))
+        except Exception:
+            log.exception("could not queue a lease watch of connection %s", connection_id)
+
+    def _watch(self, connection_id: int) -> str:
+        """Sync a connection whose lease ran out (its worker died); look again if renewed."""
+        with self.app.app_context():
+            now = self.clock()
+            with get_database(self.app).sessionmaker() as session:
+                row = session.execute(
+                    select(
+                        CalendarConnection.lease_owner, CalendarConnection.lease_expires_at
+                    ).where(
+                        CalendarConnection.id == connection_id,
+                        CalendarConnection.status.in_(ACTIVE_STATUSES),
+                    )
+                ).one_or_none()
+            if row is None or row.lease_owner is None or row.lease_expires_at is None:
+                return "released"
+            if row.lease_expires_at > now:
+                self.watch_lease(connection_id, row.lease_expires_at)
+                return "held"
+            return self._reconcile(connection_id, force=True)
 
     def _after(self, report: SyncReport, now: datetime) -> None:
         if report.outcome == "busy":
@@ -440,7 +483,13 @@ def sync_user_now(user: User, days: int | None = None) -> dict[str, Any]:
     results = []
     totals = {"created": 0, "updated": 0, "deleted": 0, "failed": 0}
     for connection_id, provider in rows:
-        report = run_sync(app, connection_id, full_check=True, window_days=days)
+        report = run_sync(
+            app,
+            connection_id,
+            full_check=True,
+            window_days=days,
+            on_lease=partial(get_queue(app).watch_lease, connection_id),
+        )
         if report.outcome == "busy":
             request_sync(app, [connection_id])
         totals["created"] += report.created

@@ -25,6 +25,7 @@ from oncal_feed.sync.tasks import (
     BUSY_RETRY,
     DEBOUNCE,
     MAX_DEBOUNCE,
+    WATCH_MARGIN,
     SyncQueue,
     get_queue,
     mark_dirty,
@@ -202,6 +203,74 @@ def test_a_dead_workers_connection_resumes_just_after_its_lease_expires(
     assert providers.syncs == {cid: 1}
     assert queue.clock.now <= expires + BUSY_RETRY
     assert live_uids(memory, world.connection(cid).calendar_id) == [world.uid("a")]
+
+
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing in the worker cleans up after it."""
+
+
+class DiesAtFirstWrite:
+    """A calendar whose first batch of writes kills the worker sending it."""
+
+    def __init__(self, inner: MemoryProvider) -> None:
+        self.inner = inner
+        self.died = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def apply(self, calendar_id: str, operations: Any) -> Any:
+        """Die the first time; pass the batch on afterwards."""
+        if not self.died:
+            self.died = True
+            raise WorkerKilled
+        return self.inner.apply(calendar_id, operations)
+
+
+def test_a_worker_killed_mid_sync_is_taken_over_as_its_lease_runs_out(
+    world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
+) -> None:
+    """No change and no sweep needed: the watch queued with the lease syncs it at expiry."""
+    cid = world.connect(memory)
+    dying = DiesAtFirstWrite(memory)
+    use_providers(app, lambda connection: dying)
+    write_shift(world, "a", 1)
+    queue.clock.step(seconds=3)
+    with pytest.raises(WorkerKilled):
+        queue.drain()
+    left = world.connection(cid)
+    assert left.lease_owner is not None
+    assert left.lease_expires_at is not None
+    assert left.calendar_id is not None
+    queue.clock.now = left.lease_expires_at - timedelta(seconds=1)
+    queue.drain()
+    assert live_uids(memory, left.calendar_id) == []  # the lease still stands
+    queue.clock.now = left.lease_expires_at + WATCH_MARGIN
+    assert queue.drain() >= 1
+    assert live_uids(memory, left.calendar_id) == [world.uid("a")]
+    assert world.connection(cid).lease_owner is None
+    # The takeover's own watch finds its lease released and ends there.
+    queue.clock.step(seconds=LEASE_TTL.total_seconds() + WATCH_MARGIN.total_seconds())
+    assert queue.drain() == 1
+    assert queue.drain(queue.clock.step(hours=2)) == 0
+
+
+def test_a_watch_follows_a_renewed_lease(
+    world: World, queue: SyncQueue, providers: Providers, memory: MemoryProvider
+) -> None:
+    """A live worker renewed its lease: the watch leaves it be and looks again at the end."""
+    cid = world.connect(memory)
+    expires = queue.clock.now + timedelta(seconds=30)
+    world.execute(
+        update(CalendarConnection).values(lease_owner="slow-worker", lease_expires_at=expires)
+    )
+    queue.watch_lease(cid, queue.clock.now + timedelta(seconds=10))
+    queue.clock.step(seconds=12)
+    assert queue.drain() == 1
+    assert providers.syncs == {}
+    queue.clock.now = expires + WATCH_MARGIN
+    assert queue.drain() >= 1
+    assert providers.syncs == {cid: 1}
 
 
 def test_failed_sync_is_retried_at_its_retry_time(
