@@ -129,6 +129,8 @@ class Applier:
         self.calendar_id = ""
         self.created = self.updated = self.deleted = self.writes = self.reads = 0
         self.errors: list[ProviderError] = []
+        self.checked = False  # see engine._remember_repairs
+        self.calendar_checked = False  # see _refused
         self.stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
         self.batch_size = 0  # set when the first batch goes out
         self._bumped = False
@@ -183,6 +185,13 @@ class Applier:
                 self.stop = exc
         else:
             self.errors.append(exc)
+
+    def forget_hashes(self, shift_ids: Sequence[int]) -> None:
+        """Mark the records' content as unknown: the next plan rewrites their events."""
+        if shift_ids:
+            with self._change() as change:
+                for shift_id in shift_ids:
+                    change.mark(shift_id, content_hash=None)
 
     def _change(self) -> AbstractContextManager[StatusChange]:
         return self.status.change(self.factory, self.lease.clock)
@@ -338,7 +347,7 @@ class Applier:
         """
         follow_ups: list[_Remote] = []
         stale: list[Update | Delete] = []
-        calendar_gone = False
+        calendar_gone = refused = False
         with self._change() as change:
             for op, result in zip(chunk, results, strict=True):
                 error = result.error
@@ -376,11 +385,29 @@ class Applier:
                     follow_ups.append(self._regenerate(change.session, op))
                 else:
                     self._fail(error)
-        if calendar_gone:
+                    refused = refused or isinstance(error, PermanentError)
+        if calendar_gone or (refused and self._calendar_vanished()):
             raise CalendarGone
         if stale:
             follow_ups.extend(self._refetch(stale))
         return follow_ups
+
+    def _calendar_vanished(self) -> bool:
+        """After a refused write: is the calendar itself gone? (Asked once per run.)
+
+        A calendar its owner deleted answers writes with a refusal, not always a 404
+        (Google says 403 to a `calendar.app.created` grant), so a refusal is checked
+        before it is reported as one: a deleted calendar is made afresh at once.
+        """
+        if self.calendar_checked:
+            return False
+        self.calendar_checked = True
+        self.reads += 1
+        try:
+            return not self.provider.calendar_exists(self.calendar_id)
+        except ProviderError as exc:
+            self.count_error(exc)
+            return False
 
     def _refetch(self, stale: Sequence[Update | Delete]) -> list[_Remote]:
         """After a 412: read the events again and decide each write afresh.

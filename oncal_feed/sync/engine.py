@@ -56,7 +56,7 @@ from oncal_feed.sync.lease import (
     transaction,
     why_not_acquired,
 )
-from oncal_feed.sync.plan import Create, plan, unattributed
+from oncal_feed.sync.plan import Action, Create, Prune, Record, Update, plan, unattributed
 from oncal_feed.sync.schedule import (
     FULL_CHECK_INTERVAL,
     PROGRESS_RETRY,
@@ -112,6 +112,9 @@ class SyncReport:
     error: str | None = None
     next_retry_at: datetime | None = None
     provider: str | None = None
+    # The listing came through and what it found to repair is remembered on the records:
+    # the day's full check is done even if some writes failed.
+    checked: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Return the report as JSON-ready values."""
@@ -416,8 +419,34 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
     )
     if inconsistent:
         actions = [action for action in actions if not isinstance(action, Create)]
+    if listing is not None:
+        _remember_repairs(run, records, actions)
     if actions:
         run.apply(actions)
+
+
+def _remember_repairs(run: Applier, records: list[Record], actions: list[Action]) -> None:
+    """Note on the records what a full check found to repair, before sending the repairs.
+
+    An event the user edited or deleted is rewritten from a record that looks in order;
+    its content hash is forgotten first, so should the repair fail, the next incremental
+    run rewrites it instead of the whole calendar being listed again (under throttling,
+    that listing is what keeps failing). An orphan to prune has no record to note it on:
+    with one in the plan, only a run without failures completes the check.
+    """
+    by_shift = {record.shift_id: record for record in records}
+    repairs = []
+    for action in actions:
+        if isinstance(action, Create | Update):
+            record = by_shift.get(action.shift_id)
+            if (
+                record is not None
+                and record.state == "synced"
+                and record.content_hash == action.spec.content_hash
+            ):
+                repairs.append(action.shift_id)
+    run.forget_hashes(repairs)
+    run.checked = not any(isinstance(action, Prune) for action in actions)
 
 
 def _list_remote(
@@ -494,6 +523,7 @@ def _copy_counts(report: SyncReport, run: Applier | None) -> None:
     if run is not None:
         report.created, report.updated, report.deleted = run.created, run.updated, run.deleted
         report.writes, report.reads = run.writes, run.reads
+        report.checked = run.checked
 
 
 def _finish(
@@ -563,6 +593,8 @@ def _finish(
                 sync_due_at=None,
             )
         else:
+            if report.checked:
+                values["last_full_check_at"] = now
             retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
             report.error = describe_error(failure, connection.provider)
             if report.created + report.updated + report.deleted:
@@ -572,7 +604,12 @@ def _finish(
                 retry_at = finished + max(PROGRESS_RETRY, timedelta(seconds=retry_after or 0))
             else:
                 failures, status, report.outcome = connection.failure_count + 1, "error", "failed"
-                retry_at = finished + backoff_delay(failures, retry_after, rng)
+                if retry_after:
+                    # The service said when to come back: then, and no later. A back-off
+                    # on top of an explicit Retry-After only keeps the calendar stale.
+                    retry_at = finished + max(PROGRESS_RETRY, timedelta(seconds=retry_after))
+                else:
+                    retry_at = finished + backoff_delay(failures, None, rng)
             report.next_retry_at = retry_at
             values.update(
                 status=status,

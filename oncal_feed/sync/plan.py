@@ -335,8 +335,11 @@ def _checked(
         believed = None
         yield Adopt(shift_id, uid, current, believed)
     elif current is not None and record is not None and record.state != "synced":
-        yield Adopt(shift_id, uid, current, record.content_hash)
-        believed = record.content_hash
+        # Our insert whose answer was lost: no etag of it was recorded, so an edit made
+        # since (by the user, or a late write) can't be told; its content counts as
+        # unknown and is written again.
+        believed = None
+        yield Adopt(shift_id, uid, current, believed)
     else:
         believed = record.content_hash if record is not None else None
         if record is not None and _edited(record, found):

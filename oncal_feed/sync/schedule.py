@@ -28,7 +28,8 @@ __all__ = [
 # once a day (and the sweep re-syncs once a day for it, not every minute).
 BACK_DAYS = 7
 FULL_CHECK_INTERVAL = timedelta(days=1)
-BACKOFF_BASE = timedelta(seconds=5)
+# Google's documented algorithm for 403/429 throttling and 5xx: 1 s, 2 s, 4 s ... plus jitter.
+BACKOFF_BASE = timedelta(seconds=1)
 BACKOFF_CAP = timedelta(hours=1)
 # A run that landed some writes but not all retries the rest this soon (or at Retry-After).
 PROGRESS_RETRY = timedelta(seconds=1)
@@ -64,7 +65,7 @@ def backoff_delay(
 ) -> timedelta:
     """Return how long to wait after the `failures`-th failure in a row.
 
-    Exponential from 5 s, capped at an hour, with "full jitter" in its upper half (so a
+    Exponential from 1 s, capped at an hour, with "full jitter" in its upper half (so a
     fleet of connections that failed together does not come back together), and never
     sooner than the server's `Retry-After`.
     """

@@ -478,6 +478,63 @@ def test_deleted_calendar_is_recreated(world: World, memory) -> None:
     assert live_uids(memory, new) == [world.uid("a")]
 
 
+def test_a_calendar_deleted_behind_a_refusal_is_recreated_at_once(world: World, memory) -> None:
+    """Google answers writes to a deleted calendar with 403 under calendar.app.created:
+    a refused write makes the sync look for the calendar, and make a new one."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    old = calendar(world, cid)
+    memory.delete_calendar(old)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("update_event", PermanentError("insufficientPermissions", 403))
+    world.put_shift("a", 1, notes="x")
+    report = world.sync(cid, scripted, full_check=False)
+    assert report.outcome == "ok", report
+    new = calendar(world, cid)
+    assert new != old
+    assert live_uids(memory, new) == [world.uid("a")]
+
+
+def test_a_refusal_in_a_calendar_that_exists_is_reported(world: World, memory) -> None:
+    """The calendar is there: the refusal stands, nothing is made afresh."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    kept = calendar(world, cid)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("update_event", PermanentError("forbidden", 403))
+    world.put_shift("a", 1, notes="x")
+    report = world.sync(cid, scripted, full_check=False)
+    assert report.outcome == "failed"
+    assert calendar(world, cid) == kept
+    assert live_uids(memory, kept) == [world.uid("a")]
+
+
+def test_a_full_check_whose_repair_failed_is_done_and_the_repair_follows(
+    world: World, memory
+) -> None:
+    """The listing came through: the day's check is done; the failed repair is remembered
+    on its record, so the next incremental run restores the event without listing again."""
+    world.put_shift("a", 1)
+    world.put_shift("b", 2)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    cal = calendar(world, cid)
+    memory.delete_event(cal, google_event_id(world.uid("a"), 1))  # the user deletes it
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("update_event", TransientError("unavailable", 503))
+    later = NOW + timedelta(minutes=5)
+    report = world.sync(cid, scripted, later, full_check=True)
+    assert report.outcome == "failed"
+    assert world.connection(cid).last_full_check_at == later
+    assert live_uids(memory, cal) == [world.uid("b")]
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, later + timedelta(seconds=5))
+    assert (report.outcome, report.full_check) == ("ok", False)
+    assert sorted(live_uids(memory, cal)) == sorted([world.uid("a"), world.uid("b")])
+
+
 def test_connection_without_calendar_gets_one(world: World, memory) -> None:
     """A connection whose calendar was never made gets its own on first sync."""
     world.put_shift("a", 1)
@@ -574,7 +631,7 @@ def test_transient_failure_is_recorded_and_cleared(world: World, memory) -> None
         "Syncing with Google Calendar failed for now: service unavailable (HTTP 503). "
         "It will be retried automatically."
     )
-    assert NOW + timedelta(seconds=2) < connection.next_retry_at <= NOW + timedelta(seconds=6)
+    assert NOW + timedelta(seconds=0.5) <= connection.next_retry_at <= NOW + timedelta(seconds=1.1)
     assert connection.sync_due_at == connection.next_retry_at
     assert connection.last_success_at is None
     assert connection.last_sync_at is not None
@@ -590,11 +647,11 @@ def test_transient_failure_is_recorded_and_cleared(world: World, memory) -> None
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    """5 s, 10 s, 20 s ... never above an hour; jitter keeps it in the upper half."""
+    """1 s, 2 s, 4 s ... never above an hour; jitter keeps it in the upper half."""
     rng = random.Random(7)
     for failures in range(1, 30):
         delay = backoff_delay(failures, rng=rng).total_seconds()
-        ceiling = min(3600, 5 * 2 ** (failures - 1))
+        ceiling = min(3600, 2 ** (failures - 1))
         assert ceiling / 2 <= delay <= ceiling
 
 

@@ -137,6 +137,15 @@ def test_full_check_recreates_prunes_and_adopts() -> None:
     ]
 
 
+def test_full_check_rewrites_an_uncertain_insert_it_finds() -> None:
+    """An insert whose answer was lost may have been edited since: found, it is rewritten."""
+    desired = {2: spec("b")}
+    records = [Record(2, "b", "creating", "rb", spec("b").content_hash)]
+    remote = [RemoteEvent("rb", "b", etag='"user-edit"')]
+    actions = list(plan(desired, records, new_key=google_key, remote=remote))
+    assert actions == [Adopt(2, "b", "rb", None), Update(2, "rb", spec("b"), '"user-edit"')]
+
+
 def test_full_check_matches_recorded_ids_before_tags() -> None:
     """A listed event with a recorded id is that record's, even when its tag is missing."""
     desired = {1: spec("a"), 2: spec("b")}
