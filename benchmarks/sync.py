@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/sync.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
                                         [--shifts 500] [--idle 10000]
+    .venv/bin/python benchmarks/sync.py --chaos [--seed 2026] [--shifts 500] [--changes 200]
+                                        [--budget 120] [--database-url ...]
 
 Builds a scratch database (a temporary SQLite file, or a fresh database on the given
 PostgreSQL server, dropped at the end), starts the fake Google and Microsoft servers,
@@ -25,6 +27,13 @@ shifts), it times:
 - the sweep plus the reconciles when every window has moved and nothing changed: the
   whole queue path (sweep → Huey nudges → lease, load, plan, release) with a provider
   that counts calls, which must stay at zero.
+
+`--chaos` instead runs the scenario of tests/sync/chaos.py (the CI test's, with any seed
+and size): both providers failing a fifth of their calls in every way, the worker
+SIGKILLed twice mid-batch, churn, the user's edits and deletions and deleted calendars;
+it prints how long exact convergence took after the last change with the faults on
+(`--budget` seconds at most), each killed worker's take-over time, round trips per
+change, and the writes while idle.
 """
 
 from __future__ import annotations
@@ -354,6 +363,41 @@ def explain(app: Any, now: Any) -> None:
     print(f"  plan: {plan}")
 
 
+def chaos_figures(url: str, folder: Path, chaos: Any) -> None:
+    """Run the chaos scenario once and print its figures."""
+    from tests.sync.chaos import Chaos, scenario_config
+    from tests.sync.worker_process import WorkerChild
+
+    with FakeGoogle() as google, FakeMicrosoft() as microsoft:
+        fakes = {"google": google, "microsoft": microsoft}
+        for provider, fake in fakes.items():
+            fake.register_client(
+                CLIENT_ID, CLIENT_SECRET, [f"{BASE_URL}/api/calendar/{provider}/callback"]
+            )
+        config = {
+            "ONCAL_MODE": "test",
+            "DATABASE_URL": url,
+            "INSTANCE_PATH": str(folder),
+            "BASE_URL": BASE_URL,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "QUEUE_URL": f"sqlite:///{folder / 'queue.sqlite'}",
+            **settings(google, microsoft),
+            **scenario_config(chaos),
+        }
+        app = create_app(config)
+        upgrade(get_database(app))
+        worker = WorkerChild(config, fakes, folder, periodic=True)
+        try:
+            figures = Chaos(app, app.test_client(), fakes, worker, chaos).run()
+        finally:
+            if worker.process is not None:
+                worker.kill()
+        print(f"\nchaos scenario ({describe(app)})")
+        for line in figures.lines(chaos):
+            print(f"  {line}")
+        get_database(app).dispose()
+
+
 def main() -> None:
     """Parse options, build the world, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -361,7 +405,23 @@ def main() -> None:
     parser.add_argument("--shifts", type=int, default=500)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=15, help="latency samples")
+    parser.add_argument("--chaos", action="store_true", help="run the chaos scenario only")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--changes", type=int, default=200)
+    parser.add_argument("--budget", type=float, default=120.0, help="seconds, faults on")
     args = parser.parse_args()
+    if args.chaos:
+        from tests.sync.chaos import Settings
+
+        chaos = Settings(
+            seed=args.seed, shifts=args.shifts, changes=args.changes, budget=args.budget
+        )
+        with (
+            fresh_database(args.database_url, "oncal_bench_chaos") as url,
+            tempfile.TemporaryDirectory() as folder,
+        ):
+            chaos_figures(url, Path(folder), chaos)
+        return
     with (
         fresh_database(args.database_url, "oncal_bench") as url,
         tempfile.TemporaryDirectory() as folder,

@@ -16,7 +16,8 @@
     ones.  ``targets`` is the set of request classes (strings the fake defines, e.g.
     ``"api"``) that faults apply to; ``applies_to(target)``.  ``decide(target) ->
     Fault | None`` consumes one decision.  ``reset()`` clears rates and the queue;
-    ``injected`` counts faults by kind.  Fault kinds: ``"error"``, ``"rate_limit"``,
+    ``injected`` counts faults by kind, ``decided`` the decisions taken.  Fault kinds:
+    ``"error"``, ``"rate_limit"``,
     ``"quota"``, ``"drop"``, ``"drop_after_commit"``, ``"slow"``, ``"hang"``.
 
 ``run_with_fault(fault, process, error_response, drop_mode="close") -> Response``
@@ -86,6 +87,7 @@ class Faults:
         self.hang_seconds = 2.0
         self.drop_mode: DropMode = "close"
         self.injected: collections.Counter[str] = collections.Counter()
+        self.decided = 0  # decisions taken (requests and batch members subject to faults)
 
     def seed(self, seed: int) -> None:
         """Re-seed the random source (reproducible fault sequences)."""
@@ -100,6 +102,7 @@ class Faults:
             self.drop_rate = self.drop_after_commit_rate = self.slow_rate = 0.0
             self.hang_rate = 0.0
             self.injected.clear()
+            self.decided = 0
 
     def set_rates(self, total: float, kinds: Iterable[FaultKind] = FAULT_KINDS) -> None:
         """Spread a ``total`` fault probability evenly over ``kinds`` (others off)."""
@@ -165,6 +168,7 @@ class Faults:
         if target is not None and not self.applies_to(target):
             return None
         with self._lock:
+            self.decided += 1
             fault = self._queue.popleft() if self._queue else self._roll()
             if fault is not None:
                 self.injected[fault.kind] += 1

@@ -11,11 +11,7 @@ the desired events: none missing, no duplicates, no orphans.
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -34,7 +30,6 @@ from oncal_feed.sync.lease import LEASE_TTL
 from oncal_feed.sync.service import run_sync
 from oncal_feed.sync.tasks import get_queue
 from oncal_feed.validation import ShiftInput
-from tests.fakes.microsoft import GRAPH_HOST
 from tests.sync.remote import (
     ALICE,
     connect_both,
@@ -45,6 +40,7 @@ from tests.sync.remote import (
     tomorrow_noon,
 )
 from tests.sync.support import World
+from tests.sync.worker_process import WorkerChild
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -401,47 +397,12 @@ def inject_faults(fakes: dict[str, Any], seed: int, drop_mode: str) -> None:
         fake.faults.drop_mode = drop_mode
 
 
-class Worker:
-    """`oncal-feed worker`'s consumer in a child process, to be killed with SIGKILL."""
-
-    def __init__(self, app_config: dict[str, Any], fakes: dict[str, Any], tmp: Path) -> None:
-        config = {k: v for k, v in app_config.items() if k != "MSAL_CLIENT_OPTIONS"}
-        microsoft = fakes["microsoft"]
-        config["MSAL_REWRITES"] = {
-            microsoft.authority_host: microsoft.url,
-            GRAPH_HOST: microsoft.url,
-        }
-        self.config_path = tmp / "worker.json"
-        self.config_path.write_text(json.dumps(config))
-        self.log_path = tmp / "worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the child (it reports ready on its log)."""
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.sync.worker_process", str(self.config_path)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while b"worker ready" not in self.log_path.read_bytes():
-            assert self.process.poll() is None, self.log_path.read_text()
-            assert time.monotonic() < deadline, "worker did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, leases stay held, answers in flight are lost."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-
 @pytest.fixture
-def worker(app_config: dict[str, Any], fakes: dict[str, Any], tmp_path: Path) -> Iterator[Worker]:
+def worker(
+    app_config: dict[str, Any], fakes: dict[str, Any], tmp_path: Path
+) -> Iterator[WorkerChild]:
     """A worker process, killed at the end whatever happens."""
-    child = Worker(app_config, fakes, tmp_path)
+    child = WorkerChild(app_config, fakes, tmp_path, periodic=False)
     yield child
     if child.process is not None:
         child.kill()
@@ -458,7 +419,7 @@ def leases_held(app: Flask) -> int:
 
 
 def run_and_kill(
-    app: Flask, worker: Worker, fakes: dict[str, Any], ids: dict[str, int], rng: random.Random
+    app: Flask, worker: WorkerChild, fakes: dict[str, Any], ids: dict[str, int], rng: random.Random
 ) -> None:
     """Start the worker, nudge both connections, and kill it once writes are under way."""
     worker.start()
@@ -490,7 +451,7 @@ def recover(app: Flask, ids: dict[str, int], now: datetime, rounds: int = 60) ->
 
 
 def test_exactly_the_desired_events_after_faults_and_a_killed_worker(
-    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any], worker: Worker
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any], worker: WorkerChild
 ) -> None:
     """≥20% injected failures, SIGKILL mid-sync twice, churn between: exact after recovery."""
     rng = random.Random(2024)

@@ -265,6 +265,14 @@ class FakeGoogle(IdentityMixin, CalendarMixin, BatchMixin, FakeHTTPServer):
             event.data["sequence"] = int(event.data.get("sequence", 0)) + 1
             self._touch(cal, event, _rfc3339_ms(self.clock()))
 
+    def remove_calendar(self, email: str, calendar_id: str) -> None:
+        """Delete a secondary calendar and its events as if the user did, in Google Calendar."""
+        with self._lock:
+            cal = self._calendars[calendar_id]
+            assert cal.owner == email, "not this user's calendar"
+            assert not cal.primary, "Google never deletes a primary calendar"
+            del self._calendars[calendar_id]
+
     def fail_next(
         self, count: int = 1, status: int = 503, *, retry_after: float | None = None, **kw: Any
     ) -> None:

@@ -197,6 +197,15 @@ class FakeMicrosoft(IdentityMixin, GraphMixin, ODataMixin, BatchMixin, FakeHTTPS
         with self._lock:
             self._ensure_user(email).events.pop(event_id)
 
+    def remove_calendar(self, email: str, calendar_id: str) -> None:
+        """Delete a calendar and its events as if the user did, in Outlook."""
+        with self._lock:
+            user = self._ensure_user(email)
+            assert calendar_id != user.default_calendar_id, "Outlook keeps the default calendar"
+            del user.calendars[calendar_id]
+            for event_id in [e.id for e in user.events.values() if e.calendar_id == calendar_id]:
+                del user.events[event_id]
+
     def consent_exchange(
         self, auth_uri: str, email: str | None = None, allow: bool = True
     ) -> tuple[str, dict[str, str]]:
