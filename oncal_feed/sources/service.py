@@ -586,9 +586,9 @@ def _failed(source: Source, exc: SourceProblem, now: datetime) -> PollReport:
     source.status = "failing"
     source.failure_count += 1
     source.last_error, source.last_error_at = exc.problem, now
-    delay = max(
-        timedelta(seconds=source.poll_interval),
-        backoff_delay(source.failure_count, exc.retry_after),
-    )
+    interval = timedelta(seconds=source.poll_interval)
+    # Doubling from the source's own interval: a feed polled every minute that keeps
+    # failing is asked every 2, 4, 8 ... minutes, up to an hour.
+    delay = max(interval, backoff_delay(source.failure_count, exc.retry_after, base=interval))
     source.next_poll_at = now + delay
     return PollReport(source.id, "failed", problem=exc.problem, next_poll_at=source.next_poll_at)

@@ -61,17 +61,21 @@ def next_window_move(now: datetime, connection_id: int) -> datetime:
 
 
 def backoff_delay(
-    failures: int, retry_after: float | None = None, rng: random.Random | None = None
+    failures: int,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+    *,
+    base: timedelta = BACKOFF_BASE,
 ) -> timedelta:
     """Return how long to wait after the `failures`-th failure in a row.
 
-    Exponential from 1 s, capped at an hour, with "full jitter" in its upper half (so a
-    fleet of connections that failed together does not come back together), and never
-    sooner than the server's `Retry-After`.
+    Exponential from `base` (1 s), capped at an hour, with "full jitter" in its upper half
+    (so a fleet of connections that failed together does not come back together), and
+    never sooner than the server's `Retry-After`.
     """
     rng = rng or _jitter
     exponent = min(max(failures - 1, 0), 20)
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << exponent))
+    ceiling = min(BACKOFF_CAP, base * (1 << exponent))
     delay = ceiling * rng.uniform(0.5, 1.0)
     if retry_after is not None and retry_after > 0:
         delay = max(delay, timedelta(seconds=retry_after))
