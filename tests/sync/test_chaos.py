@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.sync.chaos import FAULT_RATES, Chaos, Settings, scenario_config
-from tests.sync.worker_process import WorkerChild
+from tests.sync.worker_process import WorkerChild, worker_child
 
 SETTINGS = Settings()
 
@@ -27,10 +27,8 @@ def worker(
     app_config: dict[str, Any], fakes: dict[str, Any], tmp_path: Path
 ) -> Iterator[WorkerChild]:
     """`oncal-feed worker`'s consumer (with its minute sweep), killed at the end."""
-    child = WorkerChild(app_config, fakes, tmp_path, periodic=True)
-    yield child
-    if child.process is not None:
-        child.kill()
+    with worker_child(app_config, fakes, tmp_path, periodic=True) as child:
+        yield child
 
 
 def test_push_sync_converges_exactly_through_chaos(

@@ -40,7 +40,7 @@ from tests.sync.remote import (
     tomorrow_noon,
 )
 from tests.sync.support import World
-from tests.sync.worker_process import WorkerChild
+from tests.sync.worker_process import WorkerChild, worker_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -402,10 +402,8 @@ def worker(
     app_config: dict[str, Any], fakes: dict[str, Any], tmp_path: Path
 ) -> Iterator[WorkerChild]:
     """A worker process, killed at the end whatever happens."""
-    child = WorkerChild(app_config, fakes, tmp_path, periodic=False)
-    yield child
-    if child.process is not None:
-        child.kill()
+    with worker_child(app_config, fakes, tmp_path, periodic=False) as child:
+        yield child
 
 
 def leases_held(app: Flask) -> int:

@@ -7,7 +7,8 @@ msal `http_client` that routes Microsoft's hosts to the fake, which can't travel
 JSON, and `WORKER_PERIODIC` says whether the consumer runs the minute sweep. The process
 runs Huey's consumer exactly as `oncal-feed worker` does, until it is killed.
 
-`WorkerChild` starts such a process from a test and kills it with SIGKILL.
+`WorkerChild` starts such a process from a test and kills it with SIGKILL;
+`worker_child` makes sure it is gone at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,19 @@ class WorkerChild:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+
+
+@contextmanager
+def worker_child(
+    app_config: dict[str, Any], fakes: dict[str, Any], folder: Path, *, periodic: bool
+) -> Iterator[WorkerChild]:
+    """A `WorkerChild` (not started yet), killed at the end whatever happens."""
+    child = WorkerChild(app_config, fakes, folder, periodic=periodic)
+    try:
+        yield child
+    finally:
+        if child.process is not None:
+            child.kill()
 
 
 def main(path: str) -> None:
