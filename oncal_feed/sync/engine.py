@@ -325,7 +325,7 @@ def _sync_connection(
             connection = state.connection
             report.provider = connection.provider
             if attempt == 0:
-                check = full_check if full_check is not None else full_check_due(connection, now)
+                check = full_check if full_check is not None else _listing_pays(state, now)
             report.full_check = check
             run = Applier(
                 factory, lease, state.status, _provider_source(provider, connection),
@@ -360,6 +360,24 @@ def _sync_connection(
     run.remember_batch_size()
     failure = run.stop or (run.errors[0] if run.errors else None)
     _finish(lease, report, state, now, failure, rng)
+
+
+# More uncertain inserts than this without client-chosen ids (each one a lookup by tag)
+# and one listing answers them all: a page holds 100 events, and every lookup is one more
+# call that a throttle can stop before anything is written.
+LOOKUPS_BEFORE_LISTING = 3
+
+
+def _listing_pays(state: _State, now: datetime) -> bool:
+    """Whether this run lists the calendar: the daily full check, or many inserts to resolve."""
+    if full_check_due(state.connection, now):
+        return True
+    lookups = sum(
+        1
+        for record in state.status.records()
+        if record.state == "creating" and record.transaction_id is not None
+    )
+    return lookups > LOOKUPS_BEFORE_LISTING
 
 
 def _provider_source(

@@ -216,6 +216,28 @@ def test_initial_sync_of_500_shifts_is_batched(world: World) -> None:
     assert len(live_uids(graph, calendar(world, cid))) == 500
 
 
+@pytest.mark.parametrize(("lost", "lists"), [(2, False), (6, True)])
+def test_many_uncertain_inserts_are_answered_by_one_listing(
+    world: World, lost: int, lists: bool
+) -> None:
+    """Graph has no client-chosen ids: each lost insert is a lookup by tag, so past a few
+    of them the run lists the calendar once instead."""
+    graph = GraphLikeProvider()
+    world.put_many(10)
+    cid = world.connect(graph, kind="microsoft")
+    scripted = ScriptedErrors(graph)
+    for _ in range(lost):
+        scripted.fail_next("insert_event", TransientError("connection reset", None))
+    world.sync(cid, scripted)
+    assert sum(r.state == "creating" for r in world.records(cid)) == lost
+    counting = CountingProvider(graph)
+    report = world.sync(cid, counting, NOW + timedelta(minutes=1))
+    assert report.outcome == "ok", report
+    assert report.full_check is lists
+    assert counting.calls.get("find_event", 0) == (0 if lists else lost)
+    assert len(live_uids(graph, calendar(world, cid))) == 10
+
+
 # ---------------------------------------------------------------- exactly once
 
 
