@@ -366,7 +366,7 @@ def explain(app: Any, now: Any) -> None:
 def chaos_figures(url: str, folder: Path, chaos: Any) -> None:
     """Run the chaos scenario once and print its figures."""
     from tests.sync.chaos import Chaos, scenario_config
-    from tests.sync.worker_process import WorkerChild
+    from tests.sync.worker_process import worker_child
 
     with FakeGoogle() as google, FakeMicrosoft() as microsoft:
         fakes = {"google": google, "microsoft": microsoft}
@@ -386,12 +386,8 @@ def chaos_figures(url: str, folder: Path, chaos: Any) -> None:
         }
         app = create_app(config)
         upgrade(get_database(app))
-        worker = WorkerChild(config, fakes, folder, periodic=True)
-        try:
+        with worker_child(config, fakes, folder, periodic=True) as worker:
             figures = Chaos(app, app.test_client(), fakes, worker, chaos).run()
-        finally:
-            if worker.process is not None:
-                worker.kill()
         print(f"\nchaos scenario ({describe(app)})")
         for line in figures.lines(chaos):
             print(f"  {line}")

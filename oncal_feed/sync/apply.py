@@ -130,7 +130,7 @@ class Applier:
         self.created = self.updated = self.deleted = self.writes = self.reads = 0
         self.errors: list[ProviderError] = []
         self.checked = False  # see engine._remember_repairs
-        self.calendar_checked = False  # see _refused
+        self.calendar_checked = False  # see _calendar_vanished
         self.stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
         self.batch_size = 0  # set when the first batch goes out
         self._bumped = False

@@ -273,8 +273,9 @@ def sync_connection(
     run only. `base_url` is where event links point. `batch_sizer` carries batch sizes
     learned on a flaky link from one run of a connection to its next (give the same one
     to every run, as `sync.service.run_sync` does); without one, every run starts afresh.
-    `on_lease` is called with the lease's expiry once it is taken, before any remote call
-    (the queue uses it to have a worker that dies mid-sync taken over at that moment).
+    `on_lease` is called with the lease's expiry just before the run's first remote call
+    (the queue uses it to have a worker that dies mid-sync taken over at that moment; a run
+    with nothing to send calls nothing, and is over before a watch could matter).
 
     Every run is counted in `oncal_sync_runs_total` by its outcome, or as `crashed` when
     an internal error escapes.
@@ -315,8 +316,15 @@ def _sync_connection(
     if not lease.acquire(now):
         report.outcome, report.provider = why_not_acquired(factory, connection_id)
         return
-    if on_lease is not None:
-        on_lease(now + lease_ttl)
+    told = False
+
+    def announce() -> None:
+        # Once per sync, whichever attempt first calls the calendar.
+        nonlocal told
+        if on_lease is not None and not told:
+            told = True
+            on_lease(now + lease_ttl)
+
     state: _State | None = None
     run: Applier | None = None
     try:
@@ -328,7 +336,7 @@ def _sync_connection(
                 check = full_check if full_check is not None else _listing_pays(state, now)
             report.full_check = check
             run = Applier(
-                factory, lease, state.status, _provider_source(provider, connection),
+                factory, lease, state.status, _provider_source(provider, connection, announce),
                 generation=connection.id_generation, sizer=sizer,
                 provider_name=connection.provider,
             )  # fmt: skip
@@ -381,12 +389,17 @@ def _listing_pays(state: _State, now: datetime) -> bool:
 
 
 def _provider_source(
-    provider: ProviderSource, connection: CalendarConnection
+    provider: ProviderSource, connection: CalendarConnection, announce: Callable[[], None]
 ) -> Callable[[], CalendarProvider]:
-    if hasattr(provider, "apply"):
-        adapter = cast(CalendarProvider, provider)
-        return lambda: adapter
-    return lambda: provider(connection)
+    """Build the adapter on the run's first remote call, calling `announce` just before."""
+
+    def build() -> CalendarProvider:
+        announce()
+        if hasattr(provider, "apply"):
+            return cast(CalendarProvider, provider)
+        return provider(connection)
+
+    return build
 
 
 def _sync_once(run: Applier, state: _State, check: bool) -> None:

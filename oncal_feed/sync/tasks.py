@@ -14,8 +14,8 @@ nothing but a moment, and the periodic sweep catches whatever a nudge missed.
   tries again shortly.
 * "Sync now" (`sync_user_now`) runs the user's syncs in the request and queues the
   ones a worker holds at that moment.
-* A worker that takes a connection's lease first queues a watch for the moment the lease
-  runs out. Should the worker die mid-sync (its task lost with it), the watch finds the
+* A worker about to call a connection's calendar first queues a watch for the moment its
+  lease runs out. Should the worker die mid-sync (its task lost with it), the watch finds the
   lease expired and syncs the connection then; a live worker renews its lease, and the
   watch looks again at the new expiry; a released lease ends it.
 * Every minute the sweep selects the connections that are overdue — a failed sync whose
@@ -291,12 +291,8 @@ class SyncQueue:
                         self.nudge(connection_id, due)
                         return "deferred"
                     return "not-due"
-            report = run_sync(
-                self.app,
-                connection_id,
-                now=now,
-                on_lease=lambda end: self.watch_lease(connection_id, end),
-            )
+            watch = partial(self.watch_lease, connection_id)
+            report = run_sync(self.app, connection_id, now=now, on_lease=watch)
             self._after(report, now)
             return report.outcome
 

@@ -17,8 +17,8 @@
     ``"api"``) that faults apply to; ``applies_to(target)``.  ``decide(target) ->
     Fault | None`` consumes one decision.  ``reset()`` clears rates and the queue;
     ``injected`` counts faults by kind, ``decided`` the decisions taken.  Fault kinds:
-    ``"error"``, ``"rate_limit"``,
-    ``"quota"``, ``"drop"``, ``"drop_after_commit"``, ``"slow"``, ``"hang"``.
+    ``"error"``, ``"rate_limit"``, ``"quota"``, ``"drop"``, ``"drop_after_commit"``,
+    ``"slow"``, ``"hang"``.
 
 ``run_with_fault(fault, process, error_response, drop_mode="close") -> Response``
     Applies one decided fault around a ``process()`` callable: sleeps for slow,

@@ -100,7 +100,7 @@ class Figures:
 
     convergence: float | None = None  # after the last change, faults on
     faulty_problems: dict[str, Any] = field(default_factory=dict)
-    calm_convergence: float | None = 0.0  # after the faults stopped, if it took that
+    calm_convergence: float | None = None  # after the faults stopped, when it took that
     resumes: list[float] = field(default_factory=list)
     changes: Counter[str] = field(default_factory=Counter)
     round_trips: int = 0
@@ -121,18 +121,7 @@ class Figures:
             f"chaos: faults injected {sum(self.injected.values())} of {self.calls} calendar "
             f"calls ({share:.0%}): "
             + ", ".join(f"{n} {k}" for k, n in sorted(self.injected.items())),
-            "chaos: last change to exact convergence, faults on: "
-            + (
-                f"{self.convergence:.1f} s (goal <= 60 s)"
-                if self.convergence is not None
-                else f"not within {settings.budget:.0f} s (goal <= 60 s); still wrong then: "
-                f"{self.faulty_problems}; exact "
-                + (
-                    f"{self.calm_convergence:.1f} s after the faults stopped"
-                    if self.calm_convergence is not None
-                    else "not even after the faults stopped"
-                )
-            ),
+            f"chaos: last change to exact convergence, faults on: {self._convergence(settings)}",
             f"chaos: worker killed {len(self.resumes)} times; resumed after "
             + ", ".join(f"{s:.1f} s" for s in self.resumes)
             + f" (lease {settings.lease_seconds} s; goal <= lease + 10 s)",
@@ -141,6 +130,19 @@ class Figures:
             f"chaos: idle, faults off: {self.idle_writes} writes, {self.idle_runs} calendar calls",
             f"chaos: end state: {self.problems or 'exact on both providers'}",
         ]
+
+    def _convergence(self, settings: Settings) -> str:
+        if self.convergence is not None:
+            return f"{self.convergence:.1f} s (goal <= 60 s)"
+        calm = (
+            "not even after the faults stopped"
+            if self.calm_convergence is None
+            else f"{self.calm_convergence:.1f} s after the faults stopped"
+        )
+        return (
+            f"not within {settings.budget:.0f} s (goal <= 60 s); still wrong then: "
+            f"{self.faulty_problems}; exact {calm}"
+        )
 
 
 def scenario_config(settings: Settings) -> dict[str, Any]:

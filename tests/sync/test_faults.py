@@ -42,8 +42,6 @@ from tests.sync.remote import (
 from tests.sync.support import World
 from tests.sync.worker_process import WorkerChild, worker_child
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
 def app_config(app_config: dict[str, Any], oauth_settings: dict[str, Any]) -> dict[str, Any]:

@@ -255,6 +255,24 @@ def test_a_worker_killed_mid_sync_is_taken_over_as_its_lease_runs_out(
     assert queue.drain(queue.clock.step(hours=2)) == 0
 
 
+def test_a_sync_with_nothing_to_send_queues_no_watch(
+    world: World, queue: SyncQueue, providers: Providers, memory: MemoryProvider
+) -> None:
+    """Only a run that calls the calendar can die half-way through it: a no-op run is over
+    in milliseconds and leaves nothing queued behind it."""
+    cid = world.connect(memory)
+    write_shift(world, "a", 1)
+    queue.clock.step(seconds=3)
+    queue.drain()
+    assert providers.syncs == {cid: 1}
+    queue.clock.step(seconds=LEASE_TTL.total_seconds() + WATCH_MARGIN.total_seconds())
+    assert queue.drain() == 1  # the watch of the run that wrote "a": released
+    queue.nudge(cid, force=True)
+    assert queue.drain() == 1
+    queue.clock.step(seconds=LEASE_TTL.total_seconds() + WATCH_MARGIN.total_seconds())
+    assert queue.drain() == 0
+
+
 def test_a_watch_follows_a_renewed_lease(
     world: World, queue: SyncQueue, providers: Providers, memory: MemoryProvider
 ) -> None:
