@@ -11,7 +11,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, inspect
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    insert,
+    inspect,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from oncal_feed.db import Base, utcnow
@@ -20,6 +31,7 @@ __all__ = [
     "ROLES",
     "ApiKey",
     "CalendarConnection",
+    "Feed",
     "Invitation",
     "OAuthFlow",
     "Schedule",
@@ -27,6 +39,7 @@ __all__ = [
     "Source",
     "SyncRecord",
     "User",
+    "first_feed_row",
     "new_public_id",
     "new_shift_uid",
 ]
@@ -63,55 +76,138 @@ class User(Base):
     # "admin" | "member" (ROLES). Admins see everyone's feeds and connections and manage
     # API keys (migration 0008; everyone existing before it is a member).
     role: Mapped[str] = mapped_column(String(16), default="member", server_default="member")
-    # Bumping the generation invalidates every feed URL issued before.
+    # Retired by migration 0014, which moved them to the user's first `Feed` (and push
+    # options to each connection): nothing reads them; they stay for the release before.
     feed_generation: Mapped[int] = mapped_column(default=1)
     feed_past_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_PAST_DAYS)
     feed_future_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_FUTURE_DAYS)
     feed_busy: Mapped[bool] = mapped_column(default=False)
     feed_schedule_keys: Mapped[list[str] | None] = mapped_column(JSON)
-    # Minutes before each shift starts that calendars remind; None for no reminder
-    # (0 is "at the start"). The feed and connected calendars alike; migration 0013.
     feed_reminder_minutes: Mapped[int | None]
     # Bumped by every write that changes what this user's calendars should show;
     # part of the feed ETag, so a conditional GET is answered without reading shifts.
     calendar_version: Mapped[int] = mapped_column(default=1)
-    # When anything a feed of this user shows last changed (events, name, options): the
-    # feed's Last-Modified, the same from every process and machine. Set with every
-    # `calendar_version` bump, and by `_note_feed_change` below. Migration 0009.
+    # When anything a personal feed of this user shows last changed (events, name): with
+    # the feed's own `changed_at`, its Last-Modified, the same from every process and
+    # machine. Set with every `calendar_version` bump, and by `_note_user_change` below.
     calendar_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
-    feed_last_fetched_at: Mapped[datetime | None]
-    feed_last_client: Mapped[str | None] = mapped_column(String(64))
+    feed_last_fetched_at: Mapped[datetime | None]  # retired by migration 0014
+    feed_last_client: Mapped[str | None] = mapped_column(String(64))  # retired by 0014
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     shifts: Mapped[list[Shift]] = relationship(back_populates="user", lazy="raise")
 
 
-# Columns of `users` that change what the user's feeds say (the ETag's inputs).
-FEED_SHAPING_COLUMNS = (
-    "public_id",
-    "feed_generation",
-    "calendar_version",
-    "display_name",
-    "feed_past_days",
-    "feed_future_days",
-    "feed_busy",
-    "feed_schedule_keys",
-    "feed_reminder_minutes",
-)
+# Columns of `users` that change what the user's personal feeds say (the ETag's inputs).
+FEED_SHAPING_COLUMNS = ("calendar_version", "display_name")
 
 
 @event.listens_for(User, "before_update")
-def _note_feed_change(_mapper: Any, _connection: Any, user: User) -> None:
+def _note_user_change(_mapper: Any, _connection: Any, user: User) -> None:
     """Date every ORM change of a feed-shaping column in `calendar_changed_at`.
 
-    One rule for every writer (the API, the settings page, the CLI, rotation), so no
-    code path can change a feed while its Last-Modified stays put. Core UPDATEs (the
-    shift store's version bump) set the column themselves.
+    One rule for every writer (the API, the settings page, the CLI), so no code path can
+    change a feed while its Last-Modified stays put. Core UPDATEs (the shift store's
+    version bump) set the column themselves.
     """
     state = inspect(user)
     if any(state.attrs[name].history.has_changes() for name in FEED_SHAPING_COLUMNS):
         user.calendar_changed_at = utcnow()
+
+
+@event.listens_for(User, "after_insert")
+def _give_first_feed(_mapper: Any, connection: Any, user: User) -> None:
+    """Every person starts with a personal feed, whose public id is their own.
+
+    Sharing the id is what kept every URL issued before named feeds (migration 0014)
+    working; new people get it the same way, so there is one kind of first feed.
+    """
+    connection.execute(
+        insert(Feed).values(first_feed_row(user.id, user.public_id, user.created_at or utcnow()))
+    )
+
+
+def first_feed_row(user_id: int, public_id: str, now: datetime) -> dict[str, Any]:
+    """The `feeds` row of a person's first feed, for writers that insert users in bulk
+    (which bypasses `_give_first_feed`)."""
+    return {
+        "public_id": public_id,
+        "user_id": user_id,
+        "name": FIRST_FEED_NAME,
+        "kind": "personal",
+        "generation": 1,
+        "busy": False,
+        "past_days": DEFAULT_FEED_PAST_DAYS,
+        "future_days": DEFAULT_FEED_FUTURE_DAYS,
+        "changed_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+FIRST_FEED_NAME = "My shifts"
+FEED_KINDS = ("personal", "schedule")
+
+
+class Feed(Base):
+    """A calendar feed URL a person owns: their own shifts, or a whole schedule's.
+
+    The token in the URL is `[public_id, generation]`, signed (`feeds.tokens`); bumping
+    `generation` replaces the URL, deleting the row revokes it. A person's first feed
+    shares their public id (migration 0014). Options are the feed's own, so one person's
+    feeds can differ (a phone's with reminders, a shared one as busy time).
+    """
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_public_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="personal")  # FEED_KINDS
+    # A schedule feed's schedule; None for a personal feed.
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    # A personal feed's schedules (None: all of them).
+    schedule_keys: Mapped[list[str] | None] = mapped_column(JSON)
+    generation: Mapped[int] = mapped_column(default=1)
+    busy: Mapped[bool] = mapped_column(default=False)
+    # Minutes before each shift starts that calendars remind; None for no reminder
+    # (0 is "at the start").
+    reminder_minutes: Mapped[int | None]
+    past_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_PAST_DAYS)
+    future_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_FUTURE_DAYS)
+    last_fetched_at: Mapped[datetime | None]
+    last_client: Mapped[str | None] = mapped_column(String(64))
+    # When the feed's own options or name last changed (part of its Last-Modified).
+    changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="raise")
+    schedule: Mapped[Schedule | None] = relationship(lazy="raise")
+
+
+# Columns of `feeds` that change what the feed says.
+FEED_OPTION_COLUMNS = (
+    "name",
+    "kind",
+    "schedule_id",
+    "schedule_keys",
+    "generation",
+    "busy",
+    "reminder_minutes",
+    "past_days",
+    "future_days",
+)
+
+
+@event.listens_for(Feed, "before_update")
+def _note_feed_change(_mapper: Any, _connection: Any, feed: Feed) -> None:
+    """Date every ORM change of a feed's options in `changed_at` (its Last-Modified)."""
+    state = inspect(feed)
+    if any(state.attrs[name].history.has_changes() for name in FEED_OPTION_COLUMNS):
+        feed.changed_at = utcnow()
 
 
 class Schedule(Base):
@@ -127,6 +223,10 @@ class Schedule(Base):
     # Rises when the name or zone changes; added to each shift's revision for SEQUENCE,
     # so renaming a schedule updates every event without rewriting every shift row.
     revision: Mapped[int] = mapped_column(default=1)
+    # Bumped by every write that changes what the schedule's feeds show (its shifts, its
+    # people's names), and dated: the ETag and Last-Modified of schedule feeds.
+    calendar_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    calendar_changed_at: Mapped[datetime | None] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -207,6 +307,11 @@ class CalendarConnection(Base):
     token_ciphertext: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None]
     window_days: Mapped[int] = mapped_column(default=90)
+    # What is pushed (migration 0014; before, the user's feed options): busy or free,
+    # which schedules (None: all), and a reminder N minutes before each shift.
+    busy: Mapped[bool] = mapped_column(default=False, server_default=false())
+    schedule_keys: Mapped[list[str] | None] = mapped_column(JSON)
+    reminder_minutes: Mapped[int | None]
     # Part of every Google event id we derive; bumped when an old id can't be reused.
     id_generation: Mapped[int] = mapped_column(default=1)
     # A change is waiting to be pushed (indexed: the sweep also looks for stale ones).

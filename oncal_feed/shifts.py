@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from oncal_feed.db import in_chunks, insert_rows
@@ -33,12 +33,14 @@ from oncal_feed.validation import MAX_SHIFT_LENGTH, ScheduleInput, ShiftInput
 __all__ = [
     "HANDOVER_TOLERANCE",
     "WriteResult",
+    "bump_calendar_versions",
     "delete_shift",
     "get_schedule",
     "get_shift",
     "import_window",
     "next_shift_for_user",
     "shift_facts",
+    "shifts_for_schedule",
     "shifts_for_user",
     "upsert_schedule",
     "upsert_shift",
@@ -55,13 +57,14 @@ _NEW = 1 << 62
 
 @dataclass
 class WriteResult:
-    """What a write did: counts, and the users whose calendars must be refreshed."""
+    """What a write did: counts, and the users and schedules whose calendars changed."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
     touched_user_ids: set[int] = field(default_factory=set)
+    touched_schedule_ids: set[int] = field(default_factory=set)
 
     def merge(self, other: WriteResult) -> WriteResult:
         """Add another write's counts and touched users to this one; return self."""
@@ -70,6 +73,7 @@ class WriteResult:
         self.unchanged += other.unchanged
         self.deleted += other.deleted
         self.touched_user_ids |= other.touched_user_ids
+        self.touched_schedule_ids |= other.touched_schedule_ids
         return self
 
     def as_dict(self) -> dict[str, int]:
@@ -130,7 +134,8 @@ def upsert_schedule(
     result.touched_user_ids.update(
         session.scalars(select(Shift.user_id).where(Shift.schedule_id == schedule.id).distinct())
     )
-    _bump_calendar_versions(session, result.touched_user_ids, now)
+    result.touched_schedule_ids.add(schedule.id)
+    bump_calendar_versions(session, result, now)
     return schedule, False, result
 
 
@@ -282,7 +287,7 @@ def _import(
             if external_id not in seen and overlaps and row.deleted_at is None:
                 plan.tombstone(row, now, result)
     _write(session, plan, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids, now)
+    bump_calendar_versions(session, result, now)
     return result
 
 
@@ -334,6 +339,8 @@ def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) ->
                 }
             )
             result.touched_user_ids.update({old.user_id, new.user_id})
+    if updates or inserts:
+        result.touched_schedule_ids.add(plan.schedule_id)
     if updates:
         session.execute(update(Shift), updates)
     if inserts:
@@ -513,7 +520,7 @@ def delete_shift(
         return result
     plan.tombstone(row, now, result)
     _write(session, plan, now, result)
-    _bump_calendar_versions(session, result.touched_user_ids, now)
+    bump_calendar_versions(session, result, now)
     return result
 
 
@@ -552,19 +559,23 @@ def refresh_handovers_for_user(
         spans[schedule_id].append((start, end))
     for schedule_id, schedule_spans in spans.items():
         _write(session, _Plan(schedule_id, spans=schedule_spans), now, result)
-    _bump_calendar_versions(session, result.touched_user_ids, now)
+    # Schedule feeds name the person on each of their shifts.
+    result.touched_schedule_ids.update(spans)
+    bump_calendar_versions(session, result, now)
     return result
 
 
-def _bump_calendar_versions(session: Session, user_ids: set[int], now: datetime) -> None:
-    """Raise the calendar version (part of feed ETags) of every user a write touched."""
-    for chunk in in_chunks(sorted(user_ids)):
-        session.execute(
-            update(User)
-            .where(User.id.in_(chunk))
-            .values(calendar_version=User.calendar_version + 1, calendar_changed_at=now)
-            .execution_options(synchronize_session=False)
-        )
+def bump_calendar_versions(session: Session, result: WriteResult, now: datetime) -> None:
+    """Raise the calendar version (part of feed ETags) of every user and schedule a write
+    touched, and date the change (their feeds' Last-Modified)."""
+    for table, ids in ((User, result.touched_user_ids), (Schedule, result.touched_schedule_ids)):
+        for chunk in in_chunks(sorted(ids)):
+            session.execute(
+                update(table)
+                .where(table.id.in_(chunk))
+                .values(calendar_version=table.calendar_version + 1, calendar_changed_at=now)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def shifts_for_user(
@@ -587,21 +598,55 @@ def shifts_for_user(
         select(Shift)
         .join(Schedule, Schedule.id == Shift.schedule_id)
         .options(contains_eager(Shift.schedule))
-        .where(
-            Shift.user_id == user_id,
-            Shift.starts_at >= window_start - MAX_SHIFT_LENGTH,
-            Shift.starts_at < window_end,
-            Shift.ends_at > window_start,
-        )
-        .order_by(Shift.starts_at, Shift.id)
+        .where(Shift.user_id == user_id)
     )
-    if deleted_since is None:
-        query = query.where(Shift.deleted_at.is_(None))
-    else:
-        query = query.where((Shift.deleted_at.is_(None)) | (Shift.deleted_at >= deleted_since))
     if schedule_keys:
         query = query.where(Schedule.key.in_(schedule_keys))
-    return list(session.scalars(query))
+    return list(session.scalars(_in_window(query, window_start, window_end, deleted_since)))
+
+
+def _in_window(
+    query: Select[tuple[Shift]],
+    window_start: datetime,
+    window_end: datetime,
+    deleted_since: datetime | None,
+) -> Select[tuple[Shift]]:
+    """Limit a shift query to [start, end) (and tombstones since `deleted_since`), by start.
+
+    The range on `starts_at`, the window widened by the longest possible shift, keeps it an
+    index range scan whatever the leading column of the index.
+    """
+    query = query.where(
+        Shift.starts_at >= window_start - MAX_SHIFT_LENGTH,
+        Shift.starts_at < window_end,
+        Shift.ends_at > window_start,
+    ).order_by(Shift.starts_at, Shift.id)
+    if deleted_since is None:
+        return query.where(Shift.deleted_at.is_(None))
+    return query.where((Shift.deleted_at.is_(None)) | (Shift.deleted_at >= deleted_since))
+
+
+def shifts_for_schedule(
+    session: Session,
+    schedule_id: int,
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    deleted_since: datetime | None = None,
+) -> list[Shift]:
+    """Return the schedule's shifts overlapping [start, end), ordered by start, with each
+    shift's schedule and person loaded (a schedule feed names who is on call).
+
+    Tombstones as in `shifts_for_user`; one index range scan of (schedule_id, starts_at).
+    """
+    query = (
+        select(Shift)
+        .join(Schedule, Schedule.id == Shift.schedule_id)
+        .join(User, User.id == Shift.user_id)
+        .options(contains_eager(Shift.schedule), contains_eager(Shift.user))
+        .where(Shift.schedule_id == schedule_id)
+    )
+    return list(session.scalars(_in_window(query, window_start, window_end, deleted_since)))
 
 
 def next_shift_for_user(session: Session, user_id: int, after: datetime) -> Shift | None:
@@ -618,7 +663,7 @@ def next_shift_for_user(session: Session, user_id: int, after: datetime) -> Shif
     return session.scalars(query).first()
 
 
-def shift_facts(shift: Shift) -> ShiftFacts:
+def shift_facts(shift: Shift, person: str = "") -> ShiftFacts:
     """Turn a shift row (with its schedule loaded) into the plain facts rendering needs.
 
     The schedule's revision and `updated_at` are folded in, so renaming a schedule makes
@@ -642,4 +687,5 @@ def shift_facts(shift: Shift) -> ShiftFacts:
         cancelled=shift.deleted_at is not None,
         handover_from=shift.handover_from,
         handover_to=shift.handover_to,
+        person=person,
     )

@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.feeds.tokens import feed_links, rotate_feed
+from oncal_feed.feeds.store import first_feed, rotate_feed
+from oncal_feed.feeds.tokens import feed_links
 from oncal_feed.gunicorn_worker import REFUSALS
-from oncal_feed.models import User
 from oncal_feed.validation import UserInput
 from tests.processes import free_port, http_request, start_gunicorn, wait_until_serving
 
@@ -159,8 +159,8 @@ def test_a_rotated_feed_url_stops_working_in_every_worker(
 
     def feed_path() -> str:
         with app.app_context(), database.session() as session:
-            user = accounts.get_user(session, public_id)
-            return feed_links(user).https.removeprefix(app.config["BASE_URL"])
+            feed = first_feed(session, accounts.get_user(session, public_id))
+            return feed_links(feed).https.removeprefix(app.config["BASE_URL"])
 
     with serving(postgres_url, tmp_path) as (url, _process):
         old = feed_path()
@@ -174,7 +174,9 @@ def test_a_rotated_feed_url_stops_working_in_every_worker(
             time.sleep(0.01)
         assert 1 <= listening <= 2, listening
         with database.session() as session:
-            rotate_feed(session, session.get(User, user.id), utcnow())
+            rotate_feed(
+                session, first_feed(session, accounts.get_user(session, public_id)), utcnow()
+            )
         assert http_request("GET", url + feed_path())[0] == 200
         for _ in range(500):
             if all(http_request("GET", url + old)[0] == 404 for _ in range(20)):
@@ -223,7 +225,7 @@ def feed_path_of(app: Flask, email: str) -> str:
     with app.app_context(), get_database(app).session() as session:
         user = accounts.create_user(session, UserInput(email, "Slow Test", "UTC"), utcnow())
         session.flush()
-        return feed_links(user).https.removeprefix(app.config["BASE_URL"])
+        return feed_links(first_feed(session, user)).https.removeprefix(app.config["BASE_URL"])
 
 
 def test_slow_clients_do_not_stall_health_or_feeds(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
-from oncal_feed import models  # noqa: F401  (registers every table on Base.metadata)
+from oncal_feed import create_app
 from oncal_feed.cli import main
-from oncal_feed.db import Base, Database, fresh_database
+from oncal_feed.db import Base, Database, fresh_database, get_database
+from oncal_feed.feeds.tokens import make_feed_token
 from oncal_feed.migrate import alembic_config, current_revision, head_revision, upgrade
+from oncal_feed.models import Feed  # also registers every table on Base.metadata
 from tests.statements import recorded
 
 
@@ -155,3 +158,38 @@ def test_every_migration_keeps_the_release_before_it_working(empty_database: Dat
     assert {table: set(shape[table]["columns"]) for table in shape} == {
         name: set(table.columns.keys()) for name, table in Base.metadata.tables.items()
     }
+
+
+def test_a_feed_url_issued_before_named_feeds_keeps_working(
+    empty_database: Database, app_config: dict[str, Any]
+) -> None:
+    """Migration 0014 makes each user's feed their first named feed, under their public id
+    and generation: the URL they were given (already rotated twice here) still answers,
+    with their options, and the URL of an older generation still does not."""
+    upgrade(empty_database, "0013")
+    now = datetime(2026, 3, 10, 8, tzinfo=UTC)
+    with empty_database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO users (public_id, email, display_name, time_zone, role,"
+                " feed_generation, feed_past_days, feed_future_days, feed_busy,"
+                " feed_reminder_minutes, calendar_version, created_at, updated_at)"
+                " VALUES ('u_before', 'before@example.com', 'Bea Fore', 'UTC', 'member',"
+                " 3, 30, 365, true, 20, 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+    upgrade(empty_database)
+    app = create_app({**app_config, "DATABASE_URL": empty_database.url})
+    secret = app.config["SECRET_KEY"]
+    client = app.test_client()
+    issued = make_feed_token(secret, Feed(public_id="u_before", generation=3))
+    stale = make_feed_token(secret, Feed(public_id="u_before", generation=2))
+    answer = client.get(f"/feeds/{issued}.ics")
+    assert answer.status_code == 200
+    assert "On-call — Bea Fore" in answer.text
+    assert client.get(f"/feeds/{stale}.ics").status_code == 404
+    with empty_database.session() as session:
+        feed = session.scalars(select(Feed)).one()
+        assert (feed.name, feed.busy, feed.reminder_minutes) == ("My shifts", True, 20)
+    get_database(app).dispose()

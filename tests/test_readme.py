@@ -120,9 +120,19 @@ def test_running_the_demo_twice(tmp_path: Path) -> None:
     after = dump(engine)
     assert set(after) == set(before)
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"shifts", "users"}
-    # Users: only the edited shift's owner's calendar version (and when it changed) moved,
-    # so feeds refetch.
+    assert changed == {"shifts", "users", "schedules"}
+    # Users and schedules: only the calendar version (and when it changed) of the edited
+    # shift's owner and schedule moved, so their feeds refetch.
+    schedule_names = [c.name for c in Base.metadata.tables["schedules"].columns]
+    schedule_moving = {
+        schedule_names.index("calendar_version"),
+        schedule_names.index("calendar_changed_at"),
+    }
+    moved_schedules = set(before["schedules"]) ^ set(after["schedules"])
+    assert len(moved_schedules) == 2
+    assert len({
+        tuple(v for i, v in enumerate(row) if i not in schedule_moving) for row in moved_schedules
+    }) == 1  # fmt: skip
     names = [c.name for c in Base.metadata.tables["users"].columns]
     moving = {names.index("calendar_version"), names.index("calendar_changed_at")}
     moved_users = set(before["users"]) ^ set(after["users"])

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from oncal_feed.models import CalendarConnection, Schedule, Shift, User
+from oncal_feed.models import CalendarConnection, Feed, Schedule, Shift, User
 
 __all__ = [
     "LAG_THRESHOLD",
@@ -23,6 +23,7 @@ __all__ = [
     "admin_count",
     "connections_of",
     "find_users",
+    "last_fetches",
     "schedules_with_counts",
     "sync_health",
 ]
@@ -36,10 +37,28 @@ _LIVE = ("active", "error", "needs_reauth")
 
 @dataclass(frozen=True)
 class UserRow:
-    """A user with their live calendar connections."""
+    """A user with their live calendar connections and the latest fetch of their feeds."""
 
     user: User
     connections: list[CalendarConnection] = field(default_factory=list)
+    last_fetched_at: datetime | None = None
+    last_client: str | None = None
+
+
+def last_fetches(
+    session: Session, user_ids: Sequence[int]
+) -> dict[int, tuple[datetime, str | None]]:
+    """When, and by what client, each user's feeds were last fetched (any feed of theirs)."""
+    found: dict[int, tuple[datetime, str | None]] = {}
+    rows = session.execute(
+        select(Feed.user_id, Feed.last_fetched_at, Feed.last_client).where(
+            Feed.user_id.in_(user_ids), Feed.last_fetched_at.is_not(None)
+        )
+    )
+    for user_id, fetched_at, client in rows:
+        if fetched_at is not None and (user_id not in found or fetched_at > found[user_id][0]):
+            found[user_id] = (fetched_at, client)
+    return found
 
 
 def connections_of(
@@ -73,8 +92,10 @@ def find_users(session: Session, search: str = "", limit: int = PAGE_SIZE) -> li
             )
         )
     users = list(session.scalars(query))
-    by_user = connections_of(session, [user.id for user in users])
-    return [UserRow(user, by_user[user.id]) for user in users]
+    ids = [user.id for user in users]
+    by_user = connections_of(session, ids)
+    fetches = last_fetches(session, ids) if ids else {}
+    return [UserRow(user, by_user[user.id], *fetches.get(user.id, (None, None))) for user in users]
 
 
 def admin_count(session: Session) -> int:

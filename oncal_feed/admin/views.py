@@ -34,7 +34,7 @@ from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.db import get_database, get_session, utcnow
 from oncal_feed.errors import NotFound
-from oncal_feed.feeds.tokens import rotate_feed
+from oncal_feed.feeds.store import list_feeds, rotate_all_feeds
 from oncal_feed.models import ROLES, User
 from oncal_feed.web import page
 from oncal_feed.web.oauth import tell
@@ -138,6 +138,7 @@ def user(public_id: str) -> str:
         user=current_user(),
         target=target,
         connections=overview.connections_of(database, [target.id])[target.id],
+        feeds=list_feeds(database, target),
         roles=ROLES,
         moment=lambda instant: page.moment(instant, _zone(), now),
         client_label=page.client_label,
@@ -169,14 +170,14 @@ def set_role(public_id: str) -> Response:
 @admin_blueprint.post("/users/<public_id>/feed/rotate")
 @admin_page
 def rotate(public_id: str) -> Response:
-    """Give the user a new feed URL; the old one stops working at once."""
+    """Give every feed of the user a new URL; the old ones stop working at once."""
     target = _target(public_id)
     database = get_session()
-    rotate_feed(database, target, utcnow())
+    rotate_all_feeds(database, target, utcnow())
     database.commit()
     tell(
-        f"{target.display_name}'s feed has a new address; the old one has stopped working. "
-        "They find the new one on their settings page.",
+        f"{target.display_name}'s feeds have new addresses; the old ones have stopped "
+        "working. They find the new ones on their settings page.",
         "success",
         "feed",
     )

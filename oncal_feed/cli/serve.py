@@ -17,6 +17,7 @@ from oncal_feed.cli.helpers import (
     run_server,
 )
 from oncal_feed.db import get_database, utcnow
+from oncal_feed.feeds.store import first_feed
 from oncal_feed.feeds.tokens import feed_links, reachable_only_here
 from oncal_feed.migrate import upgrade
 from oncal_feed.shifts import WriteResult
@@ -82,6 +83,7 @@ def demo(host: str, port: int, base_url: str | None, no_serve: bool) -> None:
         password = demo_data.demo_password(Path(app.instance_path))
         with database.session() as session:
             report = demo_data.seed(session, utcnow(), password)
+            links = feed_links(first_feed(session, report.user))
         notify.shifts_changed(report.touched_user_ids)
         total = WriteResult()
         for result in report.shift_results:
@@ -107,7 +109,6 @@ def demo(host: str, port: int, base_url: str | None, no_serve: bool) -> None:
         click.echo(f"  email:    {user.email}")
         click.echo(f"  password: {password}")
         click.echo("")
-        links = feed_links(user)
         click.echo(f"{user.display_name}'s calendar feed (subscribe to it in a calendar app):")
         click.echo(f"  {links.https}")
         click.echo(f"  {links.webcal}")

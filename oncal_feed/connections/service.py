@@ -12,6 +12,8 @@ remote calendar gets no second calendar and no duplicate events.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
@@ -25,6 +27,7 @@ from oncal_feed.models import CalendarConnection, User
 from oncal_feed.providers.registry import PROVIDERS, provider_info
 
 __all__ = [
+    "ConnectionOptions",
     "check_provider",
     "configured_providers",
     "connection_summary",
@@ -32,6 +35,7 @@ __all__ = [
     "get_connection",
     "list_connections",
     "require_configured",
+    "set_options",
 ]
 
 
@@ -68,6 +72,32 @@ def get_connection(session: Session, user: User, provider: str) -> CalendarConne
             CalendarConnection.user_id == user.id, CalendarConnection.provider == provider
         )
     )
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """What a connected calendar shows: schedules (empty: all), busy/free, a reminder."""
+
+    busy: bool = False
+    reminder_minutes: int | None = None
+    schedule_keys: tuple[str, ...] = ()
+
+
+def set_options(connection: CalendarConnection, options: ConnectionOptions, now: datetime) -> bool:
+    """Store `options` on `connection`; whether they changed (and its events must be
+    pushed again). The caller commits and schedules the push."""
+    keys = sorted(options.schedule_keys) or None
+    if (connection.busy, connection.reminder_minutes, connection.schedule_keys) == (
+        options.busy,
+        options.reminder_minutes,
+        keys,
+    ):
+        return False
+    connection.busy = options.busy
+    connection.reminder_minutes = options.reminder_minutes
+    connection.schedule_keys = keys
+    connection.updated_at = now
+    return True
 
 
 def list_connections(session: Session, user: User) -> list[CalendarConnection]:

@@ -11,7 +11,7 @@ from flask import Flask
 from oncal_feed.accounts import get_user_by_email
 from oncal_feed.cli.helpers import with_app
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.feeds import tokens
+from oncal_feed.feeds import store, tokens
 
 __all__ = ["feed_url", "rotate_feed"]
 
@@ -23,9 +23,9 @@ SHARING_WARNING = "Anyone with this link can read the calendar; share it like a 
 @click.argument("email")
 @with_app
 def feed_url(app: Flask, email: str) -> None:
-    """Print EMAIL's calendar feed URL (https, then webcal to open a calendar app)."""
+    """Print the URL of EMAIL's first feed (https, then webcal to open a calendar app)."""
     with get_database(app).session() as session:
-        links = tokens.feed_links(get_user_by_email(session, email))
+        links = tokens.feed_links(store.first_feed(session, get_user_by_email(session, email)))
     click.echo(links.https)
     click.echo(links.webcal)
     click.echo(SHARING_WARNING, err=True)
@@ -35,11 +35,12 @@ def feed_url(app: Flask, email: str) -> None:
 @click.argument("email")
 @with_app
 def rotate_feed(app: Flask, email: str) -> None:
-    """Give EMAIL a new feed URL; the old one stops working at once."""
+    """Give EMAIL's first feed a new URL; the old one stops working at once."""
     with get_database(app).session() as session:
         user = get_user_by_email(session, email)
-        tokens.rotate_feed(session, user, utcnow())
-        links = tokens.feed_links(user)
+        feed = store.first_feed(session, user)
+        store.rotate_feed(session, feed, utcnow())
+        links = tokens.feed_links(feed)
     click.echo(links.https)
     click.echo(links.webcal)
     click.echo(

@@ -3,15 +3,17 @@
 No Flask here: the view turns the request into a `FeedQuery` and the `FeedAnswer` into a
 response. The order of work is what makes feeds cheap:
 
-1. the token and the user row decide 404, and give the ETag — the user's
-   `calendar_version` rises with every write that changes their calendar. On PostgreSQL
-   the row usually comes from this process's memory (`feeds.user_cache`, kept current by
-   notifications), else from one indexed read;
+1. the token and the feed row (joined with its owner, and for a schedule feed its
+   schedule) decide 404, and give the ETag — the owner's or the schedule's
+   `calendar_version` rises with every write that changes what the feed shows. On
+   PostgreSQL the row usually comes from this process's memory (`feeds.user_cache`, kept
+   current by notifications), else from one indexed read;
 2. a matching `If-None-Match` (or `If-Modified-Since`) is answered with 304 right there,
    before any shift is read (and, with the row in memory, with no database work at all);
 3. a whole body is served from this process's cache keyed by that ETag, or else from
    the cache all processes share in Redis (`FEED_CACHE_URL`), when there is one;
-4. only on a miss are shifts read (one range scan of `(user_id, starts_at)`) and joined
+4. only on a miss are shifts read (one range scan of `(user_id, starts_at)`, or of
+   `(schedule_id, starts_at)` for a schedule feed) and joined
    from per-event bytes cached by content hash; icalendar renders only new events.
 """
 
@@ -29,7 +31,7 @@ from importlib.metadata import version as package_version
 from typing import Any, cast
 
 import icalendar
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 from werkzeug.http import http_date
 
@@ -38,11 +40,11 @@ from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.feeds.cache import ByteLRU, SharedBodies
 from oncal_feed.feeds.tokens import read_feed_token
 from oncal_feed.feeds.user_cache import FeedUserCache
-from oncal_feed.models import User
+from oncal_feed.models import Feed, Schedule, User
 from oncal_feed.rendering import RenderOptions, shift_event
 from oncal_feed.rendering.event import RENDER_VERSION
 from oncal_feed.rendering.ics import calendar_bytes, vevent_bytes
-from oncal_feed.shifts import shift_facts, shifts_for_user
+from oncal_feed.shifts import shift_facts, shifts_for_schedule, shifts_for_user
 from oncal_feed.validation import parse_schedule_key, repeated_parameters
 
 __all__ = [
@@ -50,8 +52,8 @@ __all__ = [
     "FeedNotFound",
     "FeedOptions",
     "FeedQuery",
+    "FeedRow",
     "FeedService",
-    "FeedUser",
     "FeedWindow",
     "calendar_title",
     "client_kind",
@@ -72,7 +74,7 @@ MAX_SCHEDULE_KEYS = 50
 _SINGLE_VALUED = ("past_days", "future_days", "busy")
 # Cancelled shifts stay in feeds this long, so clients that cache events drop them.
 TOMBSTONE_DAYS = 30
-# `feed_last_fetched_at` is "about when", not an access log: write at most this often.
+# `feeds.last_fetched_at` is "about when", not an access log: write at most this often.
 FETCH_RECORD_INTERVAL = timedelta(minutes=10)
 # Private: the body is one person's schedule, so shared caches (proxies, CDNs) keep out.
 # Five minutes: calendar apps poll on their own schedule (15 minutes to a day) and mostly
@@ -99,31 +101,62 @@ _CLIENT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 @dataclass(frozen=True)
-class FeedUser:
-    """The columns of a user row a feed request needs, read without the ORM.
+class FeedRow:
+    """The columns of a feed row (with its owner's and schedule's) a request needs, read
+    without the ORM: building model instances costs more than the whole rest of a 304.
 
-    Building a `User` instance costs more than the whole rest of a 304.
+    `version` and `data_changed_at` are the owner's `calendar_version` and
+    `calendar_changed_at` for a personal feed, the schedule's for a schedule feed; `title`
+    is the owner's display name, or the schedule's name.
     """
 
     id: int
     public_id: str
-    feed_generation: int
-    calendar_version: int
-    display_name: str
-    feed_past_days: int
-    feed_future_days: int
-    feed_busy: bool
-    feed_schedule_keys: list[str] | None
-    feed_reminder_minutes: int | None
-    feed_last_fetched_at: datetime | None
-    feed_last_client: str | None
-    calendar_changed_at: datetime | None
+    generation: int
+    kind: str
+    user_id: int
+    schedule_id: int | None
+    past_days: int
+    future_days: int
+    busy: bool
+    schedule_keys: list[str] | None
+    reminder_minutes: int | None
+    last_fetched_at: datetime | None
+    last_client: str | None
+    changed_at: datetime | None
+    version: int
+    title: str
+    data_changed_at: datetime | None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """What changes of other rows this one depends on, as the notifications name them."""
+        if self.schedule_id is not None:
+            return (f"user:{self.user_id}", f"schedule:{self.schedule_id}")
+        return (f"user:{self.user_id}",)
 
 
+_FEEDS = cast(Table, Feed.__table__)
 _USERS = cast(Table, User.__table__)
+_SCHEDULES = cast(Table, Schedule.__table__)
+_FEED_COLUMNS = [_FEEDS.c[f.name] for f in fields(FeedRow)[:14]]
 # Built once: constructing a statement costs as much as running this one.
-_FEED_USER_QUERY = select(*(_USERS.c[f.name] for f in fields(FeedUser))).where(
-    _USERS.c.public_id == bindparam("public_id")
+_FEED_QUERY = (
+    select(
+        *_FEED_COLUMNS,
+        func.coalesce(_SCHEDULES.c.calendar_version, _USERS.c.calendar_version),
+        func.coalesce(_SCHEDULES.c.name, _USERS.c.display_name),
+        case(
+            (_FEEDS.c.schedule_id.is_(None), _USERS.c.calendar_changed_at),
+            else_=_SCHEDULES.c.calendar_changed_at,
+        ),
+    )
+    .select_from(
+        _FEEDS.join(_USERS, _USERS.c.id == _FEEDS.c.user_id).outerjoin(
+            _SCHEDULES, _SCHEDULES.c.id == _FEEDS.c.schedule_id
+        )
+    )
+    .where(_FEEDS.c.public_id == bindparam("public_id"))
 )
 
 
@@ -194,21 +227,23 @@ def feed_window(now: datetime, options: FeedOptions) -> FeedWindow:
     )
 
 
-def feed_etag(user: FeedUser, options: FeedOptions, window: FeedWindow, base_url: str) -> str:
-    """Return the opaque ETag of a feed, computed from the user row alone.
+def feed_etag(feed: FeedRow, options: FeedOptions, window: FeedWindow, base_url: str) -> str:
+    """Return the opaque ETag of a feed, computed from the feed row alone.
 
-    It covers everything the bytes depend on: the rendering code, the user's
-    `calendar_version` (bumped by every write that changes their events, schedule renames
-    included), the display name in the calendar name, the window's day and the options.
+    It covers everything the bytes depend on: the rendering code, the owner's (or the
+    schedule's) `calendar_version` (bumped by every write that changes their events,
+    renames included), the name in the calendar name, the window's day and the options.
     """
     parts = (
         RENDER_VERSION,
         FEED_FORMAT_VERSION,
         _ICALENDAR_VERSION,
-        user.public_id,
-        user.feed_generation,
-        user.calendar_version,
-        user.display_name,
+        feed.public_id,
+        feed.generation,
+        feed.kind,
+        feed.user_id,
+        feed.version,
+        feed.title,
         window.day.date().isoformat(),
         options.past_days,
         options.future_days,
@@ -229,10 +264,10 @@ def client_kind(user_agent: str) -> str:
     return "other"
 
 
-def parse_feed_options(args: Mapping[str, Sequence[str]], user: FeedUser) -> FeedOptions:
+def parse_feed_options(args: Mapping[str, Sequence[str]], feed: FeedRow) -> FeedOptions:
     """Read `past_days`, `future_days`, `schedule` (repeatable) and `busy` from a query.
 
-    Missing values fall back to the user's settings; bad ones raise `ValidationError`
+    Missing values fall back to the feed's settings; bad ones raise `ValidationError`
     naming each parameter. Other parameters (cache busters) are ignored. A `schedule`
     key is checked for its spelling only: a key no schedule has filters to no shifts,
     exactly like a schedule the user has no shifts in, so a feed URL cannot be used to
@@ -240,18 +275,18 @@ def parse_feed_options(args: Mapping[str, Sequence[str]], user: FeedUser) -> Fee
     """
     # Only our own parameters: unknown ones (cache busters) are ignored, repeated or not.
     errors = repeated_parameters({name: args[name] for name in _SINGLE_VALUED if name in args})
-    past_days = _whole_number(args, "past_days", user.feed_past_days, PAST_DAYS_RANGE, errors)
-    future_days = _whole_number(
-        args, "future_days", user.feed_future_days, FUTURE_DAYS_RANGE, errors
-    )
-    busy = _flag(args, "busy", user.feed_busy, errors)
+    past_days = _whole_number(args, "past_days", feed.past_days, PAST_DAYS_RANGE, errors)
+    future_days = _whole_number(args, "future_days", feed.future_days, FUTURE_DAYS_RANGE, errors)
+    busy = _flag(args, "busy", feed.busy, errors)
     if "schedule" in args:
         keys = _schedule_keys(args["schedule"], errors)
     else:
-        keys = tuple(sorted(set(user.feed_schedule_keys or ())))
+        keys = tuple(sorted(set(feed.schedule_keys or ())))
     if errors:
         raise ValidationError(errors)
-    return FeedOptions(past_days, future_days, keys, busy, user.feed_reminder_minutes)
+    if feed.kind == "schedule":
+        keys = ()  # the feed is its schedule's; a filter could only empty it
+    return FeedOptions(past_days, future_days, keys, busy, feed.reminder_minutes)
 
 
 def _single(args: Mapping[str, Sequence[str]], name: str, errors: list[FieldError]) -> str | None:
@@ -320,17 +355,20 @@ def _schedule_keys(given: Sequence[str], errors: list[FieldError]) -> tuple[str,
     return tuple(sorted(keys))
 
 
-def calendar_title(display_name: str) -> str:
-    """The name a person's feed gives their calendar (the settings page offers it too)."""
-    return f"On-call — {display_name}"
+def calendar_title(name: str) -> str:
+    """The name a feed gives its calendar, from the person's or the schedule's name (the
+    settings page offers it too)."""
+    return f"On-call — {name}"
 
 
-def _calendar_name(user: FeedUser, options: FeedOptions) -> tuple[str, str]:
-    name = calendar_title(user.display_name)
+def _calendar_name(feed: FeedRow, options: FeedOptions) -> tuple[str, str]:
+    name = calendar_title(feed.title)
+    if feed.kind == "schedule":
+        return name, f"Everyone's on-call shifts of {feed.title}, published by oncal-feed."
     if options.schedule_keys:
         # Two filtered subscriptions side by side should not look the same.
         name += f" ({', '.join(options.schedule_keys)})"
-    return name, f"On-call shifts of {user.display_name}, published by oncal-feed."
+    return name, f"On-call shifts of {feed.title}, published by oncal-feed."
 
 
 class FeedService:
@@ -339,7 +377,7 @@ class FeedService:
     `event_cache` maps `EventSpec.cache_key` to VEVENT bytes; `body_cache` maps an ETag
     (plus encoding) to a whole body, and `shared` (optional) an ETag to a gzip body for
     every process; `users` (optional, on
-    PostgreSQL) holds user rows until a notification says they changed.
+    PostgreSQL) holds feed rows until a notification says they changed.
     """
 
     def __init__(
@@ -383,8 +421,8 @@ class FeedService:
             users=users,
         )
 
-    def find_user(self, connect: Callable[[], Connection], token: str) -> FeedUser:
-        """Return the user whose current feed `token` names, or raise `FeedNotFound`.
+    def find_feed(self, connect: Callable[[], Connection], token: str) -> FeedRow:
+        """Return the feed whose current URL `token` names, or raise `FeedNotFound`.
 
         From the user cache when it holds the row; else read with `connect()`, and cached.
         """
@@ -392,20 +430,20 @@ class FeedService:
         if found is None:
             raise FeedNotFound()
         public_id, generation = found
-        user = self.users.get(public_id) if self.users is not None else None
+        feed = self.users.get(public_id) if self.users is not None else None
         # A token newer than the cached row proves the row stale (its rotation's
         # notification is still on the way): read the database.
-        if user is None or user.feed_generation < generation:
+        if feed is None or feed.generation < generation:
             epoch = self.users.epoch() if self.users is not None else None
-            row = connect().execute(_FEED_USER_QUERY, {"public_id": public_id}).first()
+            row = connect().execute(_FEED_QUERY, {"public_id": public_id}).first()
             if row is None:
                 raise FeedNotFound()
-            user = FeedUser(*row)
+            feed = FeedRow(*row)  # type: ignore[call-arg]  # the query's columns, in order
             if self.users is not None:
-                self.users.put(user, epoch)
-        if user.feed_generation != generation:
+                self.users.put(feed, epoch)
+        if feed.generation != generation:
             raise FeedNotFound()
-        return user
+        return feed
 
     def answer(
         self, database: Database, query: FeedQuery, clock: Callable[[], datetime] = utcnow
@@ -431,23 +469,23 @@ class FeedService:
     def _answer(
         self, connect: Callable[[], Connection], query: FeedQuery, clock: Callable[[], datetime]
     ) -> FeedAnswer:
-        user = self.find_user(connect, query.token)
-        # The clock is read after the user row: a slow request must not date newer data
+        feed = self.find_feed(connect, query.token)
+        # The clock is read after the feed row: a slow request must not date newer data
         # (its first-seen time, the Last-Modified) earlier than the moment it was read.
         now = clock()
-        options = parse_feed_options(query.args, user)
+        options = parse_feed_options(query.args, feed)
         window = feed_window(now, options)
-        tag = feed_etag(user, options, window, self.base_url)
+        tag = feed_etag(feed, options, window, self.base_url)
         encoding = "gzip" if query.accepts_gzip else "identity"
         etag = f'"{tag}-gzip"' if query.accepts_gzip else f'"{tag}"'
-        last_modified = last_modified_of(user, window, now)
+        last_modified = last_modified_of(feed, window, now)
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
         if last_modified is not None:
             headers["Last-Modified"] = http_date(last_modified)
         if _not_modified(query, etag.strip('"'), last_modified, now):
             answer = FeedAnswer(304, b"", headers)
         else:
-            body = self._body(connect, user, options, window, tag, encoding)
+            body = self._body(connect, feed, options, window, tag, encoding)
             headers.update(
                 {
                     "Content-Type": CONTENT_TYPE,
@@ -458,16 +496,16 @@ class FeedService:
                 headers["Content-Encoding"] = "gzip"
             answer = FeedAnswer(200, body, headers)
         client = client_kind(query.user_agent)
-        if fetch_record_due(user, client, now):
-            recorded = record_fetch(connect, user, client, now)
+        if fetch_record_due(feed, client, now):
+            recorded = record_fetch(connect, feed, client, now)
             if recorded is not None and self.users is not None:
-                self.users.replace(user, recorded)
+                self.users.replace(feed, recorded)
         return answer
 
     def _body(
         self,
         connect: Callable[[], Connection],
-        user: FeedUser,
+        feed: FeedRow,
         options: FeedOptions,
         window: FeedWindow,
         tag: str,
@@ -476,14 +514,14 @@ class FeedService:
         key = f"{tag}:{encoding}"
         body = self.body_cache.get(key)
         if body is None:
-            body = self._uncached_body(connect, user, options, window, tag, encoding)
+            body = self._uncached_body(connect, feed, options, window, tag, encoding)
             self.body_cache.put(key, body)
         return body
 
     def _uncached_body(
         self,
         connect: Callable[[], Connection],
-        user: FeedUser,
+        feed: FeedRow,
         options: FeedOptions,
         window: FeedWindow,
         tag: str,
@@ -498,7 +536,7 @@ class FeedService:
         if zipped is not None:
             return zipped if encoding == "gzip" else gzip.decompress(zipped)
         with Session(bind=connect()) as session:
-            raw = self.render(session, user, options, window)
+            raw = self.render(session, feed, options, window)
         if encoding == "identity" and self.shared is None:
             return raw
         zipped = _gzip(raw)
@@ -507,51 +545,71 @@ class FeedService:
         return zipped if encoding == "gzip" else raw
 
     def render(
-        self, session: Session, user: FeedUser, options: FeedOptions, window: FeedWindow
+        self, session: Session, feed: FeedRow, options: FeedOptions, window: FeedWindow
     ) -> bytes:
-        """Read the user's shifts in `window` and assemble the calendar from event bytes.
+        """Read the feed's shifts in `window` and assemble the calendar from event bytes.
 
-        The user row was read first, and a write bumps `calendar_version` in the same
+        The feed row was read first, and a write bumps `calendar_version` in the same
         transaction as its shifts. So under READ COMMITTED the events read here are at
         least as new as the ETag's version, never older: at worst a body is filed under a
         version that no new request computes any more. No stricter isolation is needed
         (REPEATABLE READ cost PostgreSQL round trips on every request).
+
+        A schedule feed shows everyone's shifts, titled by person; its reminder is for
+        the owner's own shifts only (a reminder for each colleague's would be noise).
         """
-        shifts = shifts_for_user(
-            session,
-            user.id,
-            window.start,
-            window.end,
-            schedule_keys=options.schedule_keys or None,
-            deleted_since=window.deleted_since,
+        plain = RenderOptions(
+            base_url=self.base_url, busy=options.busy, team=feed.kind == "schedule"
         )
-        render_options = RenderOptions(
-            base_url=self.base_url, busy=options.busy, reminder_minutes=options.reminder_minutes
-        )
+        reminded = replace(plain, reminder_minutes=options.reminder_minutes)
+        if feed.schedule_id is not None:
+            shifts = shifts_for_schedule(
+                session,
+                feed.schedule_id,
+                window.start,
+                window.end,
+                deleted_since=window.deleted_since,
+            )
+            facts = [
+                (shift_facts(shift, shift.user.display_name), shift.user_id == feed.user_id)
+                for shift in shifts
+            ]
+        else:
+            shifts = shifts_for_user(
+                session,
+                feed.user_id,
+                window.start,
+                window.end,
+                schedule_keys=options.schedule_keys or None,
+                deleted_since=window.deleted_since,
+            )
+            facts = [(shift_facts(shift), True) for shift in shifts]
         events = []
-        for shift in shifts:
-            spec = shift_event(shift_facts(shift), render_options)
+        for fact, own in facts:
+            spec = shift_event(fact, reminded if own else plain)
             data = self.event_cache.get(spec.cache_key)
             if data is None:
                 data = vevent_bytes(spec)
                 self.event_cache.put(spec.cache_key, data)
             events.append(data)
-        name, description = _calendar_name(user, options)
+        name, description = _calendar_name(feed, options)
         return calendar_bytes(name, description, events)
 
 
-def last_modified_of(user: FeedUser, window: FeedWindow, now: datetime) -> datetime | None:
+def last_modified_of(feed: FeedRow, window: FeedWindow, now: datetime) -> datetime | None:
     """Return the Last-Modified of a feed, derived from the data, or None while weak.
 
-    The bytes change when anything of the user's that a feed shows changes (events,
-    name, options: `calendar_changed_at`, see `models.User`) and when the window moves
-    on at midnight (`window.day`). The later of the two is the same in every process and
-    on every machine, so a client's If-Modified-Since means the same wherever it lands.
-    HTTP dates have one-second resolution: until that second is over a second change
-    could share it (RFC 9110 §8.8.2.2 calls such a date weak), so none is sent then;
-    ETag with If-None-Match is exact and takes precedence.
+    The bytes change when anything a feed shows changes (events, names: the owner's or
+    schedule's `calendar_changed_at`), when its options change (`feeds.changed_at`) and
+    when the window moves on at midnight (`window.day`). The latest is the same in every
+    process and on every machine, so a client's If-Modified-Since means the same wherever
+    it lands. HTTP dates have one-second resolution: until that second is over a second
+    change could share it (RFC 9110 §8.8.2.2 calls such a date weak), so none is sent
+    then; ETag with If-None-Match is exact and takes precedence.
     """
-    changed = max(user.calendar_changed_at or window.day, window.day).replace(microsecond=0)
+    changed = max(
+        feed.data_changed_at or window.day, feed.changed_at or window.day, window.day
+    ).replace(microsecond=0)
     return changed if now.replace(microsecond=0) > changed else None
 
 
@@ -571,29 +629,29 @@ def _not_modified(
     return since is not None and last_modified is not None and last_modified <= since <= now
 
 
-def fetch_record_due(user: FeedUser, client: str, now: datetime) -> bool:
+def fetch_record_due(feed: FeedRow, client: str, now: datetime) -> bool:
     """Whether to note this fetch: the last note is 10 minutes old, or by another client."""
-    last = user.feed_last_fetched_at
-    return last is None or now - last >= FETCH_RECORD_INTERVAL or user.feed_last_client != client
+    last = feed.last_fetched_at
+    return last is None or now - last >= FETCH_RECORD_INTERVAL or feed.last_client != client
 
 
 def record_fetch(
-    connect: Callable[[], Connection], user: FeedUser, client: str, now: datetime
-) -> FeedUser | None:
+    connect: Callable[[], Connection], feed: FeedRow, client: str, now: datetime
+) -> FeedRow | None:
     """Note when and by what kind of client the feed was fetched; return the row as noted.
 
     Runs after the answer is ready, as one autocommitted UPDATE on `connect()` (which
     must be in autocommit mode); a failure, connecting included, is logged and ignored
-    (None): with the user row cached, the answer may not have needed the database at all,
+    (None): with the feed row cached, the answer may not have needed the database at all,
     and a note must never cost the client its feed.
     """
     try:
         connect().execute(
-            update(_USERS)
-            .where(_USERS.c.id == user.id)
-            .values(feed_last_fetched_at=now, feed_last_client=client)
+            update(_FEEDS)
+            .where(_FEEDS.c.id == feed.id)
+            .values(last_fetched_at=now, last_client=client)
         )
     except Exception as exc:  # a busy database or lost connection, never worth a 500
-        log.warning("could not record feed fetch for user %s: %s", user.id, type(exc).__name__)
+        log.warning("could not record fetch of feed %s: %s", feed.id, type(exc).__name__)
         return None
-    return replace(user, feed_last_fetched_at=now, feed_last_client=client)
+    return replace(feed, last_fetched_at=now, last_client=client)

@@ -1,29 +1,27 @@
-"""Feed tokens: signed, non-expiring, revocable by bumping the user's feed generation.
+"""Feed tokens: signed, non-expiring, revocable by bumping the feed's generation.
 
-A token is `URLSafeSerializer(SECRET_KEY, salt="oncal-feed.feed").dumps([public_id, generation])`.
-It never expires (calendar apps keep a subscription URL for years); rotating the feed bumps
-`users.feed_generation`, and a token whose generation is not the current one is dead.
+A token is `URLSafeSerializer(SECRET_KEY, salt="oncal-feed.feed").dumps([public_id, generation])`
+of a `Feed`. It never expires (calendar apps keep a subscription URL for years); replacing
+the URL bumps `feeds.generation`, and a token whose generation is not the current one is
+dead, as is every token of a deleted feed.
 
 The payload is signed, not encrypted: anyone holding a feed URL can base64-decode the
-user's public id (the `u_...` id the API uses, which grants nothing by itself) and the
-feed generation (how often the URL was replaced). That is deliberate and documented in
-docs/deployment.md: making the token opaque would end every subscription handed out so
-far, and the URL is already the secret that grants the feed.
+feed's public id (for a person's first feed, their `u_...` id the API uses, which grants
+nothing by itself) and the feed generation (how often the URL was replaced). That is
+deliberate and documented in docs/deployment.md: making the token opaque would end every
+subscription handed out so far, and the URL is already the secret that grants the feed.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadData, URLSafeSerializer
-from sqlalchemy.orm import Session
-
-from oncal_feed.models import User
 
 __all__ = [
     "FEED_PATH",
@@ -33,7 +31,6 @@ __all__ = [
     "make_feed_token",
     "reachable_only_here",
     "read_feed_token",
-    "rotate_feed",
 ]
 
 SALT = "oncal-feed.feed"
@@ -57,9 +54,19 @@ def _serializer(secret_key: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
 
-def make_feed_token(secret_key: str, user: User) -> str:
-    """Return the feed token of `user`'s current feed generation."""
-    return _serializer(secret_key).dumps([user.public_id, user.feed_generation])
+class _Addressable(Protocol):
+    """A `Feed`, or a row read from one: what a token names."""
+
+    @property
+    def public_id(self) -> str: ...
+
+    @property
+    def generation(self) -> int: ...
+
+
+def make_feed_token(secret_key: str, feed: _Addressable) -> str:
+    """Return the token of `feed`'s current generation."""
+    return _serializer(secret_key).dumps([feed.public_id, feed.generation])
 
 
 def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
@@ -90,16 +97,16 @@ def read_feed_token(secret_key: str, token: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class FeedLinks:
-    """A user's feed URL twice: `https` for web use, `webcal` to open a calendar app."""
+    """A feed's URL twice: `https` for web use, `webcal` to open a calendar app."""
 
     https: str
     webcal: str
 
 
-def feed_links(user: User) -> FeedLinks:
-    """Return `user`'s current feed URLs, from the current app's SECRET_KEY and BASE_URL."""
+def feed_links(feed: _Addressable) -> FeedLinks:
+    """Return `feed`'s current URLs, from the current app's SECRET_KEY and BASE_URL."""
     config = current_app.config
-    token = make_feed_token(config["SECRET_KEY"], user)
+    token = make_feed_token(config["SECRET_KEY"], feed)
     url = config["BASE_URL"] + FEED_PATH.format(token=token)
     # webcal:// asks the OS to hand the URL to the calendar app as a subscription.
     return FeedLinks(https=url, webcal="webcal://" + url.split("://", 1)[1])
@@ -119,21 +126,3 @@ def reachable_only_here(base_url: str) -> bool:
     """
     host = (urlsplit(base_url).hostname or "").lower()
     return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
-
-
-def rotate_feed(session: Session, user: User, now: datetime) -> int:
-    """Give `user` a new feed URL; every URL issued before stops working at once (on
-    PostgreSQL: once each web process has heard of the commit, within milliseconds).
-
-    The increment is done in SQL, so two concurrent rotations both count. The last-fetched
-    line is cleared: no calendar app has fetched the new URL yet. Returns the new
-    generation; the caller commits.
-    """
-    user.feed_generation = User.feed_generation + 1
-    # "Last fetched by Google Calendar" was about the old URL; the new one has not been.
-    user.feed_last_fetched_at = None
-    user.feed_last_client = None
-    user.updated_at = now
-    session.flush()
-    session.refresh(user, ["feed_generation"])
-    return user.feed_generation

@@ -1,10 +1,12 @@
-"""Feed user rows kept in memory, dropped the moment PostgreSQL announces a change.
+"""Feed rows kept in memory, dropped the moment PostgreSQL announces a change.
 
-A 304 needs one user row and no shift. Reading that row is most of what a 304 costs
-(pool checkout, a round trip, result handling), so each web process keeps the rows of the
-feeds it serves. Migration 0005 makes PostgreSQL `NOTIFY oncal_feed_users` with the public
-id of every user row whose feed columns change, in the writing transaction; each process
-`LISTEN`s on a connection of its own, in a thread, and drops what it is told about.
+A 304 needs one feed row (joined with its owner and schedule) and no shift. Reading that
+row is most of what a 304 costs (pool checkout, a round trip, result handling), so each web
+process keeps the rows of the feeds it serves. Migration 0014 makes PostgreSQL
+`NOTIFY oncal_feed_users`, in the writing transaction, with the public id of every feed
+row that changes, `user:<id>` for a user row and `schedule:<id>` for a schedule row whose
+feed-shaping columns change; each process `LISTEN`s on a connection of its own, in a
+thread, and drops every row the payload names or that depends on the row it names.
 
 Entries are trusted only while that listener is connected. When it is not (at start, after
 the connection is lost, until it is back), the cache is empty and every request reads the
@@ -36,7 +38,7 @@ from oncal_feed.db import Database
 from oncal_feed.metrics import FEED_USER_CACHE_LISTENING
 
 if TYPE_CHECKING:
-    from oncal_feed.feeds.service import FeedUser
+    from oncal_feed.feeds.service import FeedRow
 
 __all__ = [
     "CHANNEL",
@@ -73,8 +75,47 @@ CONNECT_OPTIONS: dict[str, Any] = {
 Listener = Callable[["FeedUserCache", threading.Event], None]
 
 
+class _TaggedLRU(LRUCache[str, "FeedRow"]):
+    """An LRU of feed rows by public id that also finds them by the rows they depend on
+    (`FeedRow.tags`), and forgets them there when evicted."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize)
+        self.by_tag: dict[str, set[str]] = {}
+
+    def __setitem__(self, key: str, value: FeedRow) -> None:
+        self._untag(key)
+        super().__setitem__(key, value)
+        for tag in value.tags:
+            self.by_tag.setdefault(tag, set()).add(key)
+
+    def __delitem__(self, key: str) -> None:
+        self._untag(key)
+        super().__delitem__(key)
+
+    def _untag(self, key: str) -> None:
+        old = super().get(key)
+        for tag in old.tags if old is not None else ():
+            keys = self.by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self.by_tag[tag]
+
+    def drop(self, name: str) -> None:
+        """Forget the row `name` (a public id) and every row tagged `name`."""
+        self.pop(name, None)
+        for key in list(self.by_tag.get(name, ())):
+            self.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every row."""
+        super().clear()
+        self.by_tag.clear()
+
+
 class FeedUserCache:
-    """A thread-safe LRU of `FeedUser` by public id, valid while its listener listens.
+    """A thread-safe LRU of `FeedRow` by public id, valid while its listener listens.
 
     `listener` runs in a daemon thread of each process that uses the cache (it is started
     on first use, so a process forked after the cache was built gets its own) and reports
@@ -93,7 +134,7 @@ class FeedUserCache:
         self._listener = listener
         self._listening_gauge = listening_gauge
         # Not thread-safe by itself (even a read reorders): every use holds the lock.
-        self._rows: LRUCache[str, FeedUser] = LRUCache(maxsize=max(entries, 1))
+        self._rows = _TaggedLRU(maxsize=max(entries, 1))
         self._lock = threading.Lock()
         self._epoch = 0
         self._live = False
@@ -102,7 +143,7 @@ class FeedUserCache:
 
     # ------------------------------------------------------------ request threads
 
-    def get(self, public_id: str) -> FeedUser | None:
+    def get(self, public_id: str) -> FeedRow | None:
         """Return the cached row of `public_id` (marking it recently used), or None."""
         if self._pid != os.getpid():
             self._start()
@@ -114,15 +155,15 @@ class FeedUserCache:
         with self._lock:
             return self._epoch if self._live else None
 
-    def put(self, user: FeedUser, epoch: int | None) -> None:
-        """Keep `user`, read after `epoch()` returned `epoch`, unless anything changed since."""
+    def put(self, feed: FeedRow, epoch: int | None) -> None:
+        """Keep `feed`, read after `epoch()` returned `epoch`, unless anything changed since."""
         with self._lock:
             if epoch is None or epoch != self._epoch:
                 return
-            self._rows[user.public_id] = user
+            self._rows[feed.public_id] = feed
 
-    def replace(self, old: FeedUser, new: FeedUser) -> None:
-        """Swap in `new` for `old` (same user, columns changed by this process), if `old`
+    def replace(self, old: FeedRow, new: FeedRow) -> None:
+        """Swap in `new` for `old` (same feed, columns changed by this process), if `old`
         is still the entry: a notification in between has removed it, and wins."""
         with self._lock:
             if self._rows.get(old.public_id) is old:
@@ -135,14 +176,15 @@ class FeedUserCache:
         with self._lock:
             self._restart(live=True)
 
-    def changed(self, public_id: str) -> None:
-        """The row of `public_id` changed (`*`: any row may have)."""
+    def changed(self, name: str) -> None:
+        """The row `name` changed: a feed's public id, `user:<id>` or `schedule:<id>`
+        (`*`: any row may have)."""
         with self._lock:
             self._epoch += 1
-            if public_id == EVERYONE:
+            if name == EVERYONE:
                 self._rows.clear()
             else:
-                self._rows.pop(public_id, None)
+                self._rows.drop(name)
 
     def lost(self) -> None:
         """The listener is not subscribed: forget everything and read the database."""
@@ -218,7 +260,7 @@ def user_cache_for(database: Database, entries: int) -> FeedUserCache | None:
     """The user cache for feeds served from `database`, listening to it.
 
     None when `entries` is 0 or the database is SQLite, which has no notifications: every
-    feed request then reads its user row.
+    feed request then reads its feed row.
     """
     if entries <= 0 or database.engine.dialect.name != "postgresql":
         return None

@@ -25,8 +25,8 @@ __all__ = [
 # Bump when the rendered form changes for the same data, so cached bytes and ETags renew.
 # 2: control characters removed from text, URLs percent-encoded, instants widened to
 # whole seconds. 3: short titles ("On-call · Payments API"), "Cancelled: " on cancelled ones,
-# reminders.
-RENDER_VERSION = 3
+# reminders. 4: schedule feeds (a whole schedule, titled by person).
+RENDER_VERSION = 4
 
 # RFC 5545 TEXT allows no control character but HTAB (newlines travel escaped as "\n").
 # libical, sabre/vobject, ics-py and ical reject a feed with a raw BEL or NUL in it.
@@ -60,16 +60,19 @@ class ShiftFacts:
     cancelled: bool = False
     handover_from: str | None = None
     handover_to: str | None = None
+    person: str = ""  # who is on call: shown by schedule feeds, which show everyone's shifts
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """Per-viewer choices: where links point, whether on-call shows as busy, and how long
-    before a shift calendars remind."""
+    """Per-viewer choices: where links point, whether on-call shows as busy, how long
+    before a shift calendars remind, and whether the calendar is a whole schedule's
+    (`team`: events titled by person, with UIDs of their own)."""
 
     base_url: str
     busy: bool = False
     reminder_minutes: int | None = None  # before the start; None for no reminder
+    team: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,10 @@ def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
     zone = ZoneInfo(shift.schedule_zone)
     starts_at, ends_at = _whole_seconds(shift.starts_at, shift.ends_at)
     return EventSpec(
-        uid=shift.uid,
-        summary=clean_line(_title(shift)),
+        # A person may subscribe to their own feed and their schedule's side by side; some
+        # apps merge events with one UID across calendars.
+        uid=f"schedule-{shift.uid}" if options.team else shift.uid,
+        summary=clean_line(_team_title(shift) if options.team else _title(shift)),
         description=clean_text(_description(shift, zone, options)),
         starts_at=starts_at,
         ends_at=ends_at,
@@ -188,6 +193,12 @@ def _title(shift: ShiftFacts) -> str:
     return f"Cancelled: {title}" if shift.cancelled else title
 
 
+def _team_title(shift: ShiftFacts) -> str:
+    """A schedule feed's title: the calendar is the schedule's, so the person and role."""
+    title = f"{shift.person} · {shift.role}"
+    return f"Cancelled: {title}" if shift.cancelled else title
+
+
 def _link(shift: ShiftFacts, options: RenderOptions) -> str:
     """Where the event points: the schedule's own page, else our settings page."""
     return shift.schedule_url or f"{options.base_url}/settings"
@@ -200,8 +211,9 @@ def _local(instant: datetime, zone: ZoneInfo) -> str:
 
 
 def _description(shift: ShiftFacts, zone: ZoneInfo, options: RenderOptions) -> str:
+    who = f"{shift.person} is " if options.team else ""
     lines = [
-        f"{shift.schedule_name}: {shift.role} on-call.",
+        f"{shift.schedule_name}: {who}{shift.role} on-call.",
         f"From {_local(shift.starts_at, zone)}",
         f"to {_local(shift.ends_at, zone)} ({shift.schedule_zone}).",
     ]

@@ -191,11 +191,12 @@ def _load_state(
         user = session.get(User, connection.user_id)
         assert user is not None
         start, end = sync_window(now, window_days or connection.window_days)
+        # The connection's own options (migration 0014): each calendar may differ.
         options = RenderOptions(
-            base_url, busy=user.feed_busy, reminder_minutes=user.feed_reminder_minutes
+            base_url, busy=connection.busy, reminder_minutes=connection.reminder_minutes
         )
         shifts = shifts_for_user(
-            session, user.id, start, end, schedule_keys=user.feed_schedule_keys or None
+            session, user.id, start, end, schedule_keys=connection.schedule_keys or None
         )
         desired = {shift.id: shift_event(shift_facts(shift), options) for shift in shifts}
         status = StatusStore.load(session, connection_id)

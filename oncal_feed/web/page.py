@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from oncal_feed.calendar_creation import OrphanNotice
 from oncal_feed.feeds.tokens import FeedLinks
-from oncal_feed.models import CalendarConnection, Shift, Source
+from oncal_feed.models import CalendarConnection, Feed, Shift, Source
 from oncal_feed.providers.registry import PROVIDERS, provider_info
 from oncal_feed.validation import is_known_zone
 
@@ -29,6 +29,7 @@ __all__ = [
     "SOURCE_TOOLS",
     "ConnectionCard",
     "Day",
+    "FeedCard",
     "Moment",
     "OnCallStatus",
     "ShiftLine",
@@ -36,6 +37,7 @@ __all__ = [
     "SubscribeLinks",
     "client_label",
     "connection_cards",
+    "feed_card",
     "find_time_zone",
     "leftover_cards",
     "moment",
@@ -73,7 +75,7 @@ ROLE_LABELS = {
     "override": "Override",
     "shadow": "Shadow",
 }
-# `users.feed_last_client` values (feeds.service.client_kind) in words.
+# `feeds.last_client` values (feeds.service.client_kind) in words.
 CLIENT_LABELS = {
     "google": "Google Calendar",
     "microsoft": "Outlook",
@@ -339,6 +341,60 @@ def subscribe_links(links: FeedLinks, calendar_name: str) -> SubscribeLinks:
     )
 
 
+@dataclass(frozen=True)
+class FeedCard:
+    """One of a person's feeds on the page: what it shows, its links, when last fetched,
+    and its options (to fill its form)."""
+
+    public_id: str
+    name: str
+    shows: str  # "Your shifts", "Your Payments API shifts", "Everyone on Payments API"
+    schedule_feed: bool
+    links: SubscribeLinks
+    last_fetch: Moment | None
+    last_client: str | None
+    busy: bool
+    reminder_minutes: int | None
+    past_days: int
+    future_days: int
+    schedule_keys: tuple[str, ...]
+
+
+def feed_card(
+    feed: Feed,
+    links: FeedLinks,
+    calendar_name: str,
+    schedule_names: Mapping[str, str],
+    zone: ZoneInfo,
+    now: datetime,
+) -> FeedCard:
+    """Describe `feed` (its schedule loaded) for the settings page.
+
+    `schedule_names` maps keys to names, for the schedules a personal feed is limited to.
+    """
+    keys = tuple(sorted(feed.schedule_keys or ()))
+    if feed.schedule is not None:
+        shows = f"Everyone on {feed.schedule.name}"
+    elif keys:
+        shows = "Your " + ", ".join(schedule_names.get(key, key) for key in keys) + " shifts"
+    else:
+        shows = "All your shifts"
+    return FeedCard(
+        public_id=feed.public_id,
+        name=feed.name,
+        shows=shows,
+        schedule_feed=feed.schedule is not None,
+        links=subscribe_links(links, calendar_name),
+        last_fetch=moment(feed.last_fetched_at, zone, now),
+        last_client=client_label(feed.last_client),
+        busy=feed.busy,
+        reminder_minutes=feed.reminder_minutes,
+        past_days=feed.past_days,
+        future_days=feed.future_days,
+        schedule_keys=keys,
+    )
+
+
 def client_label(kind: str | None) -> str | None:
     """Name the kind of calendar app that last fetched the feed."""
     if kind is None:
@@ -409,6 +465,9 @@ class ConnectionCard:
     last_error: str | None = None
     pending: bool = False
     never_synced: bool = False
+    busy: bool = False
+    reminder_minutes: int | None = None
+    schedule_keys: tuple[str, ...] = ()
 
     @property
     def connected(self) -> bool:
@@ -454,6 +513,9 @@ def connection_cards(
                 last_error=row.last_error if row.status != "active" else None,
                 pending=row.dirty_since is not None and row.status != "needs_reauth",
                 never_synced=row.last_sync_at is None,
+                busy=row.busy,
+                reminder_minutes=row.reminder_minutes,
+                schedule_keys=tuple(sorted(row.schedule_keys or ())),
             )
         )
     return cards

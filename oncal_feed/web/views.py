@@ -41,14 +41,23 @@ from oncal_feed.connections.flow import start_connect
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_session, utcnow
 from oncal_feed.errors import NotFound, ValidationError
+from oncal_feed.feeds import store as feed_store
 from oncal_feed.feeds.service import (
     FUTURE_DAYS_RANGE,
     PAST_DAYS_RANGE,
     calendar_title,
     day_count,
 )
-from oncal_feed.feeds.tokens import feed_links, reachable_only_here, rotate_feed
-from oncal_feed.models import Schedule, Shift, Source, User
+from oncal_feed.feeds.tokens import feed_links, reachable_only_here
+from oncal_feed.models import (
+    DEFAULT_FEED_FUTURE_DAYS,
+    DEFAULT_FEED_PAST_DAYS,
+    Feed,
+    Schedule,
+    Shift,
+    Source,
+    User,
+)
 from oncal_feed.notify import shifts_changed
 from oncal_feed.shifts import next_shift_for_user, shifts_for_user
 from oncal_feed.sources import service as sources
@@ -194,7 +203,7 @@ def logout() -> Response:
 @web_blueprint.get("/settings")
 @page_login_required
 def settings() -> str:
-    """The settings page: shifts, the feed, options, connections and time zone."""
+    """The settings page: shifts, the feeds, connections with their options, time zone."""
     user = _user()
     database = get_session()
     now = utcnow()
@@ -204,27 +213,40 @@ def settings() -> str:
     if not ahead:  # none in the two weeks listed: the first line still says when next
         found = next_shift_for_user(database, user.id, now)
         ahead = [found] if found is not None else []
-    links = feed_links(user)
     config = current_app.config
+    user_connections = connections.list_connections(database, user)
     cards = page.connection_cards(
-        connections.configured_providers(config),
-        connections.list_connections(database, user),
-        zone,
-        now,
+        connections.configured_providers(config), user_connections, zone, now
     )
+    feeds = feed_store.list_feeds(database, user)
+    chosen = {key for feed in feeds for key in feed.schedule_keys or ()}
+    chosen |= {key for row in user_connections for key in row.schedule_keys or ()}
+    schedules = _schedule_choices(user, chosen)
+    names = {key: name for key, name, _ in schedules}
+    feed_cards = [
+        page.feed_card(
+            feed,
+            feed_links(feed),
+            calendar_title(feed.schedule.name if feed.schedule else user.display_name),
+            names,
+            zone,
+            now,
+        )
+        for feed in feeds
+    ]
     return render_template(
         "settings.html",
         user=user,
         days=page.upcoming_days(shifts, zone, now),
         status=page.on_call_status(ahead, zone, now),
-        feed=page.subscribe_links(links, calendar_title(user.display_name)),
+        feeds=feed_cards,
+        followable=_followable_schedules(user),
         feed_local_only=reachable_only_here(config["BASE_URL"]),
-        last_fetch=page.moment(user.feed_last_fetched_at, zone, now),
-        last_client=page.client_label(user.feed_last_client),
-        schedules=_schedule_choices(user),
-        past_choices=_choices(page.PAST_DAY_CHOICES, user.feed_past_days),
-        future_choices=_choices(page.FUTURE_DAY_CHOICES, user.feed_future_days),
-        reminder_choices=page.reminder_choices(user.feed_reminder_minutes),
+        schedules=schedules,
+        past_choices=page.PAST_DAY_CHOICES,
+        future_choices=page.FUTURE_DAY_CHOICES,
+        default_window=(DEFAULT_FEED_PAST_DAYS, DEFAULT_FEED_FUTURE_DAYS),
+        reminder_choices=page.reminder_choices(None),
         cards=cards,
         leftovers=page.leftover_cards(orphan_notices(database, user.id, now), zone, now),
         polling=any(card.pending or card.never_synced for card in cards if card.connected),
@@ -236,15 +258,10 @@ def settings() -> str:
     )
 
 
-def _choices(choices: tuple[int, ...], current: int) -> list[int]:
-    # A value set elsewhere (API, older default) stays selectable instead of vanishing.
-    return sorted({*choices, current})
-
-
-def _schedule_choices(user: User) -> list[tuple[str, str, bool]]:
-    """(key, name, selected) for the schedules this user has shifts in, plus chosen ones."""
+def _schedule_choices(user: User, chosen: set[str]) -> list[tuple[str, str, bool]]:
+    """(key, name, in use) for the schedules this user has shifts in, plus ones a feed or
+    connection of theirs is limited to (so a filter never hides a choice it made)."""
     database = get_session()
-    chosen = set(user.feed_schedule_keys or ())
     rows = database.execute(
         select(Schedule.key, Schedule.name)
         .where(
@@ -256,72 +273,191 @@ def _schedule_choices(user: User) -> list[tuple[str, str, bool]]:
     return [(key, name, key in chosen) for key, name in rows]
 
 
+def _followable_schedules(user: User) -> list[tuple[str, str]]:
+    """(key, name) of the schedules `user` may subscribe to whole: all for an admin, else
+    those they have shifts in."""
+    query = select(Schedule.key, Schedule.name).order_by(Schedule.name, Schedule.key)
+    if user.role != "admin":
+        query = query.where(
+            Schedule.id.in_(select(Shift.schedule_id).where(Shift.user_id == user.id).distinct())
+        )
+    return [(key, name) for key, name in get_session().execute(query)]
+
+
 def _confirmed() -> bool:
     return request.form.get("confirm") == "yes"
 
 
-@web_blueprint.post("/settings/feed/rotate")
+def _ask(title: str, message: str, action: str, button: str, **fields: str) -> str:
+    """The page that asks before a form's action, for browsers without JavaScript."""
+    return render_template(
+        "confirm.html", title=title, message=message, action=action, button=button, fields=fields
+    )
+
+
+def _own_feed(public_id: str) -> Feed | None:
+    try:
+        return feed_store.get_feed(get_session(), _user(), public_id)
+    except NotFound:
+        tell("That feed no longer exists.", "error", "feed")
+        return None
+
+
+@web_blueprint.post("/settings/feeds")
 @page_login_required
-def rotate() -> Response | str:
-    """Replace the feed URL (after a confirmation: on a page without JavaScript)."""
+def create_feed() -> Response:
+    """Add a named feed: the user's own shifts, or a whole schedule's."""
+    user = _user()
+    database = get_session()
+    schedule = None
+    key = request.form.get("shows", "")
+    try:
+        settings = _feed_settings(default_name="")
+        if key:
+            schedule = database.scalar(select(Schedule).where(Schedule.key == key))
+            if schedule is None:
+                raise ValidationError.single("shows", "Choose one of the schedules listed.")
+        feed = feed_store.create_feed(database, user, settings, utcnow(), schedule)
+    except ValidationError as exc:
+        database.rollback()
+        tell(exc.errors[0].problem, "error", "feed")
+        return _back("feed")
+    database.commit()
+    tell(f"Feed “{feed.name}” created: subscribe to its address below.", "success", "feed")
+    return _back(f"feed-{feed.public_id}")
+
+
+@web_blueprint.post("/settings/feeds/<public_id>/options")
+@page_login_required
+def feed_options(public_id: str) -> Response:
+    """Save a feed's name, window, schedules, busy/free and reminder."""
+    feed = _own_feed(public_id)
+    if feed is None:
+        return _back("feed")
+    database = get_session()
+    try:
+        settings = _feed_settings(default_name=feed.name)
+    except ValidationError as exc:
+        tell(exc.errors[0].problem, "error", "feed")
+        return _back(f"feed-{public_id}")
+    feed_store.update_feed(database, feed, settings, utcnow())
+    database.commit()
+    tell(f"Options of “{feed.name}” saved.", "success", "feed")
+    return _back(f"feed-{public_id}")
+
+
+@web_blueprint.post("/settings/feeds/<public_id>/rotate")
+@page_login_required
+def rotate(public_id: str) -> Response | str:
+    """Replace a feed's URL (after a confirmation: on a page without JavaScript)."""
+    feed = _own_feed(public_id)
+    if feed is None:
+        return _back("feed")
     if not _confirmed():
-        return render_template(
-            "confirm.html",
-            title="Replace your feed address?",
-            message=(
-                "Every calendar app subscribed to the current address stops receiving "
-                "your shifts. You will need to subscribe again with the new address."
-            ),
-            action=url_for("web.rotate"),
-            button="Replace the address",
-            fields={},
+        return _ask(
+            f"Replace the address of “{feed.name}”?",
+            "Every calendar app subscribed to its current address stops receiving this feed. "
+            "You will need to subscribe again with the new address.",
+            url_for("web.rotate", public_id=public_id),
+            "Replace the address",
         )
     database = get_session()
-    rotate_feed(database, _user(), utcnow())
+    feed_store.rotate_feed(database, feed, utcnow())
     database.commit()
     tell(
-        "Your feed has a new address. The old one has stopped working: subscribe again "
-        "with the new one in each calendar app that used it.",
+        f"“{feed.name}” has a new address. The old one has stopped working: subscribe "
+        "again with the new one in each calendar app that used it.",
         "success",
         "feed",
     )
+    return _back(f"feed-{public_id}")
+
+
+@web_blueprint.post("/settings/feeds/<public_id>/revoke")
+@page_login_required
+def revoke_feed(public_id: str) -> Response | str:
+    """Delete a feed; its address stops working (after a confirmation)."""
+    feed = _own_feed(public_id)
+    if feed is None:
+        return _back("feed")
+    if not _confirmed():
+        return _ask(
+            f"Revoke “{feed.name}”?",
+            "Its address stops working at once, and calendar apps subscribed to it get no "
+            "more updates. Your other feeds keep working.",
+            url_for("web.revoke_feed", public_id=public_id),
+            "Revoke the feed",
+        )
+    database = get_session()
+    try:
+        feed_store.delete_feed(database, feed)
+    except ValidationError as exc:
+        database.rollback()
+        tell(exc.errors[0].problem, "error", "feed")
+        return _back(f"feed-{public_id}")
+    database.commit()
+    tell(f"“{feed.name}” is revoked; its address no longer works.", "success", "feed")
     return _back("feed")
 
 
-@web_blueprint.post("/settings/feed/options")
+def _feed_settings(default_name: str) -> feed_store.FeedSettings:
+    """Read a feed form; `ValidationError` names the first field that is wrong."""
+    form = request.form
+    name = " ".join(form.get("name", "").split()) or default_name
+    if not name:
+        raise ValidationError.single("name", "Give the feed a name, e.g. “Phone”.")
+    if len(name) > feed_store.MAX_NAME_LENGTH:
+        raise ValidationError.single(
+            "name", f"A feed's name has at most {feed_store.MAX_NAME_LENGTH} characters."
+        )
+    options = _push_options()
+    return feed_store.FeedSettings(
+        name=name,
+        past_days=_whole(form.get("past_days"), PAST_DAYS_RANGE, "days back"),
+        future_days=_whole(form.get("future_days"), FUTURE_DAYS_RANGE, "days ahead"),
+        busy=options.busy,
+        reminder_minutes=options.reminder_minutes,
+        schedule_keys=options.schedule_keys,
+    )
+
+
+def _push_options() -> connections.ConnectionOptions:
+    """Read the schedules, busy/free and reminder fields every options form has."""
+    raw_reminder = request.form.get("reminder", "")
+    reminder = None if raw_reminder == "" else _reminder(raw_reminder)
+    keys = sorted(set(request.form.getlist("schedule")))
+    known = get_session().scalars(select(Schedule.key).where(Schedule.key.in_(keys)))
+    return connections.ConnectionOptions(
+        busy=request.form.get("busy") == "1",
+        reminder_minutes=reminder,
+        schedule_keys=tuple(sorted(known)),
+    )
+
+
+@web_blueprint.post("/settings/connections/<provider>/options")
 @page_login_required
-def feed_options() -> Response:
-    """Save the feed window, the schedules, busy/free and the reminder."""
+def connection_options(provider: str) -> Response:
+    """Save what one connected calendar shows: schedules, busy/free and the reminder."""
     user = _user()
     database = get_session()
-    raw_reminder = request.form.get("reminder", "")
-    try:
-        past = _whole(request.form.get("past_days"), PAST_DAYS_RANGE, "days back")
-        future = _whole(request.form.get("future_days"), FUTURE_DAYS_RANGE, "days ahead")
-        reminder = None if raw_reminder == "" else _reminder(raw_reminder)
-    except ValidationError as exc:
-        tell(exc.errors[0].problem, "error", "options")
-        return _back("options")
-    keys = sorted(set(request.form.getlist("schedule")))
-    known = set(database.scalars(select(Schedule.key).where(Schedule.key.in_(keys))))
-    busy = request.form.get("busy") == "1"
-    sync_relevant = (
-        sorted(user.feed_schedule_keys or ()) != sorted(known)
-        or user.feed_busy != busy
-        or user.feed_reminder_minutes != reminder
+    connection = (
+        connections.get_connection(database, user, provider)
+        if provider in page.PROVIDER_LABELS
+        else None
     )
-    user.feed_past_days = past
-    user.feed_future_days = future
-    user.feed_schedule_keys = sorted(known) or None
-    user.feed_busy = busy
-    user.feed_reminder_minutes = reminder
-    user.updated_at = utcnow()
-    database.commit()
-    if sync_relevant:
-        # Schedules, busy/free and reminders shape connected calendars too: push them.
-        shifts_changed({user.id})
-    tell("Options saved.", "success", "options")
-    return _back("options")
+    if connection is None or connection.status == "disconnected":
+        tell("That calendar is not connected.", "error", "connections")
+        return _back("connections")
+    try:
+        options = _push_options()
+    except ValidationError as exc:
+        tell(exc.errors[0].problem, "error", "connections")
+        return _back(f"connection-{provider}")
+    if connections.set_options(connection, options, utcnow()):
+        database.commit()
+        shifts_changed({user.id})  # the calendar's events change: push them
+    tell(f"Options of {page.PROVIDER_LABELS[provider]} saved.", "success", "connections")
+    return _back(f"connection-{provider}")
 
 
 def _reminder(raw: str) -> int:
@@ -418,10 +554,9 @@ def disconnect(provider: str) -> Response | str:
     label = page.PROVIDER_LABELS[provider]
     remove = request.form.get("events") == "remove"
     if not _confirmed():
-        return render_template(
-            "confirm.html",
-            title=f"Disconnect {label}?",
-            message=(
+        return _ask(
+            f"Disconnect {label}?",
+            (
                 f"Shifts will no longer be written into {label}. "
                 + (
                     "The events already there will be removed."
@@ -429,9 +564,9 @@ def disconnect(provider: str) -> Response | str:
                     else "The events already there stay until you delete them."
                 )
             ),
-            action=url_for("web.disconnect", provider=provider),
-            button="Disconnect",
-            fields={"events": "remove" if remove else "keep"},
+            url_for("web.disconnect", provider=provider),
+            "Disconnect",
+            events="remove" if remove else "keep",
         )
     try:
         result = disconnect_calendar(get_session(), _user(), provider, remove_events=remove)

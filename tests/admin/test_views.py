@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
+from oncal_feed.feeds.store import first_feed
 from oncal_feed.feeds.tokens import feed_links
 from oncal_feed.models import ApiKey, CalendarConnection, Invitation, User
 from tests.admin.conftest import ADMIN_EMAIL, add_connection, form, stale
@@ -21,6 +22,11 @@ from tests.web.conftest import add_shift
 def _user(app: Flask, email: str) -> User:
     with get_database(app).session() as session:
         return accounts.get_user_by_email(session, email)
+
+
+def _feed_url(app: Flask, email: str) -> str:
+    with app.app_context(), get_database(app).session() as session:
+        return feed_links(first_feed(session, accounts.get_user_by_email(session, email))).https
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(client: FlaskClient) -> None:
@@ -50,9 +56,9 @@ def test_the_overview_lists_health_people_keys_and_schedules(
     add_connection(app, member.email, "google", "needs_reauth", last_error="Access was withdrawn.")
     add_connection(app, member.email, "microsoft", "active", dirty_since=stale(30))
     with get_database(app).session() as session:
-        user = accounts.get_user_by_email(session, member.email)
-        user.feed_last_fetched_at = utcnow() - timedelta(minutes=3)
-        user.feed_last_client = "google"
+        feed = first_feed(session, accounts.get_user_by_email(session, member.email))
+        feed.last_fetched_at = utcnow() - timedelta(minutes=3)
+        feed.last_client = "google"
     page = admin_client.get("/admin").text
     assert 'id="count-reauth">1<' in page
     assert 'id="count-lagging">1<' in page
@@ -111,13 +117,11 @@ def test_rotating_a_users_feed_kills_the_old_url(
     app: Flask, admin_client: FlaskClient, member: User
 ) -> None:
     """The old URL answers 404 at once; the user's new one works."""
-    with app.app_context():
-        old = feed_links(_user(app, member.email)).https
+    old = _feed_url(app, member.email)
     path = f"/admin/users/{member.public_id}"
     response = admin_client.post(f"{path}/feed/rotate", data=form(admin_client, path))
     assert response.status_code == 303
-    with app.app_context():
-        new = feed_links(_user(app, member.email)).https
+    new = _feed_url(app, member.email)
     assert new != old
     fetch = app.test_client()
     assert fetch.get(old.removeprefix(app.config["BASE_URL"])).status_code == 404

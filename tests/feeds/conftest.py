@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from oncal_feed import accounts, shifts
 from oncal_feed.db import get_database
+from oncal_feed.feeds.store import first_feed
 from oncal_feed.feeds.tokens import feed_links
-from oncal_feed.models import Schedule, User
+from oncal_feed.models import Feed, Schedule, User
 from oncal_feed.validation import ScheduleInput, ShiftInput, UserInput
 from tests.rendering.ics_checks import ParsedFeed, keep_feed
 from tests.statements import Statements, recorded
@@ -47,13 +48,21 @@ class World:
     users: dict[str, User] = field(default_factory=dict)
 
     def user(self, email: str, name: str, **settings: Any) -> User:
-        """Create a user (with feed settings such as feed_busy=True) and commit."""
+        """Create a user (with first-feed settings such as busy=True) and commit."""
         user = accounts.create_user(self.session, UserInput(email, name, "Europe/Berlin"), NOW)
+        self.session.flush()
+        feed = first_feed(self.session, user)
         for key, value in settings.items():
-            setattr(user, key, value)
+            setattr(feed, key, value)
         self.session.commit()
         self.users[email] = user
         return user
+
+    def feed(self, email: str) -> Feed:
+        """The user's first feed as stored now."""
+        feed = first_feed(self.session, self.users[email])
+        self.session.refresh(feed)
+        return feed
 
     def schedule(
         self, key: str, name: str, zone: str = "Europe/Berlin", url: str | None = None,
@@ -91,12 +100,10 @@ class World:
         self.session.commit()
 
     def path(self, email: str) -> str:
-        """The path of the user's current feed (re-read, so rotations count)."""
-        user = self.session.get(User, self.users[email].id)
-        assert user is not None
-        self.session.refresh(user)
+        """The path of the user's first feed (re-read, so rotations count)."""
+        feed = self.feed(email)
         with self.app.app_context():
-            url = feed_links(user).https
+            url = feed_links(feed).https
         return url.removeprefix(self.app.config["BASE_URL"])
 
     def reload(self, email: str) -> User:

@@ -13,10 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from oncal_feed.feeds.store import FeedSettings, create_feed
+from oncal_feed.feeds.tokens import feed_links
+from oncal_feed.models import Feed
 from tests.feeds.conftest import TODAY, Fetched, World
 
 Fetch = Callable[..., Fetched]
 ALICE = "alice@example.com"
+BOB = "bob@example.com"
 NASTY_NOTES = (
     'Escalate: call +1 555 0100, then page; if silent, "wake" the lead.\n'
     "Path: C:\\oncall\\runbook;v2\\n (that backslash-n is literal)\n"
@@ -183,3 +187,66 @@ def test_everything_at_once_gzipped(world: World, fetch: Fetch) -> None:
     check_utc_only(got.body)
     urls = {str(e["URL"]) for e in got.feed.events.values()}
     assert "https://w.example/a%20b" in urls
+
+
+def _feed_path(world: World, feed: Feed) -> str:
+    with world.app.app_context():
+        return feed_links(feed).https.removeprefix(world.app.config["BASE_URL"])
+
+
+def test_a_schedule_feed_with_reminder_cancellation_and_override(
+    world: World, fetch: Fetch
+) -> None:
+    """A whole schedule's feed: everyone's shifts titled by person, the owner's alone with a
+    VALARM, a cancelled shift marked in its title, an override naming its hand-overs."""
+    world.schedule("pay", "Payments API")
+    alice = world.user(ALICE, "Alice Ångström")
+    world.user(BOB, "Bob Stone")
+    start = TODAY + timedelta(days=1, hours=9)
+    mine = world.shift("pay", "a1", ALICE, start)
+    bobs = world.shift("pay", "b1", BOB, start + timedelta(hours=8))
+    gone = world.shift("pay", "a2", ALICE, start + timedelta(hours=16))
+    world.delete("pay", "a2")
+    cover = world.shift("pay", "o1", BOB, start + timedelta(hours=2), timedelta(hours=2),
+                        role="override")  # fmt: skip
+    team = create_feed(
+        world.session, alice, FeedSettings("Team", reminder_minutes=15), TODAY,
+        world.schedules["pay"],
+    )  # fmt: skip
+    world.session.commit()
+    got = fetch(_feed_path(world, team))
+    check_utc_only(got.body)
+    assert got.feed.text("X-WR-CALNAME") == "On-call — Payments API"
+    events = got.feed.events
+    assert str(events[f"schedule-{mine}"]["SUMMARY"]) == "Alice Ångström · primary"
+    assert str(events[f"schedule-{bobs}"]["SUMMARY"]) == "Bob Stone · primary"
+    assert str(events[f"schedule-{gone}"]["SUMMARY"]) == "Cancelled: Alice Ångström · primary"
+    assert str(events[f"schedule-{gone}"]["STATUS"]) == "CANCELLED"
+    override = events[f"schedule-{cover}"]
+    assert str(override["SUMMARY"]) == "Bob Stone · override"
+    assert "Takes over from Alice Ångström." in str(override["DESCRIPTION"])
+    assert "Hands over to Alice Ångström." in str(override["DESCRIPTION"])
+    alarms = {uid: len(event.walk("VALARM")) for uid, event in events.items()}
+    assert alarms == {
+        f"schedule-{mine}": 1, f"schedule-{bobs}": 0, f"schedule-{gone}": 0,
+        f"schedule-{cover}": 0,
+    }  # fmt: skip
+    trigger = events[f"schedule-{mine}"].walk("VALARM")[0]["TRIGGER"]
+    assert trigger.dt == -timedelta(minutes=15)
+
+
+def test_a_second_named_feed_has_options_of_its_own(world: World, fetch: Fetch) -> None:
+    """A person's second feed: its own reminder and busy time, the first one unchanged."""
+    world.schedule("pay", "Payments API")
+    alice = world.user(ALICE, "Alice")
+    uid = world.shift("pay", "a1", ALICE, TODAY + timedelta(days=1, hours=9))
+    phone = create_feed(
+        world.session, alice, FeedSettings("Phone", reminder_minutes=60, busy=True), TODAY
+    )
+    world.session.commit()
+    second = fetch(_feed_path(world, phone), "phone").feed.event(uid)
+    assert second.walk("VALARM")[0]["TRIGGER"].dt == -timedelta(hours=1)
+    assert str(second["TRANSP"]) == "OPAQUE"
+    first = fetch(world.path(ALICE), "first").feed.event(uid)
+    assert first.walk("VALARM") == []
+    assert str(first["TRANSP"]) == "TRANSPARENT"

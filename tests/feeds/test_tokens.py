@@ -10,7 +10,6 @@ from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
-from sqlalchemy.orm import Session
 
 from oncal_feed.feeds.tokens import (
     SALT,
@@ -18,17 +17,15 @@ from oncal_feed.feeds.tokens import (
     feed_links,
     make_feed_token,
     read_feed_token,
-    rotate_feed,
 )
-from oncal_feed.models import User
-from tests.feeds.conftest import NOW, World
+from oncal_feed.models import Feed
 
 KEY = "k" * 48
 
 
-def person(public_id: str = "u_abc123", generation: int = 1) -> User:
-    """An unsaved user: tokens need only the public id and generation."""
-    return User(public_id=public_id, feed_generation=generation)
+def person(public_id: str = "u_abc123", generation: int = 1) -> Feed:
+    """An unsaved feed: tokens need only the public id and generation."""
+    return Feed(public_id=public_id, generation=generation)
 
 
 def signed(payload: object, key: str = KEY, salt: str = SALT) -> str:
@@ -111,29 +108,3 @@ def test_feed_links_use_base_url_and_both_schemes(app: Flask) -> None:
     assert isinstance(links, FeedLinks)
     assert links.https == f"https://oncal.example.test/feeds/{token}.ics"
     assert links.webcal == f"webcal://oncal.example.test/feeds/{token}.ics"
-
-
-def test_rotation_bumps_the_generation(world: World, db_session: Session, alice: User) -> None:
-    """Rotation raises the generation in SQL; the old token still verifies but is stale."""
-    old = make_feed_token(KEY, alice)
-    assert rotate_feed(db_session, alice, NOW) == 2
-    assert rotate_feed(db_session, alice, NOW) == 3
-    db_session.commit()
-    assert world.reload("alice@example.com").feed_generation == 3
-    assert alice.updated_at == NOW
-    assert read_feed_token(KEY, old) == (alice.public_id, 1)
-    assert read_feed_token(KEY, make_feed_token(KEY, alice)) == (alice.public_id, 3)
-
-
-def test_rotation_forgets_when_the_old_url_was_fetched(
-    world: World, db_session: Session, alice: User
-) -> None:
-    """After a rotation the settings page must not say "last fetched by Google Calendar":
-    that was the old, now dead, URL."""
-    alice.feed_last_fetched_at = NOW
-    alice.feed_last_client = "Google Calendar"
-    db_session.commit()
-    rotate_feed(db_session, alice, NOW)
-    db_session.commit()
-    reloaded = world.reload("alice@example.com")
-    assert (reloaded.feed_last_fetched_at, reloaded.feed_last_client) == (None, None)

@@ -19,8 +19,9 @@ from sqlalchemy import delete, event, make_url, text, update
 
 from oncal_feed import accounts, create_app
 from oncal_feed.db import get_database
-from oncal_feed.feeds.service import FeedUser
-from oncal_feed.feeds.tokens import rotate_feed
+from oncal_feed.feeds.service import FeedRow
+from oncal_feed.feeds.store import FeedSettings, create_feed, rotate_feed
+from oncal_feed.feeds.tokens import feed_links
 from oncal_feed.feeds.user_cache import (
     CHANNEL,
     CONNECT_OPTIONS,
@@ -29,7 +30,7 @@ from oncal_feed.feeds.user_cache import (
     hear_own_echo,
 )
 from oncal_feed.feeds.views import feed_service
-from oncal_feed.models import User
+from oncal_feed.models import Feed, Schedule, User
 from oncal_feed.validation import UserInput
 from tests.feeds.conftest import NOW, Statements, World
 
@@ -37,8 +38,11 @@ ALICE = "alice@example.com"
 BOB = "bob@example.com"
 
 
-def _user(public_id: str = "u_a", generation: int = 1) -> FeedUser:
-    return FeedUser(7, public_id, generation, 1, "A", 30, 365, False, None, None, None, None, NOW)
+def _user(public_id: str = "u_a", generation: int = 1) -> FeedRow:
+    return FeedRow(
+        7, public_id, generation, "personal", 3, None, 30, 365, False, None, None, None, None,
+        NOW, 1, "A", NOW,
+    )  # fmt: skip
 
 
 def _live_cache(entries: int = 10) -> FeedUserCache:
@@ -131,11 +135,11 @@ def test_replace_loses_to_a_notified_change() -> None:
     cache = _live_cache()
     old = _user()
     cache.put(old, cache.epoch())
-    recorded = replace(old, feed_last_client="google")
+    recorded = replace(old, last_client="google")
     cache.replace(old, recorded)
     assert cache.get("u_a") is recorded
     cache.changed("u_a")
-    cache.replace(recorded, replace(recorded, feed_last_client="apple"))
+    cache.replace(recorded, replace(recorded, last_client="apple"))
     assert cache.get("u_a") is None
 
 
@@ -190,7 +194,7 @@ def _wait_until(condition: Callable[[], bool], what: str, seconds: float = 10) -
     pytest.fail(f"waited {seconds} s in vain for: {what}")
 
 
-def _cached(world: World, users: FeedUserCache, client: Any, email: str) -> FeedUser:
+def _cached(world: World, users: FeedUserCache, client: Any, email: str) -> FeedRow:
     """Fetch the user's feed so their row is cached; return the cached row."""
     assert client.get(world.path(email)).status_code == 200
     user = users.get(world.users[email].public_id)
@@ -209,27 +213,28 @@ def test_a_304_from_a_cached_row_makes_no_query(
     assert statements.sql == []
 
 
-FETCH_RECORD_COLUMNS = ("feed_last_fetched_at", "feed_last_client")
-# A changed value for every other column of FeedUser; a new column fails the test below
-# until it is listed here, and migration 0005's trigger must be extended for it.
-CHANGED_VALUES: dict[str, Any] = {
-    "public_id": "u_renamed",
-    "feed_generation": 2,
-    "calendar_version": 99,
-    "display_name": "Alice Renamed",
-    "feed_past_days": 3,
-    "feed_future_days": 33,
-    "feed_busy": True,
-    "feed_schedule_keys": ["payments"],
-    "feed_reminder_minutes": 15,
+FETCH_RECORD_COLUMNS = ("last_fetched_at", "last_client")
+# A change of every other column of FeedRow, as (table, column, value) — a function of the
+# world for values that are ids. A new column fails the test below until it is listed
+# here, and migration 0014's triggers must be extended for it.
+CHANGES: dict[str, Callable[[World], tuple[Any, str, Any]]] = {
+    "public_id": lambda w: (Feed, "public_id", "f_renamed"),
+    "generation": lambda w: (Feed, "generation", 2),
+    "kind": lambda w: (Feed, "kind", "schedule"),
+    "schedule_id": lambda w: (Feed, "schedule_id", w.schedules["payments"].id),
+    "past_days": lambda w: (Feed, "past_days", 3),
+    "future_days": lambda w: (Feed, "future_days", 33),
+    "busy": lambda w: (Feed, "busy", True),
+    "schedule_keys": lambda w: (Feed, "schedule_keys", ["payments"]),
+    "reminder_minutes": lambda w: (Feed, "reminder_minutes", 15),
+    "version": lambda w: (User, "calendar_version", 99),
+    "title": lambda w: (User, "display_name", "Alice Renamed"),
 }
-# Written only together with a column the trigger watches (models._note_feed_change,
-# shifts._bump_calendar_versions), so a change of it is always heard.
-DATED_WITH_OTHERS = ("calendar_changed_at",)
+# Never changed (a feed keeps its owner), or written only together with a column the
+# triggers watch (models._note_feed_change, shifts.bump_calendar_versions).
+UNWATCHED = ("id", "user_id", "changed_at", "data_changed_at")
 FEED_COLUMNS = [
-    f.name
-    for f in fields(FeedUser)
-    if f.name not in ("id", *FETCH_RECORD_COLUMNS, *DATED_WITH_OTHERS)
+    f.name for f in fields(FeedRow) if f.name not in (*FETCH_RECORD_COLUMNS, *UNWATCHED)
 ]
 
 
@@ -238,11 +243,37 @@ def test_a_change_of_any_feed_column_drops_the_row(
     world: World, alice: User, users: FeedUserCache, client: Any, column: str
 ) -> None:
     cached = _cached(world, users, client, ALICE)
+    table, name, value = CHANGES[column](world)
+    row_id = cached.id if table is Feed else alice.id
     with get_database(world.app).engine.begin() as connection:
-        connection.execute(
-            update(User).where(User.id == alice.id).values({column: CHANGED_VALUES[column]})
-        )
+        connection.execute(update(table).where(table.id == row_id).values({name: value}))
     _wait_until(lambda: users.get(cached.public_id) is None, f"a change of {column} is heard")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param((Schedule, "calendar_version", 99), id="schedule version"),
+        pytest.param((Schedule, "name", "Payments Renamed"), id="schedule name"),
+        pytest.param((User, "display_name", "Alice Renamed"), id="owner's name"),
+    ],
+)
+def test_a_change_of_its_schedule_or_owner_drops_a_schedule_feed(
+    world: World, alice: User, users: FeedUserCache, client: Any, change: tuple[Any, str, Any]
+) -> None:
+    """A schedule feed's row joins its schedule's: a change there is heard too."""
+    world.shift("payments", "p-1", ALICE, NOW + timedelta(days=1))
+    team = create_feed(world.session, alice, FeedSettings("Team"), NOW, world.schedules["payments"])
+    world.session.commit()
+    with world.app.app_context():
+        path = feed_links(team).https.removeprefix(world.app.config["BASE_URL"])
+    assert client.get(path).status_code == 200
+    assert users.get(team.public_id) is not None
+    table, name, value = change
+    row_id = world.schedules["payments"].id if table is Schedule else alice.id
+    with get_database(world.app).engine.begin() as connection:
+        connection.execute(update(table).where(table.id == row_id).values({name: value}))
+    _wait_until(lambda: users.get(team.public_id) is None, f"a change of {name} is heard")
 
 
 def test_fetch_records_keep_the_row_and_update_its_copy(
@@ -259,13 +290,13 @@ def test_fetch_records_keep_the_row_and_update_its_copy(
     bob = _cached(world, users, client, BOB)
     path = world.path(ALICE)
     first = _cached(world, users, client, ALICE)
-    assert first.feed_last_client == "other"
+    assert first.last_client == "other"
     answer = client.get(path, headers={"User-Agent": "iCal/5.0"})
     recorded = users.get(first.public_id)
     assert recorded is not None
-    assert (recorded.feed_last_client, recorded.feed_last_fetched_at) == ("apple", NOW)
+    assert (recorded.last_client, recorded.last_fetched_at) == ("apple", NOW)
     # Bob's change is notified after Alice's records: once it is heard, theirs would be.
-    world.session.execute(update(User).where(User.id == bob.id).values(display_name="Robert"))
+    world.session.execute(update(User).where(User.id == bob.user_id).values(display_name="Robert"))
     world.session.commit()
     _wait_until(lambda: users.get(bob.public_id) is None, "Bob's change is heard")
     assert users.get(first.public_id) is recorded
@@ -277,7 +308,7 @@ def test_fetch_records_keep_the_row_and_update_its_copy(
     assert statements.sql == []
     clock.tick(timedelta(minutes=5))
     assert client.get(path, headers=headers).status_code == 304
-    assert len(statements.mentioning("UPDATE users")) == 1
+    assert len(statements.mentioning("UPDATE feeds")) == 1
 
 
 def test_a_rotated_feed_url_stops_working_and_the_new_one_works_at_once(
@@ -285,7 +316,7 @@ def test_a_rotated_feed_url_stops_working_and_the_new_one_works_at_once(
 ) -> None:
     old_path = world.path(ALICE)
     _cached(world, users, client, ALICE)
-    rotate_feed(world.session, world.reload(ALICE), NOW)
+    rotate_feed(world.session, world.feed(ALICE), NOW)
     world.session.commit()
     # Newer than the cached row's generation: proof the row is stale, so it is re-read.
     assert client.get(world.path(ALICE)).status_code == 200
@@ -301,7 +332,7 @@ def test_until_a_change_is_heard_the_cached_row_answers(
     feed_service(app).users = _live_cache()
     old_path = world.path(ALICE)
     assert client.get(old_path).status_code == 200
-    rotate_feed(world.session, world.reload(ALICE), NOW)
+    rotate_feed(world.session, world.feed(ALICE), NOW)
     world.session.commit()
     assert client.get(old_path).status_code == 200
     assert client.get(world.path(ALICE)).status_code == 200
@@ -332,7 +363,7 @@ def test_a_cached_feed_answers_while_the_database_is_down(
         assert client.get(path, headers={"If-None-Match": tag}).status_code == 304
     finally:
         event.remove(engine, "do_connect", refuse)
-    assert "could not record feed fetch" in caplog.text
+    assert "could not record fetch of feed" in caplog.text
 
 
 @pytest.mark.parametrize("change", ["new shift", "schedule renamed", "name", "user deleted"])
@@ -385,7 +416,7 @@ def test_a_lost_listener_is_replaced_and_misses_nothing(
     statements.record()
     body = client.get(path).get_data()
     assert b"Payments Renamed" in body
-    assert statements.mentioning("FROM users")
+    assert statements.mentioning("FROM feeds")
     _wait_until(lambda: users.epoch() is not None, "a new listener listens")
     _cached(world, users, client, ALICE)
     statements.record()

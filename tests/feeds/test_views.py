@@ -23,10 +23,11 @@ from werkzeug.http import http_date
 
 from oncal_feed import accounts, create_app
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.feeds.service import FeedUser, record_fetch
-from oncal_feed.feeds.tokens import make_feed_token, rotate_feed
+from oncal_feed.feeds.service import FeedRow, record_fetch
+from oncal_feed.feeds.store import rotate_feed
+from oncal_feed.feeds.tokens import make_feed_token
 from oncal_feed.feeds.views import feed_service
-from oncal_feed.models import User
+from oncal_feed.models import Feed, User
 from oncal_feed.validation import UserInput
 from tests.conftest import delete_keys
 from tests.feeds.conftest import NOW, TODAY, Fetched, Statements, World
@@ -140,8 +141,7 @@ def test_user_settings_are_the_defaults(world: World, fetch: Fetch) -> None:
     world.schedule("payments", "Payments")
     world.schedule("search", "Search")
     world.user(
-        ALICE, "Alice", feed_busy=True, feed_past_days=0, feed_future_days=2,
-        feed_schedule_keys=["search"],
+        ALICE, "Alice", busy=True, past_days=0, future_days=2, schedule_keys=["search"],
     )  # fmt: skip
     with_settings = {
         world.shift("search", "s0", ALICE, TODAY + timedelta(hours=9)),
@@ -245,7 +245,7 @@ def dead_links(world: World, app: Flask) -> dict[str, str]:
     key = app.config["SECRET_KEY"]
     good = world.path(ALICE).removeprefix("/feeds/").removesuffix(".ics")
     payload, signature = good.rsplit(".", 1)
-    ghost = User(public_id="u_nobody_here", feed_generation=1)
+    ghost = Feed(public_id="f_nobody_here", generation=1)
     serializer = URLSafeSerializer(
         key, salt="oncal-feed.other", signer_kwargs={"digest_method": hashlib.sha256}
     )
@@ -258,10 +258,10 @@ def dead_links(world: World, app: Flask) -> dict[str, str]:
         "other salt": serializer.dumps([world.users[ALICE].public_id, 1]),
         "unknown user": make_feed_token(key, ghost),
         "future generation": make_feed_token(
-            key, User(public_id=world.users[ALICE].public_id, feed_generation=99)
+            key, Feed(public_id=world.users[ALICE].public_id, generation=99)
         ),
     }
-    rotate_feed(world.session, world.users[ALICE], NOW)
+    rotate_feed(world.session, world.feed(ALICE), NOW)
     world.session.commit()
     tokens["revoked"] = good
     return {reason: f"/feeds/{token}.ics" for reason, token in tokens.items()}
@@ -296,7 +296,7 @@ def test_rotation_kills_the_old_url_at_once(world: World, alice: User, client: F
     """The old URL answers 404 right after rotation, even with its cached body around."""
     old = world.path(ALICE)
     assert client.get(old).status_code == 200
-    rotate_feed(world.session, world.users[ALICE], NOW)
+    rotate_feed(world.session, world.feed(ALICE), NOW)
     world.session.commit()
     assert client.get(old).status_code == 404
     assert client.get(world.path(ALICE)).status_code == 200
@@ -492,7 +492,7 @@ def test_conditional_and_warm_requests_read_no_shifts(
     world: World, week: dict[str, str], client: FlaskClient, statements: Statements,
     clock: FrozenDateTimeFactory,
 ) -> None:  # fmt: skip
-    """304s and cached 200s are answered from the user row alone."""
+    """304s and cached 200s are answered from the feed row alone."""
     path = world.path(ALICE)
     tag = client.get(path).headers["ETag"]
     clock.tick(1)
@@ -504,7 +504,7 @@ def test_conditional_and_warm_requests_read_no_shifts(
     assert client.get(path).status_code == 200  # body from the cache
     assert statements.sql, "the listener saw nothing: the test would prove nothing"
     assert statements.mentioning("shifts") == []
-    assert len(statements.mentioning("FROM users")) == 3
+    assert len(statements.mentioning("FROM feeds")) == 3
 
     statements.record()
     assert client.get(path + "?past_days=1").status_code == 200  # a new body is rendered
@@ -590,19 +590,19 @@ def test_fetches_are_recorded_without_a_write_per_request(
         statements.record()
         assert client.get(path, headers={"User-Agent": agent}).status_code in (200, 304)
         statements.on = False
-        return statements.mentioning("UPDATE users")
+        return statements.mentioning("UPDATE feeds")
 
     assert fetch_as(GOOGLE + " (+http://www.google.com/calendar/)")
-    stored = world.reload(ALICE)
-    assert (stored.feed_last_fetched_at, stored.feed_last_client) == (NOW, "google")
+    stored = world.feed(ALICE)
+    assert (stored.last_fetched_at, stored.last_client) == (NOW, "google")
 
     clock.tick(timedelta(minutes=5))
     assert fetch_as(GOOGLE) == []  # no write on the second request
-    assert world.reload(ALICE).feed_last_fetched_at == NOW
+    assert world.feed(ALICE).last_fetched_at == NOW
 
     assert fetch_as("curl/8.5.0")  # another kind of client is worth a write
-    stored = world.reload(ALICE)
-    assert (stored.feed_last_fetched_at, stored.feed_last_client) == (
+    stored = world.feed(ALICE)
+    assert (stored.last_fetched_at, stored.last_client) == (
         NOW + timedelta(minutes=5), "curl",
     )  # fmt: skip
 
@@ -610,7 +610,7 @@ def test_fetches_are_recorded_without_a_write_per_request(
     assert fetch_as("curl/8.5.0") == []
     clock.tick(timedelta(seconds=1))
     assert fetch_as("curl/8.5.0")
-    assert world.reload(ALICE).feed_last_fetched_at == NOW + timedelta(minutes=15)
+    assert world.feed(ALICE).last_fetched_at == NOW + timedelta(minutes=15)
 
 
 def test_conditional_fetches_count_as_fetches(
@@ -622,8 +622,8 @@ def test_conditional_fetches_count_as_fetches(
     clock.tick(timedelta(minutes=30))
     answer = client.get(path, headers={"If-None-Match": tag, "User-Agent": "iCal/5.0"})
     assert answer.status_code == 304
-    stored = world.reload(ALICE)
-    assert (stored.feed_last_fetched_at, stored.feed_last_client) == (
+    stored = world.feed(ALICE)
+    assert (stored.last_fetched_at, stored.last_client) == (
         NOW + timedelta(minutes=30), "apple",
     )  # fmt: skip
 
@@ -633,17 +633,19 @@ class _BrokenConnection:
 
     def execute(self, *_args: object) -> None:
         """The write fails."""
-        raise OperationalError("UPDATE users", {}, Exception("database is locked"))
+        raise OperationalError("UPDATE feeds", {}, Exception("database is locked"))
 
 
 def test_a_failed_record_is_logged_and_ignored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Recording must never cost the client its feed."""
-    user = FeedUser(7, "u_x", 1, 1, "X", 30, 365, False, None, None, None, None, NOW)
+    feed = FeedRow(
+        7, "u_x", 1, "personal", 3, None, 30, 365, False, None, None, None, None, NOW, 1, "X", NOW
+    )
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
-        record_fetch(_BrokenConnection, user, "google", NOW)  # type: ignore[arg-type]
-    assert "could not record feed fetch for user 7: OperationalError" in caplog.text
+        record_fetch(_BrokenConnection, feed, "google", NOW)  # type: ignore[arg-type]
+    assert "could not record fetch of feed 7: OperationalError" in caplog.text
 
 
 def test_no_token_in_logs(

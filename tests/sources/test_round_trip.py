@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from freezegun import freeze_time
 from sqlalchemy import select
 
+from oncal_feed.feeds.store import first_feed
 from oncal_feed.feeds.tokens import feed_links
 from oncal_feed.models import CalendarConnection, User
 from oncal_feed.sync.service import run_sync
@@ -115,8 +116,9 @@ def test_sample_reaches_our_feed_and_both_calendars(
     assert google == expected
     assert graph == expected
 
-    with app.app_context():
-        path = feed_links(user).https.removeprefix(app.config["BASE_URL"])
+    with app.app_context(), world.database.sessionmaker() as session:
+        feed = first_feed(session, user)
+        path = feed_links(feed).https.removeprefix(app.config["BASE_URL"])
     with freeze_time(NOW):
         response = client.get(path)
     assert response.status_code == 200

@@ -81,12 +81,11 @@ def remote_events(fakes: dict[str, Any], connection: CalendarConnection) -> list
 
 
 def desired_events(app: Flask, user_id: int, now: datetime, window_days: int = 90) -> list[Seen]:
-    """What a calendar of the user should show at `now`."""
+    """What a calendar of the user, with a connection's options as made (free time, all
+    schedules, no reminder), should show at `now`."""
     start, end = sync_window(now, window_days)
     with get_database(app).sessionmaker() as session:
-        user = session.get(User, user_id)
-        assert user is not None
-        options = RenderOptions(app.config["BASE_URL"], busy=user.feed_busy)
+        options = RenderOptions(app.config["BASE_URL"])
         specs: list[EventSpec] = [
             shift_event(shift_facts(shift), options)
             for shift in shifts_for_user(session, user_id, start, end)

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from oncal_feed import shifts
-from oncal_feed.models import CalendarConnection, SyncRecord, User
+from oncal_feed.models import CalendarConnection, SyncRecord
 from oncal_feed.providers.base import (
     AuthorizationLost,
     Operation,
@@ -151,7 +151,9 @@ def test_reassigned_shift_moves_between_calendars(world: World, memory) -> None:
         pytest.param(lambda w: w.put_shift("a", 1, hours=8), id="times"),
         pytest.param(lambda w: w.rename_schedule("Payments API"), id="title"),
         pytest.param(lambda w: w.put_shift("a", 1, notes="Pager: +49"), id="description"),
-        pytest.param(lambda w: w.execute(update(User).values(feed_busy=True)), id="transparency"),
+        pytest.param(
+            lambda w: w.execute(update(CalendarConnection).values(busy=True)), id="transparency"
+        ),
     ],
 )
 def test_a_change_updates_the_event_in_one_write(world: World, memory, change) -> None:
@@ -917,9 +919,9 @@ def test_a_schedule_left_out_of_the_feed_leaves_the_calendar(
         [world.uid("pay"), world.uid("srch")]
     )
     world.execute(
-        update(User)
-        .where(User.id == world.user_id("alice"))
-        .values(feed_schedule_keys=["payments"])
+        update(CalendarConnection)
+        .where(CalendarConnection.id == cid)
+        .values(schedule_keys=["payments"])
     )
     if records_lost:
         world.execute(SyncRecord.__table__.delete())

@@ -25,7 +25,7 @@ from sqlalchemy import delete, select
 
 from oncal_feed import shifts
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.models import CalendarConnection, SyncRecord, User
+from oncal_feed.models import CalendarConnection, SyncRecord
 from oncal_feed.sync.lease import LEASE_TTL
 from oncal_feed.sync.service import run_sync
 from oncal_feed.sync.tasks import get_queue
@@ -159,8 +159,8 @@ def test_the_chosen_reminder_rings_in_both_calendars_and_a_change_of_it_is_pushe
     assert reminders() == {"google": {'{"useDefault": false}'}, "microsoft": {(False, 0)}}
 
     with world.database.session() as session:
-        user = session.scalars(select(User).where(User.email == ALICE)).one()
-        user.feed_reminder_minutes = 30
+        for row in session.scalars(select(CalendarConnection)):
+            row.reminder_minutes = 30
     for connection_id in ids.values():
         report = run_sync(app, connection_id, full_check=False)
         assert (report.outcome, report.updated) == ("ok", 3), report

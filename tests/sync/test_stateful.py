@@ -133,8 +133,8 @@ class SyncMachine(RuleBasedStateMachine):
         start, end = sync_window(NOW, 90)
         with get_database(self.world.app).sessionmaker() as session:
             user_id = self.world.user_id(self.name)
-            user = accounts.get_user_by_email(session, f"{self.name}@example.com")
-            options = RenderOptions(BASE_URL, busy=user.feed_busy)
+            # A connection's options as made: free time, all schedules, no reminder.
+            options = RenderOptions(BASE_URL)
             specs = [
                 shift_event(shift_facts(shift), options)
                 for shift in shifts_for_user(session, user_id, start, end)

@@ -309,8 +309,11 @@ def test_a_token_from_another_session_is_refused(app: Flask, member: User) -> No
 @pytest.mark.parametrize(
     ("path", "data"),
     [
-        ("/settings/feed/rotate", {"confirm": "yes"}),
-        ("/settings/feed/options", {"past_days": "7", "future_days": "30"}),
+        ("/settings/feeds/u_any/rotate", {"confirm": "yes"}),
+        ("/settings/feeds/u_any/options", {"past_days": "7", "future_days": "30"}),
+        ("/settings/feeds", {"name": "Phone"}),
+        ("/settings/feeds/u_any/revoke", {"confirm": "yes"}),
+        ("/settings/connections/google/options", {"busy": "1"}),
         ("/settings/time-zone", {"time_zone": "Asia/Tokyo"}),
         ("/settings/sync", {}),
         ("/settings/connections/google/disconnect", {"confirm": "yes"}),

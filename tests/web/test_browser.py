@@ -66,7 +66,7 @@ from selenium.common.exceptions import (  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 # ------------------------------------------------------------------ server
 
@@ -337,6 +337,21 @@ def connect_through_consent(driver: WebDriver, base: str, provider: str) -> None
     wait_for(driver, page_says(f"{label} is connected"))
 
 
+def assert_first_screen_answers(browser: WebDriver) -> None:
+    """On a desk (1280 x 800) and a phone (390 x 844), the "on call now / next" line and
+    the first feed's address are on screen before any scrolling."""
+    for width, height, mobile in ((1280, 800, False), (390, 844, True)):
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+        for element in ("on-call-status", "feed-url"):
+            bottom = browser.execute_script(
+                "return document.getElementById(arguments[0]).getBoundingClientRect().bottom",
+                element,
+            )
+            assert bottom <= height, f"#{element} ends at {bottom} px, below {height} at {width}"
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
 # ------------------------------------------------------------------- tests
 
 
@@ -387,25 +402,17 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     wait_for(browser, page_says("by another app"))  # urllib is not a calendar app
     # The first screen answers "am I on call?" and holds the address, on a desk and a phone.
     assert text(browser, "#on-call-status").startswith("Next · Payments, ")
-    for width, height, mobile in ((1280, 800, False), (390, 844, True)):
-        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
-        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-        for element in ("on-call-status", "feed-url"):
-            bottom = browser.execute_script(
-                "return document.getElementById(arguments[0]).getBoundingClientRect().bottom",
-                element,
-            )
-            assert bottom <= height, f"#{element} ends at {bottom} px, below {height} at {width}"
-    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert_first_screen_answers(browser)
     screenshot(browser, "settings", phone_width=390)
 
     # Rotate: dismissing the question changes nothing; accepting replaces the URL.
+    browser.find_element(By.CSS_SELECTOR, "#feed-options summary").click()
     browser.find_element(By.ID, "rotate").click()
     browser.switch_to.alert.dismiss()
     assert browser.find_element(By.ID, "feed-url").get_attribute("value") == shown
     browser.find_element(By.ID, "rotate").click()
-    assert "Replace your feed address?" in accept_confirm(browser)
-    wait_for(browser, page_says("Your feed has a new address."))
+    assert "Replace the address of “My shifts”?" in accept_confirm(browser)
+    wait_for(browser, page_says("“My shifts” has a new address."))
     rotated = browser.find_element(By.ID, "feed-url").get_attribute("value")
     assert rotated != shown
     assert fetch(shown) == 404
@@ -420,10 +427,12 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     browser.find_element(By.CSS_SELECTOR, "#time-zone button[type=submit]").click()
     wait_for(browser, page_says("Times are now shown in Asia/Tokyo."))
     assert "Times in Asia/Tokyo." in text(browser, "#shifts")
-    browser.find_element(By.CSS_SELECTOR, "input[name=busy][value='1']").click()
-    browser.find_element(By.CSS_SELECTOR, "#options button[type=submit]").click()
-    wait_for(browser, page_says("Options saved."))
-    assert browser.find_element(By.CSS_SELECTOR, "input[name=busy][value='1']").is_selected()
+    browser.find_element(By.CSS_SELECTOR, "#feed-options summary").click()
+    busy = "#feed-options input[name=busy][value='1']"
+    browser.find_element(By.CSS_SELECTOR, busy).click()
+    browser.find_element(By.ID, "save-feed").click()
+    wait_for(browser, page_says("Options of “My shifts” saved."))
+    assert browser.find_element(By.CSS_SELECTOR, busy).is_selected()
 
     # Sign out.
     browser.find_element(By.CSS_SELECTOR, ".site-header button[type=submit]").click()
@@ -431,6 +440,48 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     screenshot(browser, "signed-out")
     browser.get(f"{live}/settings")
     wait_for(browser, lambda d: "/login" in d.current_url)
+
+
+def test_create_name_and_revoke_a_second_feed(
+    live: str, app: Flask, member: User, browser: WebDriver
+) -> None:
+    """Named feeds in the browser: a second one for the team's schedule, with its own
+    address, renamed, then revoked while the first keeps working."""
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    add_shift(app, EMAIL, now + timedelta(hours=2), timedelta(hours=8))
+    sign_in(browser, live)
+    first = browser.find_element(By.ID, "feed-url").get_attribute("value")
+
+    browser.find_element(By.CSS_SELECTOR, "#new-feed summary").click()
+    browser.find_element(By.ID, "new-feed-name").send_keys("Team calendar")
+    Select(browser.find_element(By.ID, "new-feed-shows")).select_by_visible_text(
+        "Everyone on Payments"
+    )
+    browser.find_element(By.ID, "create-feed").click()
+    wait_for(browser, page_says("Feed “Team calendar” created"))
+    assert "Everyone on Payments" in text(browser, "#feed-name-2")
+    second = browser.find_element(By.ID, "feed-url-2").get_attribute("value")
+    assert second != first
+    assert fetch(second) == 200
+    assert_first_screen_answers(browser)
+    screenshot(browser, "settings-two-feeds", phone_width=390)
+
+    browser.find_element(By.CSS_SELECTOR, "#feed-options-2 summary").click()
+    name = browser.find_element(By.ID, "feed-name-input-2")
+    name.clear()
+    name.send_keys("Payments team")
+    browser.find_element(By.ID, "save-feed-2").click()
+    wait_for(browser, page_says("Options of “Payments team” saved."))
+    assert text(browser, "#feed-name-2").startswith("Payments team")
+    assert browser.find_element(By.ID, "feed-url-2").get_attribute("value") == second
+
+    browser.find_element(By.CSS_SELECTOR, "#feed-options-2 summary").click()
+    browser.find_element(By.ID, "revoke-2").click()
+    assert "Revoke “Payments team”?" in accept_confirm(browser)
+    wait_for(browser, page_says("“Payments team” is revoked"))
+    assert not browser.find_elements(By.ID, "feed-url-2")
+    assert fetch(second) == 404
+    assert fetch(first) == 200
 
 
 def test_connect_both_calendars_watch_sync_failure_reauth_and_disconnect(
@@ -550,16 +601,18 @@ def test_the_page_works_without_javascript(
     old = browser.find_element(By.ID, "feed-url").get_attribute("value")
 
     # Without confirm(), rotating asks on a page of its own.
+    browser.find_element(By.CSS_SELECTOR, "#feed-options summary").click()
     browser.find_element(By.ID, "rotate").click()
-    wait_for(browser, page_says("Replace your feed address?"))
+    wait_for(browser, page_says("Replace the address of “My shifts”?"))
     browser.find_element(By.LINK_TEXT, "Cancel").click()
     wait_for(browser, page_says("Your next two weeks"))
     assert browser.find_element(By.ID, "feed-url").get_attribute("value") == old
+    browser.find_element(By.CSS_SELECTOR, "#feed-options summary").click()
     browser.find_element(By.ID, "rotate").click()
-    wait_for(browser, page_says("Replace your feed address?"))
+    wait_for(browser, page_says("Replace the address of “My shifts”?"))
     screenshot(browser, "confirm-rotate")
     browser.find_element(By.CSS_SELECTOR, "button.button--danger").click()
-    wait_for(browser, page_says("Your feed has a new address."))
+    wait_for(browser, page_says("“My shifts” has a new address."))
     assert browser.find_element(By.ID, "feed-url").get_attribute("value") != old
     assert fetch(old) == 404
 

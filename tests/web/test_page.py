@@ -125,6 +125,9 @@ def connection(**fields: Any) -> Any:
         "last_deleted": 0,
         "last_error": None,
         "dirty_since": None,
+        "busy": False,
+        "reminder_minutes": None,
+        "schedule_keys": None,
         **fields,
     }
     return SimpleNamespace(**values)

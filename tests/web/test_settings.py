@@ -12,13 +12,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from freezegun import freeze_time
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.models import User
+from oncal_feed.models import CalendarConnection, Feed, User
 from oncal_feed.notify import add_listener
 from oncal_feed.validation import UserInput
+from tests.admin.conftest import add_connection
 from tests.fakes.fixtures import app_path
 from tests.web.conftest import add_shift, csrf_token
 
@@ -36,9 +38,9 @@ def clock(app: Flask) -> Iterator[None]:
         yield
 
 
-def feed_url(page: str) -> str:
-    """The feed address shown in the page's input."""
-    found = re.search(r'id="feed-url"[^>]* value="([^"]+)"', page)
+def feed_url(page: str, suffix: str = "") -> str:
+    """The address of the page's first feed (or the one with `suffix`: "-2" the second)."""
+    found = re.search(rf'id="feed-url{suffix}"[^>]* value="([^"]+)"', page)
     assert found is not None
     return html.unescape(found.group(1))
 
@@ -208,31 +210,122 @@ def test_the_page_states_the_rule_for_edits_in_the_connected_calendar(
     assert "at the next daily check, or at once when that shift changes" in page
 
 
-# --------------------------------------------------------------------- rotate
+# ------------------------------------------------------------ feeds: rotate, revoke
 
 
-def test_rotate_asks_first_then_kills_the_old_url(member_client: FlaskClient) -> None:
+def stored_feed(db_session: Session, user: User, public_id: str | None = None) -> Feed:
+    """The user's feed (the first one unless `public_id` is given) as stored now."""
+    db_session.expire_all()
+    feed = db_session.scalar(
+        select(Feed).where(Feed.user_id == user.id, Feed.public_id == (public_id or user.public_id))
+    )
+    assert feed is not None
+    return feed
+
+
+def test_rotate_asks_first_then_kills_the_old_url(member: User, member_client: FlaskClient) -> None:
     old = feed_url(member_client.get("/settings").text)
     assert member_client.get(app_path(old)).status_code == 200
     token = csrf_token(member_client, "/settings")
+    action = f"/settings/feeds/{member.public_id}/rotate"
 
-    confirm = member_client.post("/settings/feed/rotate", data={"csrf_token": token})
+    confirm = member_client.post(action, data={"csrf_token": token})
     assert confirm.status_code == 200
-    assert "Replace your feed address?" in confirm.text
+    assert "Replace the address of “My shifts”?" in confirm.text
     assert 'name="confirm" value="yes"' in confirm.text
     assert member_client.get(app_path(old)).status_code == 200  # not yet
 
-    response = member_client.post(
-        "/settings/feed/rotate", data={"csrf_token": token, "confirm": "yes"}
-    )
+    response = member_client.post(action, data={"csrf_token": token, "confirm": "yes"})
     assert response.status_code == 303
-    assert response.headers["Location"] == "/settings#feed"
+    assert response.headers["Location"] == f"/settings#feed-{member.public_id}"
     page = member_client.get("/settings").text
-    assert "Your feed has a new address." in page
+    assert "“My shifts” has a new address." in page
     new = feed_url(page)
     assert new != old
     assert member_client.get(app_path(old)).status_code == 404
     assert member_client.get(app_path(new)).status_code == 200
+
+
+def create_feed_form(client: FlaskClient, **fields: str | list[str]) -> dict[str, object]:
+    """The new-feed form with `fields` filled in."""
+    data: dict[str, object] = {"csrf_token": csrf_token(client, "/settings"), "past_days": "30",
+                               "future_days": "365", "busy": "0", "reminder": ""}  # fmt: skip
+    return data | fields
+
+
+def test_a_second_feed_has_its_own_url_and_is_revoked_alone(
+    member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    """Named feeds: created with a name, listed with their own address and fetch line,
+    revoked one at a time while the others keep working."""
+    first = feed_url(member_client.get("/settings").text)
+    response = member_client.post(
+        "/settings/feeds", data=create_feed_form(member_client, name=" Phone  ")
+    )
+    assert response.status_code == 303
+    phone = db_session.scalar(select(Feed).where(Feed.user_id == member.id, Feed.name == "Phone"))
+    assert phone is not None
+    assert response.headers["Location"] == f"/settings#feed-{phone.public_id}"
+    page = member_client.get("/settings").text
+    assert "Feed “Phone” created" in page
+    second = feed_url(page, "-2")
+    assert second != first
+    assert member_client.get(app_path(second)).status_code == 200
+    assert 'id="revoke-2"' in page
+    assert 'id="revoke"' in page
+
+    action = f"/settings/feeds/{phone.public_id}/revoke"
+    confirm = member_client.post(
+        action, data={"csrf_token": csrf_token(member_client, "/settings")}
+    )
+    assert "Revoke “Phone”?" in confirm.text
+    member_client.post(
+        action, data={"csrf_token": csrf_token(member_client, "/settings"), "confirm": "yes"}
+    )
+    page = member_client.get("/settings").text
+    assert "“Phone” is revoked" in page
+    assert 'id="feed-url-2"' not in page
+    assert member_client.get(app_path(second)).status_code == 404
+    assert member_client.get(app_path(first)).status_code == 200
+    assert 'id="revoke"' not in page  # the last feed stays: replace its address instead
+
+
+def test_a_feed_needs_a_name(member: User, member_client: FlaskClient, db_session: Session) -> None:
+    member_client.post("/settings/feeds", data=create_feed_form(member_client, name="  "))
+    assert "Give the feed a name" in member_client.get("/settings").text
+    assert len(db_session.scalars(select(Feed).where(Feed.user_id == member.id)).all()) == 1
+
+
+def test_a_schedule_feed_shows_everyone_and_only_members_may_make_one(
+    app: Flask, member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    """Someone on a schedule can subscribe to all of it: colleagues' shifts, by name."""
+    add_shift(app, member.email, utcnow() + timedelta(days=1), schedule="payments")
+    with get_database(app).session() as session:
+        accounts.create_user(session, UserInput("ana@example.com", "Ana Lima", "UTC"), utcnow())
+    add_shift(app, "ana@example.com", utcnow() + timedelta(days=2), schedule="payments",
+              external_id="ana-1")  # fmt: skip
+    add_shift(app, "ana@example.com", utcnow() + timedelta(days=2), schedule="search",
+              schedule_name="Search", external_id="ana-2")  # fmt: skip
+    page = member_client.get("/settings").text
+    assert '<option value="payments">Everyone on Payments</option>' in page
+    assert 'value="search">Everyone on Search' not in page  # not a member of it
+
+    refused = member_client.post(
+        "/settings/feeds", data=create_feed_form(member_client, name="Search team", shows="search")
+    )
+    assert refused.status_code == 303
+    assert "Only people on this schedule" in member_client.get("/settings").text
+    member_client.post(
+        "/settings/feeds", data=create_feed_form(member_client, name="Team", shows="payments")
+    )
+    page = member_client.get("/settings").text
+    assert "Everyone on Payments" in page
+    body = member_client.get(app_path(feed_url(page, "-2"))).text
+    assert "SUMMARY:Kim Lee · primary" in body
+    assert "SUMMARY:Ana Lima · primary" in body
+    assert "Search" not in body
+    assert "X-WR-CALNAME:On-call — Payments" in body
 
 
 # -------------------------------------------------------------------- options
@@ -247,13 +340,12 @@ def test_feed_options_are_saved_and_shape_the_feed(
     page = member_client.get("/settings").text
     assert 'name="schedule" value="checkout"' in page
     assert 'name="schedule" value="payments"' in page
-    nudged: list[set[int]] = []
-    add_listener(app, nudged.append)
 
     response = member_client.post(
-        "/settings/feed/options",
+        f"/settings/feeds/{member.public_id}/options",
         data={
             "csrf_token": csrf_token(member_client, "/settings"),
+            "name": "Laptop",
             "past_days": "7",
             "future_days": "90",
             "schedule": ["checkout"],
@@ -262,17 +354,16 @@ def test_feed_options_are_saved_and_shape_the_feed(
         },
     )
     assert response.status_code == 303
-    assert response.headers["Location"] == "/settings#options"
-    stored = db_session.get(User, member.id)
-    assert stored is not None
-    assert (stored.feed_past_days, stored.feed_future_days) == (7, 90)
-    assert stored.feed_schedule_keys == ["checkout"]
-    assert stored.feed_busy is True
-    assert stored.feed_reminder_minutes == 30
-    assert nudged == [{member.id}]  # connected calendars are told
+    assert response.headers["Location"] == f"/settings#feed-{member.public_id}"
+    stored = stored_feed(db_session, member)
+    assert (stored.name, stored.past_days, stored.future_days) == ("Laptop", 7, 90)
+    assert stored.schedule_keys == ["checkout"]
+    assert stored.busy is True
+    assert stored.reminder_minutes == 30
 
     page = member_client.get("/settings").text
-    assert "Options saved." in page
+    assert "Options of “Laptop” saved." in page
+    assert "Your Checkout shifts" in page
     assert re.search(r'value="checkout"[^>]*checked', page)
     assert not re.search(r'value="payments"[^>]*checked', page)
     feed = member_client.get(app_path(feed_url(page))).text
@@ -281,16 +372,6 @@ def test_feed_options_are_saved_and_shape_the_feed(
     assert "TRANSP:OPAQUE" in feed
     assert "TRIGGER:-PT30M" in feed
     assert '<option value="30" selected>30 minutes before</option>' in page
-
-
-def test_saving_the_same_options_again_tells_nobody(app: Flask, member_client: FlaskClient) -> None:
-    nudged: list[set[int]] = []
-    add_listener(app, nudged.append)
-    token = csrf_token(member_client, "/settings")
-    data = {"csrf_token": token, "past_days": "30", "future_days": "365", "busy": "0"}
-    assert member_client.post("/settings/feed/options", data=data).status_code == 303
-    assert "Options saved." in member_client.get("/settings").text
-    assert nudged == []
 
 
 @pytest.mark.parametrize(
@@ -302,12 +383,11 @@ def test_bad_option_values_are_refused(
 ) -> None:
     token = csrf_token(member_client, "/settings")
     data = {"csrf_token": token, "past_days": past, "future_days": future}
-    response = member_client.post("/settings/feed/options", data=data)
+    response = member_client.post(f"/settings/feeds/{member.public_id}/options", data=data)
     assert response.status_code == 303
     assert "Choose from" in member_client.get("/settings").text
-    stored = db_session.get(User, member.id)
-    assert stored is not None
-    assert (stored.feed_past_days, stored.feed_future_days) == (30, 365)
+    stored = stored_feed(db_session, member)
+    assert (stored.past_days, stored.future_days) == (30, 365)
 
 
 @pytest.mark.parametrize("reminder", ["-5", "2881", "soon", "15.5"])
@@ -316,13 +396,12 @@ def test_a_bad_reminder_is_refused_and_changes_nothing(
 ) -> None:
     token = csrf_token(member_client, "/settings")
     data = {"csrf_token": token, "past_days": "7", "future_days": "90", "reminder": reminder}
-    member_client.post("/settings/feed/options", data=data)
+    member_client.post(f"/settings/feeds/{member.public_id}/options", data=data)
     assert "Choose a reminder from 0 to 2880 minutes before, or none." in (
         member_client.get("/settings").text
     )
-    stored = db_session.get(User, member.id)
-    assert stored is not None
-    assert (stored.feed_past_days, stored.feed_reminder_minutes) == (30, None)
+    stored = stored_feed(db_session, member)
+    assert (stored.past_days, stored.reminder_minutes) == (30, None)
 
 
 def test_no_reminder_again_takes_it_off(
@@ -332,11 +411,8 @@ def test_no_reminder_again_takes_it_off(
     for value, stored_value in (("0", 0), ("", None)):
         token = csrf_token(member_client, "/settings")
         data = {"csrf_token": token, "past_days": "30", "future_days": "365", "reminder": value}
-        member_client.post("/settings/feed/options", data=data)
-        db_session.expire_all()
-        stored = db_session.get(User, member.id)
-        assert stored is not None
-        assert stored.feed_reminder_minutes == stored_value
+        member_client.post(f"/settings/feeds/{member.public_id}/options", data=data)
+        assert stored_feed(db_session, member).reminder_minutes == stored_value
 
 
 def test_unknown_schedules_are_dropped(
@@ -345,11 +421,60 @@ def test_unknown_schedules_are_dropped(
     token = csrf_token(member_client, "/settings")
     data = {"csrf_token": token, "past_days": "7", "future_days": "365",
             "schedule": ["nope", "../x"]}  # fmt: skip
-    assert member_client.post("/settings/feed/options", data=data).status_code == 303
-    assert "Options saved." in member_client.get("/settings").text
-    stored = db_session.get(User, member.id)
-    assert stored is not None
-    assert (stored.feed_past_days, stored.feed_schedule_keys) == (7, None)
+    response = member_client.post(f"/settings/feeds/{member.public_id}/options", data=data)
+    assert response.status_code == 303
+    assert "Options of “My shifts” saved." in member_client.get("/settings").text
+    stored = stored_feed(db_session, member)
+    assert (stored.past_days, stored.schedule_keys) == (7, None)
+
+
+def test_another_persons_feed_cannot_be_changed(
+    app: Flask, member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    with get_database(app).session() as session:
+        other = accounts.create_user(session, UserInput("ana@example.com", "Ana", "UTC"), utcnow())
+        other_id, other_public_id = other.id, other.public_id
+    token = csrf_token(member_client, "/settings")
+    for action in ("options", "rotate", "revoke"):
+        data = {"csrf_token": token, "confirm": "yes", "name": "Mine now", "past_days": "7",
+                "future_days": "30"}  # fmt: skip
+        response = member_client.post(f"/settings/feeds/{other_public_id}/{action}", data=data)
+        assert response.status_code == 303
+    assert "That feed no longer exists." in member_client.get("/settings").text
+    db_session.expire_all()
+    theirs = db_session.scalar(select(Feed).where(Feed.user_id == other_id))
+    assert theirs is not None
+    assert (theirs.name, theirs.generation) == ("My shifts", 1)
+
+
+def test_each_connected_calendar_has_its_own_options(
+    app: Flask, member: User, member_client: FlaskClient, db_session: Session
+) -> None:
+    """Schedules, busy/free and the reminder of a connection are its own, and pushed."""
+    add_connection(app, member.email, "google", "active")
+    nudged: list[set[int]] = []
+    add_listener(app, nudged.append)
+    data = {"csrf_token": csrf_token(member_client, "/settings"), "busy": "1", "reminder": "15"}
+    response = member_client.post("/settings/connections/google/options", data=data)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/settings#connection-google"
+    db_session.expire_all()
+    connection = db_session.scalar(
+        select(CalendarConnection).where(CalendarConnection.user_id == member.id)
+    )
+    assert connection is not None
+    assert (connection.busy, connection.reminder_minutes) == (True, 15)
+    assert nudged == [{member.id}]
+    assert stored_feed(db_session, member).reminder_minutes is None  # the feed is apart
+    page = member_client.get("/settings").text
+    assert "Options of Google Calendar saved." in page
+    assert re.search(r'id="connection-google-reminder".*?<option value="15" selected>', page, re.S)
+
+    member_client.post("/settings/connections/google/options", data=data)
+    assert nudged == [{member.id}]  # the same options again push nothing
+    refused = member_client.post("/settings/connections/microsoft/options", data=data)
+    assert refused.status_code == 303
+    assert "That calendar is not connected." in member_client.get("/settings").text
 
 
 # ------------------------------------------------------------------ time zone
