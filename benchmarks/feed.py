@@ -1,11 +1,14 @@
-"""Feed benchmark: one user's 1,000-shift ICS feed through the Flask test client.
+"""Feed benchmark: a 1,000-shift personal feed and a 1,000-shift schedule feed (everyone's
+shifts of one schedule) through the Flask test client.
 
     .venv/bin/python benchmarks/feed.py [--database-url postgresql://postgres@127.0.0.1:5432/test]
                                         [--big] [--shifts 1000] [--samples 300]
 
 Builds a database (a temporary SQLite file by default; with --database-url, a fresh
 database created on that PostgreSQL server and dropped at the end), runs the migrations
-and loads one user with --shifts shifts inside the default feed window. Then it measures:
+and loads one user with --shifts shifts inside the default feed window, and a schedule of
+--shifts shifts taken in turn by ten people, which the user follows with a schedule feed.
+Then it measures, for each of the two feeds:
 
 - cold: the first request of a fresh process (empty caches: every event rendered);
 - event-warm: a new body joined from cached event bytes (what a shift change costs);
@@ -52,17 +55,19 @@ from oncal_feed.db import Database, fresh_database, get_database, utcnow  # noqa
 from oncal_feed.feeds.tokens import feed_links  # noqa: E402
 from oncal_feed.feeds.views import feed_service  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
-from oncal_feed.models import Schedule, Shift, User  # noqa: E402
+from oncal_feed.models import Feed, Schedule, Shift, User, first_feed_row  # noqa: E402
 from oncal_feed.rendering import EventSpec, RenderOptions, shift_event  # noqa: E402
 from oncal_feed.rendering.ics import PRODID, vevent  # noqa: E402
-from oncal_feed.shifts import shift_facts, shifts_for_user  # noqa: E402
+from oncal_feed.shifts import shift_facts, shifts_for_schedule, shifts_for_user  # noqa: E402
 
 BASE_URL = "https://oncal.example.test"
 CHUNK = 20_000
 BIG_USERS = 10_000
 BIG_SHIFTS = 1_000_000
 SCHEDULES = [("payments", "Payments", "Europe/Berlin"), ("search", "Search", "America/New_York")]
-INDEX = "ix_shifts_user_id_starts_at"
+INDEX = {"personal": "ix_shifts_user_id_starts_at", "schedule": "ix_shifts_schedule_id_starts_at"}
+TEAM = ("team", "Payments API", "Europe/Berlin")
+TEAM_SIZE = 10
 
 
 def build_app(url: str, folder: Path) -> Flask:
@@ -102,16 +107,13 @@ def seed_user(connection: Connection, shifts: int) -> int:
             email="bench@example.com",
             display_name="Bench Marker",
             time_zone="Europe/Berlin",
-            feed_generation=1,
-            feed_past_days=30,
-            feed_future_days=365,
-            feed_busy=False,
             calendar_version=1,
             created_at=now,
             updated_at=now,
         )
         .returning(User.id)
     ).scalar_one()
+    connection.execute(insert(Feed.__table__), [first_feed_row(user_id, "u_benchmark", now)])
     # One 8-hour shift every 9 hours from 29 days ago: 1,000 of them fit in 375 days.
     first = today() - timedelta(days=29)
     rows = [
@@ -121,6 +123,50 @@ def seed_user(connection: Connection, shifts: int) -> int:
     ]  # fmt: skip
     connection.execute(insert(Shift.__table__), rows)
     return user_id
+
+
+def seed_team(connection: Connection, user_id: int, shifts: int) -> str:
+    """A schedule of `shifts` shifts taken in turn by the user and nine colleagues, and the
+    user's schedule feed of it; returns that feed's public id."""
+    now = utcnow()
+    key, name, zone = TEAM
+    schedule_id = connection.execute(
+        insert(Schedule.__table__)
+        .values(key=key, name=name, time_zone=zone, revision=1, created_at=now, updated_at=now)
+        .returning(Schedule.id)
+    ).scalar_one()
+    people = [user_id]
+    for n in range(1, TEAM_SIZE):
+        people.append(
+            connection.execute(
+                insert(User.__table__)
+                .values(
+                    public_id=f"u_team{n}",
+                    email=f"team{n}@example.com",
+                    display_name=f"Colleague {n}",
+                    time_zone="UTC",
+                    calendar_version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(User.id)
+            ).scalar_one()
+        )
+    connection.execute(
+        insert(Feed.__table__),
+        [first_feed_row(person, f"u_team{n}", now) for n, person in enumerate(people) if n],
+    )
+    first = today() - timedelta(days=29)
+    rows = [
+        _shift_row(n, f"team-{n}", schedule_id, people[n % TEAM_SIZE],
+                   first + timedelta(hours=9 * n), timedelta(hours=8), now)
+        for n in range(shifts)
+    ]  # fmt: skip
+    connection.execute(insert(Shift.__table__), rows)
+    row = first_feed_row(user_id, "f_benchmark_team", now)
+    row.update(name="Team", kind="schedule", schedule_id=schedule_id)
+    connection.execute(insert(Feed.__table__), [row])
+    return "f_benchmark_team"
 
 
 def _shift_row(
@@ -153,10 +199,6 @@ def seed_crowd(connection: Connection) -> float:
             "email": f"crowd{n}@example.com",
             "display_name": f"Crowd {n}",
             "time_zone": "UTC",
-            "feed_generation": 1,
-            "feed_past_days": 30,
-            "feed_future_days": 365,
-            "feed_busy": False,
             "calendar_version": 1,
             "created_at": now,
             "updated_at": now,
@@ -166,6 +208,10 @@ def seed_crowd(connection: Connection) -> float:
     connection.execute(insert(User.__table__), users)
     user_ids = list(
         connection.scalars(select(User.id).where(User.email.like("crowd%")).order_by(User.id))
+    )
+    connection.execute(
+        insert(Feed.__table__),
+        [first_feed_row(uid, f"u_crowd{n}", now) for n, uid in enumerate(user_ids)],
     )
     schedule_ids = list(connection.scalars(select(Schedule.id)))
     existing = connection.scalar(select(Shift.id).order_by(Shift.id.desc()).limit(1)) or 0
@@ -223,18 +269,18 @@ class Counter:
             self.shift_query = (statement, parameters)
 
 
-def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any]:
-    """Every per-feed figure, on a fresh app."""
+def measure(url: str, user_id: int, feed_id: str, samples: int, folder: Path) -> dict[str, Any]:
+    """Every figure of the feed `feed_id` (of `user_id`), on a fresh app."""
     app = build_app(url, folder)
     database = get_database(app)
     counter = Counter()
     event.listen(database.autocommit_engine, "before_cursor_execute", counter)
     service = feed_service(app)
     with database.session() as session:
-        user = session.get(User, user_id)
-        assert user is not None
+        feed = session.scalars(select(Feed).where(Feed.public_id == feed_id)).one()
+        kind, schedule_id = feed.kind, feed.schedule_id
         with app.app_context():
-            path = feed_links(user).https.removeprefix(BASE_URL)
+            path = feed_links(feed).https.removeprefix(BASE_URL)
     client = app.test_client()
     agent = {"User-Agent": "Google-Calendar-Importer"}
 
@@ -243,7 +289,7 @@ def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any
         assert response.status_code == expect, response.status_code
         return response
 
-    figures: dict[str, Any] = {"user_cache": "off (SQLite)"}
+    figures: dict[str, Any] = {"user_cache": "off (SQLite)", "kind": kind}
     if service.users is not None:
         # PostgreSQL: a running server's listener has long been listening; wait for this one.
         get()
@@ -296,17 +342,29 @@ def measure(url: str, user_id: int, samples: int, folder: Path) -> dict[str, Any
         figures[name] = counter.count - before
 
     with database.session() as session:
-        user = session.get(User, user_id)
         window_start = today() - timedelta(days=30)
         window_end = today() + timedelta(days=366)
-        rows = shifts_for_user(session, user_id, window_start, window_end, deleted_since=today())
-        options = RenderOptions(base_url=BASE_URL)
-        specs = [shift_event(shift_facts(s), options) for s in rows]
+
+        def read() -> list[Shift]:
+            if schedule_id is not None:
+                return shifts_for_schedule(
+                    session, schedule_id, window_start, window_end, deleted_since=today()
+                )
+            return shifts_for_user(
+                session, user_id, window_start, window_end, deleted_since=today()
+            )
+
+        team = schedule_id is not None
+        options = RenderOptions(base_url=BASE_URL, team=team)
+        specs = [
+            shift_event(shift_facts(s, s.user.display_name if team else ""), options)
+            for s in read()
+        ]
         figures["events"] = len(specs)
         figures["scratch"] = statistics.median(timed(lambda: scratch_icalendar(specs), 3))
         started = time.perf_counter()
         for _ in range(20):
-            shifts_for_user(session, user_id, window_start, window_end, deleted_since=today())
+            read()
         figures["query"] = (time.perf_counter() - started) * 1000 / 20
     figures["ratio"] = figures["scratch"] / figures["warm"]
     figures["plan"] = explain(database, counter.shift_query)
@@ -336,6 +394,7 @@ def report(title: str, figures: dict[str, Any]) -> None:
         return "ok" if ok else "MISSED"
 
     print(f"\n== {title}")
+    print(f"  kind of feed                   {figures['kind']:>10}")
     print(f"  events in feed                 {figures['events']:>10}")
     print(f"  feed user cache                {figures['user_cache']:>10}")
     print(
@@ -367,8 +426,9 @@ def report(title: str, figures: dict[str, Any]) -> None:
     print("  shift query plan:")
     for line in figures["plan"]:
         print(f"    {line}")
-    uses_index = any(INDEX in line for line in figures["plan"])
-    print(f"  uses {INDEX}: {verdict(uses_index)}")
+    index = INDEX[figures["kind"]]
+    uses_index = any(index in line for line in figures["plan"])
+    print(f"  uses {index}: {verdict(uses_index)}")
 
 
 def main() -> None:
@@ -391,7 +451,13 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         with database.engine.begin() as connection:
             user_id = seed_user(connection, args.shifts)
-        report(f"{args.shifts} shifts, one user", measure(url, user_id, args.samples, Path(folder)))
+            team_feed = seed_team(connection, user_id, args.shifts)
+        feeds = (
+            ("u_benchmark", f"{args.shifts} shifts, one user's feed"),
+            (team_feed, f"{args.shifts} shifts, a schedule feed ({TEAM_SIZE} people)"),
+        )
+        for feed_id, title in feeds:
+            report(title, measure(url, user_id, feed_id, args.samples, Path(folder)))
         if args.big:
             with database.engine.begin() as connection:
                 took = seed_crowd(connection)
@@ -399,10 +465,11 @@ def main() -> None:
                 total = connection.scalar(text("SELECT count(*) FROM shifts"))
                 users = connection.scalar(text("SELECT count(*) FROM users"))
             print(f"\nloaded {users:,} users, {total:,} shifts in {took:.1f} s")
-            report(
-                f"{args.shifts} shifts of one user among {total:,}",
-                measure(url, user_id, args.samples, Path(folder)),
-            )
+            for feed_id, title in feeds:
+                report(
+                    f"{title}, among {total:,}",
+                    measure(url, user_id, feed_id, args.samples, Path(folder)),
+                )
         database.dispose()
 
 

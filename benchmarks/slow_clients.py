@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from oncal_feed import accounts, create_app  # noqa: E402
 from oncal_feed.db import fresh_database, get_database  # noqa: E402
+from oncal_feed.feeds.store import first_feed  # noqa: E402
 from oncal_feed.feeds.tokens import feed_links  # noqa: E402
 from oncal_feed.migrate import upgrade  # noqa: E402
 from oncal_feed.shifts import import_window, upsert_schedule  # noqa: E402
@@ -79,7 +80,7 @@ def seed(database_url: str, instance: Path) -> str:
         ]  # fmt: skip
         import_window(session, schedule, start, end + timedelta(days=7), weeks, now)
         session.flush()
-        path = feed_links(user).https.removeprefix(app.config["BASE_URL"])
+        path = feed_links(first_feed(session, user)).https.removeprefix(app.config["BASE_URL"])
     database.dispose()
     return path
 

@@ -234,8 +234,7 @@ def idle_connections(app: Any, count: int) -> None:
         first_user = session.scalar(select(User.id).order_by(User.id.desc())) or 0
         users = [
             {"email": f"idle{n}@example.com", "display_name": f"Idle {n}", "time_zone": "UTC",
-             "public_id": f"u_idle{n}", "feed_generation": 1, "feed_past_days": 30,
-             "feed_future_days": 365, "feed_busy": False, "calendar_version": 1,
+             "public_id": f"u_idle{n}", "calendar_version": 1,
              "created_at": now, "updated_at": now}
             for n in range(count)
         ]  # fmt: skip
