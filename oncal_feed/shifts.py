@@ -606,11 +606,11 @@ def shifts_for_user(
 
 
 def _in_window(
-    query: Select[tuple[Shift]],
+    query: Select[Shift],
     window_start: datetime,
     window_end: datetime,
     deleted_since: datetime | None,
-) -> Select[tuple[Shift]]:
+) -> Select[Shift]:
     """Limit a shift query to [start, end) (and tombstones since `deleted_since`), by start.
 
     The range on `starts_at`, the window widened by the longest possible shift, keeps it an
