@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, overload
 from urllib.parse import quote, urlencode
@@ -31,6 +31,8 @@ __all__ = [
     "Day",
     "FeedCard",
     "Moment",
+    "Month",
+    "MonthDay",
     "OnCallStatus",
     "ShiftLine",
     "SourceCard",
@@ -41,6 +43,8 @@ __all__ = [
     "find_time_zone",
     "leftover_cards",
     "moment",
+    "month_bounds",
+    "month_view",
     "on_call_status",
     "reminder_choices",
     "source_cards",
@@ -221,6 +225,67 @@ def upcoming_days(
             )
         )
     return [groups[key] for key in sorted(groups)]
+
+
+@dataclass(frozen=True)
+class MonthDay:
+    """One day of the month view: its number, and the schedules you are on call for."""
+
+    day: int
+    iso: str
+    schedules: tuple[str, ...]
+    today: bool
+    past: bool
+
+
+@dataclass(frozen=True)
+class Month:
+    """This month as weeks of seven days, Monday first (None pads the first and last)."""
+
+    title: str  # "December 2026"
+    weekdays: tuple[str, ...]
+    weeks: list[list[MonthDay | None]]
+
+
+def month_bounds(zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    """The current local month, as instants: [first day 00:00, next month's first 00:00)."""
+    local = _local(now, zone)
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first.astimezone(UTC), following.astimezone(UTC)
+
+
+def month_view(shifts: Iterable[Shift], zone: ZoneInfo, now: datetime) -> Month:
+    """Mark each local day of this month on which one of `shifts` (schedules loaded) is on.
+
+    A shift counts on every local day it overlaps; one ending at midnight does not spill
+    into the next day.
+    """
+    start, end = month_bounds(zone, now)
+    first = _local(start, zone).date()
+    days_in_month = (_local(end, zone).date() - first).days
+    today = _local(now, zone).date()
+    names: dict[date, list[str]] = {}
+    for shift in shifts:
+        day = max(_local(shift.starts_at, zone).date(), first)
+        last = _local(shift.ends_at - timedelta(microseconds=1), zone).date()
+        while day <= last and day.month == first.month:
+            on = names.setdefault(day, [])
+            if shift.schedule.name not in on:
+                on.append(shift.schedule.name)
+            day += timedelta(days=1)
+    cells: list[MonthDay | None] = [None] * first.weekday()
+    for n in range(days_in_month):
+        day = first + timedelta(days=n)
+        cells.append(
+            MonthDay(day.day, day.isoformat(), tuple(names.get(day, ())), day == today, day < today)
+        )
+    cells += [None] * (-len(cells) % 7)
+    return Month(
+        title=f"{first:%B %Y}",
+        weekdays=("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+        weeks=[cells[i : i + 7] for i in range(0, len(cells), 7)],
+    )
 
 
 # From this many shifts on, a daily run is one line: eleven near-identical cards of a

@@ -213,6 +213,8 @@ def settings() -> str:
     if not ahead:  # none in the two weeks listed: the first line still says when next
         found = next_shift_for_user(database, user.id, now)
         ahead = [found] if found is not None else []
+    month_start, month_end = page.month_bounds(zone, now)
+    month = page.month_view(shifts_for_user(database, user.id, month_start, month_end), zone, now)
     config = current_app.config
     user_connections = connections.list_connections(database, user)
     cards = page.connection_cards(
@@ -238,6 +240,7 @@ def settings() -> str:
         "settings.html",
         user=user,
         days=page.upcoming_days(shifts, zone, now),
+        month=month,
         status=page.on_call_status(ahead, zone, now),
         feeds=feed_cards,
         followable=_followable_schedules(user),

@@ -465,6 +465,9 @@ def test_create_name_and_revoke_a_second_feed(
     assert fetch(second) == 200
     assert_first_screen_answers(browser)
     screenshot(browser, "settings-two-feeds", phone_width=390)
+    browser.find_element(By.CSS_SELECTOR, "#month summary").click()
+    assert "Payments" in text(browser, ".month__day--on")
+    screenshot(browser, "settings-month", phone_width=390)
 
     browser.find_element(By.CSS_SELECTOR, "#feed-options-2 summary").click()
     name = browser.find_element(By.ID, "feed-name-input-2")

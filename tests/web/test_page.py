@@ -263,3 +263,31 @@ def test_a_daily_run_is_one_line_and_a_broken_one_is_not() -> None:
         "daily · 2 more, until Tue 31 Mar",
         "daily · 2 more, until Sat 4 Apr",
     ]
+
+
+def test_the_month_view_marks_local_days_on_call() -> None:
+    """March 2026 in Berlin, Monday first: a night shift marks both days it touches, a
+    shift ending at midnight only its own, and one from last month its days in this one."""
+    night = shift(datetime(2026, 3, 9, 21, tzinfo=UTC), 10)  # Mon 22:00 - Tue 08:00 local
+    evening = shift(datetime(2026, 3, 20, 15, tzinfo=UTC), 8,  # Fri 16:00 - 24:00 local
+                    schedule=SimpleNamespace(name="Search"))  # fmt: skip
+    spill = shift(datetime(2026, 2, 27, 23, tzinfo=UTC), 48)  # Sat 28 Feb - Mon 2 Mar 00:00
+    month = page.month_view([spill, night, evening], BERLIN, NOW)
+    assert month.title == "March 2026"
+    assert month.weekdays[0] == "Mon"
+    days = {cell.day: cell for week in month.weeks for cell in week if cell is not None}
+    assert len(days) == 31
+    assert month.weeks[0][:6] == [None] * 6  # 1 March 2026 is a Sunday
+    assert all(len(week) == 7 for week in month.weeks)
+    on = {number: cell.schedules for number, cell in days.items() if cell.schedules}
+    assert on == {1: ("Payments",), 9: ("Payments",), 10: ("Payments",), 20: ("Search",)}
+    assert [n for n, cell in days.items() if cell.today] == [28]
+    assert days[27].past
+    assert not days[29].past
+
+
+def test_month_bounds_are_local_midnights() -> None:
+    start, end = page.month_bounds(BERLIN, NOW)
+    assert (start, end) == (
+        datetime(2026, 2, 28, 23, tzinfo=UTC), datetime(2026, 3, 31, 22, tzinfo=UTC),
+    )  # fmt: skip

@@ -210,6 +210,20 @@ def test_the_page_states_the_rule_for_edits_in_the_connected_calendar(
     assert "at the next daily check, or at once when that shift changes" in page
 
 
+def test_the_month_view_fills_the_days_on_call(
+    clock: None, app: Flask, member: User, member_client: FlaskClient
+) -> None:
+    """This month at a glance (Berlin time): the days with a shift are marked, by name."""
+    add_shift(app, member.email, datetime(2026, 3, 12, 8, tzinfo=UTC), timedelta(hours=8),
+              external_id="m1")  # fmt: skip
+    page = member_client.get("/settings").text
+    assert "Month view: March 2026" in page
+    marked = re.findall(
+        r'class="month__day month__day--on[^"]*"[^>]*>\s*<time datetime="([^"]+)"', page
+    )
+    assert marked == ["2026-03-12"]
+
+
 # ------------------------------------------------------------ feeds: rotate, revoke
 
 
