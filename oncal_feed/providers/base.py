@@ -6,11 +6,12 @@ means (retry, re-authorise, record). Messages are plain words and never contain 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from oncal_feed.errors import OncalError
 from oncal_feed.rendering.event import EventSpec
@@ -31,10 +32,18 @@ __all__ = [
     "TransientError",
     "apply_one_by_one",
     "parse_retry_after",
+    "read_twice",
 ]
 
 # The name of the calendar the app creates for itself in the user's account.
 CALENDAR_NAME = "On-call shifts"
+
+# A read that failed for a passing reason is sent once more after this pause, or after a
+# Retry-After up to READ_RETRY_CAP; a longer one is the sync engine's to wait out.
+READ_RETRY_PAUSE = 0.5
+READ_RETRY_CAP = 2.0
+
+_T = TypeVar("_T")
 
 
 class ProviderError(OncalError):
@@ -191,6 +200,25 @@ def apply_one_by_one(
         except ProviderError as exc:
             results.append(OperationResult(error=exc))
     return results
+
+
+def read_twice(read: Callable[[], _T], *, sleep: Callable[[float], None] = time.sleep) -> _T:
+    """Run an idempotent read (a page of a listing, a lookup); after a passing failure
+    (5xx, timeout, dropped connection, short throttle) pause and send it once more.
+
+    Writes are never retried here: their retries need the engine's intent records. A read
+    has none, and one failed page out of five would otherwise cost the whole listing.
+    """
+    try:
+        return read()
+    except (TransientError, RateLimited) as exc:
+        pause = READ_RETRY_PAUSE
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            pause = max(pause, exc.retry_after)
+        if pause > READ_RETRY_CAP:
+            raise
+        sleep(pause)
+        return read()
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -51,6 +51,7 @@ from oncal_feed.providers.base import (
     RemoteNotFound,
     TransientError,
     parse_retry_after,
+    read_twice,
 )
 from oncal_feed.rendering.event import EventSpec
 from oncal_feed.rendering.google import UID_PROPERTY, google_event
@@ -189,13 +190,18 @@ class GoogleCalendarProvider:
         self.close()
 
     def _execute(self, request: HttpRequest, http: Any = None) -> Any:
-        # No retries here: the sync engine owns retry policy (backoff, Retry-After).
+        # No retries of the library's: writes are retried by the sync engine (which keeps
+        # intent records), reads by `_read` (which honours Retry-After).
         try:
             return request.execute(http=http, num_retries=0)
         except Exception as exc:
             # Library exceptions quote URLs and bodies; ours carry status and reason only.
             # Anything map_google_error doesn't know is re-raised unchanged.
             raise map_google_error(exc) from None
+
+    def _read(self, request: HttpRequest) -> Any:
+        """Execute a read, sent once more after a passing failure (see `read_twice`)."""
+        return read_twice(lambda: self._execute(request))
 
     def _call(self, make: Callable[[], _T]) -> _T:
         try:
@@ -224,7 +230,7 @@ class GoogleCalendarProvider:
         """
         request = self._service.events().list(calendarId=calendar_id, maxResults=1, fields="kind")
         try:
-            self._execute(request)
+            self._read(request)
         except (RemoteNotFound, InsufficientPermissions):
             return False
         return True
@@ -278,7 +284,7 @@ class GoogleCalendarProvider:
             calendarId=calendar_id, eventId=remote_id, fields="id,etag,status,extendedProperties"
         )
         try:
-            return _remote_event(self._execute(request))
+            return _remote_event(self._read(request))
         except RemoteNotFound:
             return None
 
@@ -290,7 +296,7 @@ class GoogleCalendarProvider:
             maxResults=10,
             fields=_LIST_FIELDS,
         )
-        items = self._execute(request).get("items") or []
+        items = self._read(request).get("items") or []
         return next((_remote_event(item) for item in items), None)
 
     def list_events(self, calendar_id: str) -> Iterator[RemoteEvent]:
@@ -304,7 +310,7 @@ class GoogleCalendarProvider:
             calendarId=calendar_id, maxResults=self._page_size, fields=_LIST_FIELDS
         )
         while request is not None:
-            page = self._execute(request)
+            page = self._read(request)
             for item in page.get("items") or []:
                 event = _remote_event(item)
                 if event.uid is not None and not event.cancelled:

@@ -40,6 +40,7 @@ from oncal_feed.providers.base import (
     RemoteNotFound,
     TransientError,
     parse_retry_after,
+    read_twice,
 )
 from oncal_feed.rendering.event import EventSpec
 from oncal_feed.rendering.graph import UID_PROPERTY_ID, graph_event
@@ -173,6 +174,10 @@ class GraphCalendarProvider:
             raise map_graph_status(response.status_code, _json(response), response.headers)
         return _json(response)
 
+    def _read(self, path_or_url: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET, sent once more after a passing failure (see `read_twice`)."""
+        return read_twice(lambda: self._request("GET", path_or_url, params=params))
+
     @staticmethod
     def _calendar_path(calendar_id: str) -> str:
         # "primary" is our name for the mailbox's default calendar (as with Google).
@@ -206,7 +211,7 @@ class GraphCalendarProvider:
     def calendar_exists(self, calendar_id: str) -> bool:
         """Tell whether the calendar is still there."""
         try:
-            self._request("GET", self._calendar_path(calendar_id), params={"$select": "id"})
+            self._read(self._calendar_path(calendar_id), {"$select": "id"})
         except RemoteNotFound:
             return False
         return True
@@ -253,10 +258,9 @@ class GraphCalendarProvider:
     def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
         """Read one event's id, etag and tag; None when it is gone (Graph deletes for good)."""
         try:
-            item = self._request(
-                "GET",
+            item = self._read(
                 self._event_path(calendar_id, remote_id),
-                params={"$expand": _TAG_EXPAND, "$select": "id"},
+                {"$expand": _TAG_EXPAND, "$select": "id"},
             )
         except RemoteNotFound:
             return None
@@ -264,10 +268,9 @@ class GraphCalendarProvider:
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find our event for a shift UID by its extended property."""
-        page = self._request(
-            "GET",
+        page = self._read(
             f"{self._calendar_path(calendar_id)}/events",
-            params={
+            {
                 "$filter": _tag_filter(f"ep/value eq {_quote_literal(uid)}"),
                 "$expand": _TAG_EXPAND,
                 "$select": "id",
@@ -287,7 +290,7 @@ class GraphCalendarProvider:
             "$top": str(self._page_size),
         }
         while url is not None:
-            page = self._request("GET", url, params=params)
+            page = self._read(url, params)
             for item in page.get("value") or []:
                 yield _remote_event(item)
             # The next link carries every query option already.

@@ -16,6 +16,7 @@ take the `served` fixture, which runs them against the Google and Graph adapters
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,10 +93,10 @@ class Remote:
     add_foreign_event: Callable[[], None] | None = None
     token: str | None = None
 
-    def fail_next(self, status: int, **kwargs: Any) -> None:
-        """Make the server's next API call fail."""
+    def fail_next(self, status: int, count: int = 1, **kwargs: Any) -> None:
+        """Make the server's next `count` API calls fail."""
         assert self.server is not None, "fault tests take the `served` fixture"
-        self.server.fail_next(1, status, **kwargs)
+        self.server.fail_next(count, status, **kwargs)
 
 
 def google_remote(fake: FakeGoogle) -> Remote:
@@ -453,9 +454,43 @@ class TestProviderContract:
         assert uids(served) == ["shift-1@oncal-feed"]
 
     def test_timeout_is_transient(self, served: Remote) -> None:
-        served.fail_next(200, kind="slow", delay=TIMEOUT + 0.5)
+        # Twice: a read is sent once more after a passing failure.
+        served.fail_next(200, count=2, kind="slow", delay=TIMEOUT + 0.5)
         with pytest.raises(TransientError):
             served.provider.find_event(served.calendar_id, "shift-1@oncal-feed")
+
+    @pytest.mark.parametrize(
+        "fault",
+        [{"status": 503}, {"status": 429, "retry_after": 1}, {"status": 200, "kind": "drop"}],
+        ids=["503", "429", "drop"],
+    )
+    def test_a_read_that_fails_once_is_sent_again(
+        self, served: Remote, fault: dict[str, Any]
+    ) -> None:
+        served.provider.insert_event(served.calendar_id, spec(1), key(1))
+        served.fail_next(**fault)
+        found = served.provider.find_event(served.calendar_id, "shift-1@oncal-feed")
+        assert found is not None
+        assert found.uid == "shift-1@oncal-feed"
+
+    def test_a_read_throttled_for_long_is_the_callers_to_wait_out(self, served: Remote) -> None:
+        served.fail_next(429, retry_after=30)
+        started = time.monotonic()
+        with pytest.raises(RateLimited):
+            served.provider.find_event(served.calendar_id, "shift-1@oncal-feed")
+        assert time.monotonic() - started < 5
+
+    def test_a_listing_survives_one_failed_page(self, served: Remote) -> None:
+        count = PAGE_SIZE * 2 + 1
+        for n in range(count):
+            served.provider.insert_event(served.calendar_id, spec(n), key(n))
+        pages = iter(served.provider.list_events(served.calendar_id))
+        first = next(pages)  # the first page is in; the next one fails once
+        served.fail_next(503)
+        listed = [first, *pages]
+        assert sorted(e.uid or "" for e in listed) == sorted(
+            f"shift-{n}@oncal-feed" for n in range(count)
+        )
 
     def test_dropped_insert_is_safe_to_retry(self, served: Remote) -> None:
         """Committed, then the connection dropped: no duplicate, whatever the library does.
