@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a worker holds a connection between renewals; a worker that dies mid-sync is
     # taken over this long after its last renewal. At least twice PROVIDER_TIMEOUT.
     "SYNC_LEASE_SECONDS": 120,
+    # Seconds a worker's sync may spend, in all, waiting out throttles and faults to send
+    # the writes they turned away again, before it leaves them to its next run.
+    "SYNC_RETRY_SECONDS": 20,
     "MAX_CONTENT_LENGTH": 1_048_576,
     "LOG_FORMAT": "text",  # or "json"
     "TRUSTED_PROXY_COUNT": 0,
@@ -120,6 +123,7 @@ INTEGER_SETTINGS = (
     "TRUSTED_PROXY_COUNT",
     "PROVIDER_TIMEOUT",
     "SYNC_LEASE_SECONDS",
+    "SYNC_RETRY_SECONDS",
     "FEED_EVENT_CACHE_BYTES",
     "FEED_BODY_CACHE_BYTES",
     "FEED_USER_CACHE_ENTRIES",
@@ -302,6 +306,8 @@ def _signin_settings(settings: dict[str, Any]) -> None:
         # A call may take a whole timeout between two renewals; a shorter lease would be
         # taken over from a worker that is only waiting for an answer.
         raise ConfigError("SYNC_LEASE_SECONDS must be at least twice PROVIDER_TIMEOUT.")
+    if settings["SYNC_RETRY_SECONDS"] < 0:
+        raise ConfigError("SYNC_RETRY_SECONDS must be 0 or more.")
     if settings["PASSWORD_LINK_HOURS"] < 1:
         raise ConfigError("PASSWORD_LINK_HOURS must be at least 1.")
     security = str(settings["SMTP_SECURITY"]).strip().lower()

@@ -233,6 +233,7 @@ def test_sign_in_settings_are_normalised(tmp_path: Path) -> None:
         ({"SIGNIN_CREATE_ACCOUNTS": "maybe"}, "SIGNIN_CREATE_ACCOUNTS must be true or false"),
         ({"PASSWORD_LINK_HOURS": "0"}, "PASSWORD_LINK_HOURS must be at least 1"),
         ({"SYNC_LEASE_SECONDS": "50"}, "SYNC_LEASE_SECONDS must be at least twice PROVIDER"),
+        ({"SYNC_RETRY_SECONDS": "-1"}, "SYNC_RETRY_SECONDS must be 0 or more"),
     ],
 )  # fmt: skip
 def test_bad_sign_in_settings_are_refused(

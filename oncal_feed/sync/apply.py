@@ -7,17 +7,22 @@ vanished events. Batch sizes adapt to the link: a batch lost whole halves the ne
 a clean one doubles it again, and a `BatchSizer` carries the size a run ended with to the
 connection's next run.
 
-Imports `sync.lease`, `sync.status` and `sync.plan`, the providers' interface and the
-metrics; not the engine.
+A `RetryBudget` lets a run wait out a throttle (Retry-After) and send the throttled
+writes again, rather than end at the first 429 and lose what it learned.
+
+Imports `sync.lease`, `sync.status`, `sync.plan` and `sync.schedule`, the providers'
+interface and the metrics; not the engine.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,14 +57,49 @@ from oncal_feed.sync.plan import (
     Update,
     google_event_id,
 )
+from oncal_feed.sync.schedule import backoff_delay
 from oncal_feed.sync.status import StatusChange, StatusStore
 
-__all__ = ["Applier", "BatchSizer", "CalendarGone"]
+__all__ = ["Applier", "BatchSizer", "CalendarGone", "RetryBudget"]
 
 # Give up a sync after this many batches in a row were lost entirely: the remote is down.
 MAX_FAILED_BATCHES = 3
 # Follow-ups (after 409s and vanished events) of follow-ups are sent this deep at most.
 MAX_FOLLOW_UP_DEPTH = 3
+# Throttled writes are sent again after a pause at most this many batches in a row; then
+# the run stops and the connection comes back at Retry-After.
+MAX_THROTTLED_BATCHES = 3
+
+
+class RetryBudget:
+    """How long one run may wait, in all, to send again what a throttle or a fault turned away.
+
+    Waiting inside the run (instead of ending it and coming back later) keeps what the run
+    learned: its batch size, its listing, its built client. Every pause is short (at most a
+    third of the lease, which is renewed after it) and ends before the budget's deadline;
+    `pause` says no to anything longer, and the run ends as it did without a budget. A
+    budget of zero (`RetryBudget.none`) never waits: "Sync now" answers at once.
+    """
+
+    def __init__(
+        self, lease: Lease, seconds: float, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.lease = lease
+        self.deadline = lease.clock() + timedelta(seconds=max(0.0, seconds))
+        self._sleep = sleep
+
+    @classmethod
+    def none(cls, lease: Lease) -> RetryBudget:
+        """A budget that never waits."""
+        return cls(lease, 0)
+
+    def pause(self, delay: timedelta) -> bool:
+        """Wait `delay` and renew the lease, if the budget allows it; else return False at once."""
+        if delay > self.lease.ttl / 3 or self.lease.clock() + delay > self.deadline:
+            return False
+        self._sleep(max(0.0, delay.total_seconds()))
+        self.lease.renew()
+        return True
 
 
 class BatchSizer:
@@ -117,6 +157,7 @@ class Applier:
         generation: int,
         sizer: BatchSizer,
         provider_name: str | None,
+        budget: RetryBudget | None = None,
     ) -> None:
         self.factory = factory
         self.lease = lease
@@ -126,6 +167,7 @@ class Applier:
         self.generation = generation
         self.sizer = sizer
         self.provider_name = provider_name  # the connection's provider, for metrics labels
+        self.budget = budget or RetryBudget.none(lease)
         self.calendar_id = ""
         self.created = self.updated = self.deleted = self.writes = self.reads = 0
         self.errors: list[ProviderError] = []
@@ -149,6 +191,11 @@ class Applier:
                 self.count_error(exc)
                 raise
         return self._provider
+
+    @property
+    def progress(self) -> int:
+        """How many writes the calendar confirmed in this run."""
+        return self.created + self.updated + self.deleted
 
     def count_error(self, exc: ProviderError) -> None:
         """Count a failed remote operation in the metrics."""
@@ -233,13 +280,19 @@ class Applier:
         if action.spec is not None and self.client_ids:
             return [Create(action.shift_id, action.spec, action.event_key)]
         provider = self.provider  # built (and a failed build counted) outside the try
-        try:
-            self.reads += 1
-            found = provider.find_event(self.calendar_id, action.uid)
-        except ProviderError as exc:
-            self.count_error(exc)
-            self._fail(exc)
-            return []
+        for attempt in (1, 2):
+            try:
+                self.reads += 1
+                found = provider.find_event(self.calendar_id, action.uid)
+                break
+            except ProviderError as exc:
+                self.count_error(exc)
+                # A throttled lookup waits its turn within the budget, like a write.
+                throttled = isinstance(exc, RateLimited) and attempt == 1
+                wait = backoff_delay(1, exc.retry_after if isinstance(exc, RateLimited) else None)
+                if not (throttled and self.budget.pause(wait)):
+                    self._fail(exc)
+                    return []
         if found is None:
             if action.spec is None:
                 with self._change() as change:
@@ -263,16 +316,19 @@ class Applier:
             return [Update(action.shift_id, found.remote_id, action.spec)]
         return []
 
-    def _write(self, ops: Sequence[_Remote], depth: int = 0) -> None:
+    def _write(self, writes: Sequence[_Remote], depth: int = 0) -> None:
         """Send remote writes in batches; follow up 409s and vanished events.
 
         Batches start at the provider's `max_batch`. A batch lost as a whole (a dropped
         connection or a failed envelope takes every member with it) halves the size of
         the next one, and a clean batch doubles it again, so a flaky link costs retries
-        of a few operations rather than of fifty.
+        of a few operations rather than of fifty. Throttled members (never applied: a 429
+        or a rate-limit 403) go to the back of the queue after a pause within the budget
+        (Retry-After, else 1, 2, 4 s), with the batch size halved.
         """
+        ops = list(writes)
         follow_ups: list[_Remote] = []
-        failed_batches = 0
+        failed_batches = throttled_batches = 0
         offset = 0
         if ops and not self.batch_size:
             self.batch_size = self.sizer.first_size(self.connection_id, self.max_batch)
@@ -293,7 +349,16 @@ class Applier:
                 # A provider bug; treat every answer as lost rather than mis-assign them.
                 lost = TransientError("the calendar returned an incomplete batch answer")
                 results = [OperationResult(error=lost)] * len(operations)
-            follow_ups.extend(self._record_results(chunk, results))
+            more, throttled = self._record_results(chunk, results)
+            follow_ups.extend(more)
+            if throttled:
+                throttled_batches += 1
+                self.batch_size = max(1, self.batch_size // 2)
+                if not self._wait_out(throttled, throttled_batches):
+                    return
+                ops.extend(op for op, _ in throttled)
+            else:
+                throttled_batches = 0
             lost_count = sum(isinstance(r.error, TransientError | RateLimited) for r in results)
             if lost_count == len(results):
                 failed_batches += 1
@@ -306,6 +371,15 @@ class Applier:
                     self.batch_size = min(self.max_batch, self.batch_size * 2)
         if follow_ups and self.stop is None and depth < MAX_FOLLOW_UP_DEPTH:
             self._write(follow_ups, depth + 1)
+
+    def _wait_out(self, throttled: Sequence[tuple[_Remote, RateLimited]], in_a_row: int) -> bool:
+        """Pause before sending throttled writes again; False (run stopped) when we may not."""
+        error = throttled[0][1]
+        delay = backoff_delay(in_a_row, max((e.retry_after or 0) for _, e in throttled) or None)
+        if in_a_row <= MAX_THROTTLED_BATCHES and self.budget.pause(delay):
+            return True
+        self._fail(error)
+        return False
 
     def _operation(self, op: _Remote) -> Operation:
         if isinstance(op, Create):
@@ -340,12 +414,14 @@ class Applier:
 
     def _record_results(
         self, chunk: Sequence[_Remote], results: Sequence[OperationResult]
-    ) -> list[_Remote]:
-        """Record one batch's answers in one transaction; return the follow-up writes.
+    ) -> tuple[list[_Remote], list[tuple[_Remote, RateLimited]]]:
+        """Record one batch's answers in one transaction; return the follow-up writes and
+        the throttled ones (not applied, to be sent again).
 
         Raises `CalendarGone` when an insert found the calendar itself missing.
         """
         follow_ups: list[_Remote] = []
+        throttled: list[tuple[_Remote, RateLimited]] = []
         stale: list[Update | Delete] = []
         calendar_gone = refused = False
         with self._change() as change:
@@ -353,6 +429,9 @@ class Applier:
                 error = result.error
                 if error is not None:
                     self.count_error(error)
+                if isinstance(error, RateLimited):
+                    throttled.append((op, error))
+                    continue
                 if isinstance(op, Update | Delete) and isinstance(error, PreconditionFailed):
                     if op.shift_id in self._refetched:
                         self._fail(TransientError("the event kept changing while we wrote it"))
@@ -390,7 +469,7 @@ class Applier:
             raise CalendarGone
         if stale:
             follow_ups.extend(self._refetch(stale))
-        return follow_ups
+        return follow_ups, throttled
 
     def _calendar_vanished(self) -> bool:
         """After a refused write: is the calendar itself gone? (Asked once per run.)

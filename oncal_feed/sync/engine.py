@@ -45,7 +45,7 @@ from oncal_feed.providers.base import (
 from oncal_feed.providers.registry import provider_info
 from oncal_feed.rendering.event import EventSpec, RenderOptions, shift_event
 from oncal_feed.shifts import shift_facts, shifts_for_user
-from oncal_feed.sync.apply import Applier, BatchSizer, CalendarGone
+from oncal_feed.sync.apply import Applier, BatchSizer, CalendarGone, RetryBudget
 from oncal_feed.sync.lease import (
     LEASE_TTL,
     Clock,
@@ -263,6 +263,7 @@ def sync_connection(
     rng: random.Random | None = None,
     batch_sizer: BatchSizer | None = None,
     on_lease: Callable[[datetime], None] | None = None,
+    retry_for: timedelta = timedelta(0),
 ) -> SyncReport:
     """Reconcile one connection's remote calendar with its user's shifts; never raises
     for remote failures, which are recorded on the connection instead.
@@ -277,6 +278,9 @@ def sync_connection(
     `on_lease` is called with the lease's expiry just before the run's first remote call
     (the queue uses it to have a worker that dies mid-sync taken over at that moment; a run
     with nothing to send calls nothing, and is over before a watch could matter).
+    `retry_for` is how long the run may spend, in all, pausing to retry what throttles and
+    faults turned away (a pass that landed some writes and failed others is followed by
+    another); zero ends the run at its first throttle, as "Sync now" wants.
 
     Every run is counted in `oncal_sync_runs_total` by its outcome, or as `crashed` when
     an internal error escapes.
@@ -287,7 +291,7 @@ def sync_connection(
             report, _factory(database), provider, now, base_url=base_url,
             full_check=full_check, window_days=window_days,
             lease_owner=lease_owner or default_owner(), lease_ttl=lease_ttl, rng=rng,
-            sizer=batch_sizer or BatchSizer(), on_lease=on_lease,
+            sizer=batch_sizer or BatchSizer(), on_lease=on_lease, retry_for=retry_for,
         )  # fmt: skip
     except Exception:
         record_run(report.provider, "crashed")
@@ -310,6 +314,7 @@ def _sync_connection(
     rng: random.Random | None,
     sizer: BatchSizer,
     on_lease: Callable[[datetime], None] | None,
+    retry_for: timedelta,
 ) -> None:
     """Run `sync_connection()`, filling in `report`."""
     connection_id = report.connection_id
@@ -317,58 +322,122 @@ def _sync_connection(
     if not lease.acquire(now):
         report.outcome, report.provider = why_not_acquired(factory, connection_id)
         return
-    told = False
+    budget = RetryBudget(lease, retry_for.total_seconds())
 
     def announce() -> None:
-        # Once per sync, whichever attempt first calls the calendar.
-        nonlocal told
-        if on_lease is not None and not told:
-            told = True
+        if on_lease is not None:
             on_lease(now + lease_ttl)
 
+    adapter = _Adapter(provider, announce)
     state: _State | None = None
-    run: Applier | None = None
+    passes: list[Applier] = []
     try:
-        for attempt in range(2):
-            state = _load_state(factory, connection_id, now, base_url, window_days)
-            connection = state.connection
-            report.provider = connection.provider
-            if attempt == 0:
-                check = full_check if full_check is not None else _listing_pays(state, now)
-            report.full_check = check
-            run = Applier(
-                factory, lease, state.status, _provider_source(provider, connection, announce),
-                generation=connection.id_generation, sizer=sizer,
-                provider_name=connection.provider,
+        idle_passes = 0
+        while True:
+            checked = any(run.checked for run in passes)
+            state = _one_pass(
+                factory, lease, now, base_url, window_days, full_check, checked,
+                adapter, sizer, budget, passes, report,
             )  # fmt: skip
-            try:
-                _sync_once(run, state, check)
+            run = passes[-1]
+            run.remember_batch_size()
+            idle_passes = 0 if run.progress else idle_passes + 1
+            if not _another_pass(run, budget, idle_passes):
                 break
-            except CalendarGone:
-                if attempt or not _forget_calendar(factory, state):
-                    raise RemoteNotFound("the calendar was deleted", 404) from None
-                # A new calendar is made on the second attempt; list it to be sure.
-                check = True
     except LeaseLost:
         log.warning("lease of connection %s was lost mid-sync", connection_id)
-        _copy_counts(report, run)
+        _copy_counts(report, passes)
         report.outcome = "lease_lost"
         return
     except ProviderError as exc:
-        _copy_counts(report, run)
+        _copy_counts(report, passes)
         _finish(lease, report, state, now, exc, rng)
         return
     except Exception:
         log.exception("push sync of connection %s failed", connection_id)
-        _copy_counts(report, run)
+        _copy_counts(report, passes)
         internal = TransientError("an internal error stopped the sync")
         _finish(lease, report, state, now, internal, rng)
         raise
-    _copy_counts(report, run)
-    assert run is not None
-    run.remember_batch_size()
-    failure = run.stop or (run.errors[0] if run.errors else None)
-    _finish(lease, report, state, now, failure, rng)
+    _copy_counts(report, passes)
+    _finish(lease, report, state, now, _failure(passes[-1]), rng)
+
+
+def _one_pass(
+    factory: sessionmaker[Session],
+    lease: Lease,
+    now: datetime,
+    base_url: str,
+    window_days: int | None,
+    full_check: bool | None,
+    checked: bool,
+    adapter: _Adapter,
+    sizer: BatchSizer,
+    budget: RetryBudget,
+    passes: list[Applier],
+    report: SyncReport,
+) -> _State:
+    """Read, plan and apply once (twice when the calendar turns out deleted: once more
+    into a new one); append each attempt's `Applier` to `passes` and return the state read."""
+    for attempt in range(2):
+        state = _load_state(factory, lease.connection_id, now, base_url, window_days)
+        connection = state.connection
+        report.provider = connection.provider
+        if attempt == 0:
+            if full_check is None:
+                check = _listing_pays(state, now, checked)
+            else:
+                # A forced check lists once per run: later passes go by the records.
+                check = full_check and not checked
+        report.full_check = report.full_check or check
+        run = Applier(
+            factory, lease, state.status, adapter.source(connection),
+            generation=connection.id_generation, sizer=sizer,
+            provider_name=connection.provider, budget=budget,
+        )  # fmt: skip
+        passes.append(run)
+        try:
+            _sync_once(run, state, check)
+            return state
+        except CalendarGone:
+            if attempt or not _forget_calendar(factory, state):
+                raise RemoteNotFound("the calendar was deleted", 404) from None
+            # A new calendar is made on the second attempt; list it to be sure.
+            check = True
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# A run's passes in a row that land nothing before it gives up and backs off between runs.
+MAX_IDLE_PASSES = 2
+
+
+def _failure(run: Applier) -> ProviderError | None:
+    """What a pass reports: the error that stopped it, else its first error."""
+    return run.stop or (run.errors[0] if run.errors else None)
+
+
+def _another_pass(run: Applier, budget: RetryBudget, idle_passes: int) -> bool:
+    """Whether the run takes another pass after `run`, having paused within the budget.
+
+    Only a passing failure is worth another pass (a throttle, a fault, a dropped
+    connection): the failed writes are planned afresh from the records, so an uncertain
+    insert is resolved first and never duplicated. A pass that landed something comes back
+    at once (or at Retry-After); a pass that landed nothing backs off, at most twice.
+    """
+    failures = [e for e in (run.stop, *run.errors) if e is not None]
+    if not any(isinstance(e, TransientError | RateLimited) for e in failures):
+        return False
+    if isinstance(run.stop, AuthorizationLost):
+        return False
+    throttles = [e.retry_after or 0 for e in failures if isinstance(e, RateLimited)]
+    retry_after = max(throttles, default=0)
+    if idle_passes == 0:
+        delay = max(PROGRESS_RETRY, timedelta(seconds=retry_after))
+    elif idle_passes <= MAX_IDLE_PASSES:
+        delay = backoff_delay(idle_passes, retry_after or None)
+    else:
+        return False
+    return budget.pause(delay)
 
 
 # More uncertain inserts than this without client-chosen ids (each one a lookup by tag)
@@ -377,9 +446,10 @@ def _sync_connection(
 LOOKUPS_BEFORE_LISTING = 3
 
 
-def _listing_pays(state: _State, now: datetime) -> bool:
-    """Whether this run lists the calendar: the daily full check, or many inserts to resolve."""
-    if full_check_due(state.connection, now):
+def _listing_pays(state: _State, now: datetime, checked: bool) -> bool:
+    """Whether this pass lists the calendar: the daily full check (unless an earlier pass of
+    the run did it), or many inserts to resolve."""
+    if not checked and full_check_due(state.connection, now):
         return True
     lookups = sum(
         1
@@ -389,18 +459,30 @@ def _listing_pays(state: _State, now: datetime) -> bool:
     return lookups > LOOKUPS_BEFORE_LISTING
 
 
-def _provider_source(
-    provider: ProviderSource, connection: CalendarConnection, announce: Callable[[], None]
-) -> Callable[[], CalendarProvider]:
-    """Build the adapter on the run's first remote call, calling `announce` just before."""
+class _Adapter:
+    """The run's calendar adapter, built on its first remote call and kept for every pass.
 
-    def build() -> CalendarProvider:
-        announce()
-        if hasattr(provider, "apply"):
-            return cast(CalendarProvider, provider)
-        return provider(connection)
+    `announce` is called just before it is built (once per run).
+    """
 
-    return build
+    def __init__(self, provider: ProviderSource, announce: Callable[[], None]) -> None:
+        self._provider = provider
+        self._announce = announce
+        self._built: CalendarProvider | None = None
+
+    def source(self, connection: CalendarConnection) -> Callable[[], CalendarProvider]:
+        """A builder for an `Applier`: the adapter for `connection`, built once."""
+
+        def build() -> CalendarProvider:
+            if self._built is None:
+                self._announce()
+                if hasattr(self._provider, "apply"):
+                    self._built = cast(CalendarProvider, self._provider)
+                else:
+                    self._built = self._provider(connection)
+            return self._built
+
+        return build
 
 
 def _sync_once(run: Applier, state: _State, check: bool) -> None:
@@ -497,7 +579,11 @@ def _list_remote(
             raise CalendarGone
     run.reads += 1
     try:
-        return list(provider.list_events(calendar_id))
+        events = []
+        for event in provider.list_events(calendar_id):
+            events.append(event)
+            run.lease.keep()  # a listing of many pages may outlast the lease
+        return events
     except ProviderError as exc:
         run.count_error(exc)
         if isinstance(exc, RemoteNotFound):
@@ -551,11 +637,14 @@ def _forget_calendar(factory: sessionmaker[Session], state: _State) -> bool:
     return True
 
 
-def _copy_counts(report: SyncReport, run: Applier | None) -> None:
-    if run is not None:
-        report.created, report.updated, report.deleted = run.created, run.updated, run.deleted
-        report.writes, report.reads = run.writes, run.reads
-        report.checked = run.checked
+def _copy_counts(report: SyncReport, passes: Sequence[Applier]) -> None:
+    """Sum what the run's passes did into the report."""
+    report.created = sum(run.created for run in passes)
+    report.updated = sum(run.updated for run in passes)
+    report.deleted = sum(run.deleted for run in passes)
+    report.writes = sum(run.writes for run in passes)
+    report.reads = sum(run.reads for run in passes)
+    report.checked = any(run.checked for run in passes)
 
 
 def _finish(

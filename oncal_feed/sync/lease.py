@@ -96,6 +96,7 @@ class Lease:
         self.owner = owner
         self.ttl = ttl
         self.clock = clock
+        self._renewed = clock.start
 
     def acquire(self, now: datetime) -> bool:
         """Take the lease with one conditional UPDATE: portable and cross-machine.
@@ -106,6 +107,7 @@ class Lease:
         up by the sweep once its lease runs out.
         """
         expires = now + self.ttl
+        self._renewed = now
         with transaction(self.factory) as session:
             result = session.execute(
                 update(CalendarConnection)
@@ -130,9 +132,15 @@ class Lease:
             )
             return rowcount(result) == 1
 
+    def keep(self) -> None:
+        """Renew the lease once a third of it has passed since it was taken or last renewed."""
+        if self.clock() - self._renewed >= self.ttl / 3:
+            self.renew()
+
     def renew(self) -> None:
         """Extend the lease from the clock's now; raise `LeaseLost` when it is not ours."""
         now = self.clock()
+        self._renewed = now
         with transaction(self.factory) as session:
             result = session.execute(
                 update(CalendarConnection)

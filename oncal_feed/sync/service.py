@@ -103,8 +103,13 @@ def run_sync(
     full_check: bool | None = None,
     window_days: int | None = None,
     on_lease: Callable[[datetime], None] | None = None,
+    retry: bool = False,
 ) -> SyncReport:
-    """Sync one connection now with the app's providers; see `engine.sync_connection`."""
+    """Sync one connection now with the app's providers; see `engine.sync_connection`.
+
+    `retry` lets the run wait out throttles and faults for up to `SYNC_RETRY_SECONDS`
+    (the worker's runs do; a request waiting for its answer does not).
+    """
     now = now or utcnow()
     database = get_database(app)
     base_url = app.config["BASE_URL"]
@@ -114,6 +119,7 @@ def run_sync(
         "batch_sizer": batch_sizer(app),
         "lease_ttl": lease_ttl(app),
         "on_lease": on_lease,
+        "retry_for": timedelta(seconds=int(app.config["SYNC_RETRY_SECONDS"]) if retry else 0),
     }
     override: ProviderFactory | None = app.extensions.get(_PROVIDERS_KEY)
     if override is not None:

@@ -292,7 +292,7 @@ class SyncQueue:
                         return "deferred"
                     return "not-due"
             watch = partial(self.watch_lease, connection_id)
-            report = run_sync(self.app, connection_id, now=now, on_lease=watch)
+            report = run_sync(self.app, connection_id, now=now, on_lease=watch, retry=True)
             self._after(report, now)
             return report.outcome
 

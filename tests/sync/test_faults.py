@@ -370,6 +370,42 @@ def test_throttling_is_honoured(
         assert run_sync(app, connection_id, now=now, full_check=False).outcome == "ok"
 
 
+def test_a_worker_run_waits_out_a_short_throttle_and_lands_the_rest(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """With a retry budget (the worker's runs), a throttle whose Retry-After fits in it is
+    waited out: the throttled writes land in the same run, which ends `ok`."""
+    ids = connect_both(app, client, fakes)
+    start = tomorrow_noon()
+    put_shifts(world, [shift(f"s{i}", start + timedelta(days=i)) for i in range(4)], utcnow())
+    fakes["microsoft"].fail_next(2, 429, retry_after=1)
+    fakes["google"].fail_next(2, kind="quota")
+    for provider, connection_id in ids.items():
+        began = time.monotonic()
+        report = run_sync(app, connection_id, now=utcnow(), full_check=False, retry=True)
+        assert report.outcome == "ok", (provider, report)
+        assert report.created == 4, provider
+        if provider == "microsoft":
+            assert time.monotonic() - began >= 1, "Retry-After was not honoured"
+        assert connection(app, connection_id).last_error is None
+    assert_exact(app, fakes, ids, utcnow())
+
+
+def test_a_throttle_longer_than_the_budget_ends_the_run_at_once(
+    app: Flask, client: FlaskClient, world: World, fakes: dict[str, Any]
+) -> None:
+    """A Retry-After the budget cannot wait out is left to the next run, without waiting."""
+    ids = connect_both(app, client, fakes)
+    put_shifts(world, [shift("a", tomorrow_noon())], utcnow())
+    fakes["microsoft"].fail_next(1, 429, retry_after=90)
+    now = utcnow()
+    began = time.monotonic()
+    report = run_sync(app, ids["microsoft"], now=now, full_check=False, retry=True)
+    assert time.monotonic() - began < 5
+    assert report.outcome == "failed"
+    assert connection(app, ids["microsoft"]).next_retry_at >= now + timedelta(seconds=90)
+
+
 # ---------------------------------------------------------------- faults and a killed worker
 
 

@@ -294,7 +294,9 @@ def test_a_watch_follows_a_renewed_lease(
 def test_failed_sync_is_retried_at_its_retry_time(
     world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
 ) -> None:
-    """After a 503, the next attempt is scheduled for `next_retry_at`, not before."""
+    """After a 503, the next attempt is scheduled for `next_retry_at`, not before (with
+    no retry budget: the run itself does not try again)."""
+    app.config["SYNC_RETRY_SECONDS"] = 0
     cid = world.connect(memory)
     scripted = ScriptedErrors(memory)
     scripted.fail_next("insert_event", TransientError("unavailable", 503))
@@ -310,6 +312,23 @@ def test_failed_sync_is_retried_at_its_retry_time(
     queue.drain()
     assert world.connection(cid).status == "active"
     assert live_uids(memory, world.connection(cid).calendar_id) == [world.uid("a")]
+
+
+def test_a_worker_run_takes_another_pass_after_a_passing_failure(
+    world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
+) -> None:
+    """Within its retry budget, a worker's run plans again after a 503 and finishes the job
+    itself: one run, `ok`, nothing left for a later retry."""
+    cid = world.connect(memory)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("insert_event", TransientError("unavailable", 503))
+    use_providers(app, lambda connection: scripted)
+    write_shift(world, "a", 1)
+    queue.clock.step(seconds=3)
+    queue.drain()
+    row = world.connection(cid)
+    assert (row.status, row.next_retry_at, row.last_error) == ("active", None, None)
+    assert live_uids(memory, row.calendar_id) == [world.uid("a")]
 
 
 def test_request_sync_nudges_a_connection(
