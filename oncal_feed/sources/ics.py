@@ -71,10 +71,12 @@ class Occurrence:
 
 @dataclass(frozen=True)
 class Reading:
-    """What a feed held in the window: its occurrences, and how many it skipped as unusable."""
+    """What a feed held in the window: its occurrences, how many it skipped as unusable,
+    and the schedule's page at the source when the source names one (PagerDuty does)."""
 
     occurrences: list[Occurrence]
     skipped: int = 0
+    link: str | None = None
 
 
 def looks_like_html(body: bytes) -> bool:

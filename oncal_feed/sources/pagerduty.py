@@ -52,6 +52,7 @@ def read_oncalls(
         "Authorization": f"Token token={token}",
     }
     found: dict[str, Occurrence] = {}
+    links: dict[str, str] = {}  # schedule id -> its page on PagerDuty
     skipped = 0
     since = window_start
     while since < window_end:
@@ -75,6 +76,7 @@ def read_oncalls(
                 problem = exc.problem.replace("The feed", "PagerDuty's API", 1)
                 raise FetchFailed(problem, retry_after=exc.retry_after) from None
             for entry in page["oncalls"]:
+                links.update(_schedule_link(entry))
                 occurrence = _occurrence(entry, since, until)
                 if occurrence is None:
                     skipped += 1
@@ -84,7 +86,20 @@ def read_oncalls(
                 break
         since = until
     occurrences = sorted(found.values(), key=lambda o: (o.starts_at, o.key))
-    return Reading(occurrences, skipped)
+    # The first schedule's page: the one a source of several is named after.
+    link = next((links[i] for i in schedule_ids if i in links), None)
+    return Reading(occurrences, skipped, link)
+
+
+def _schedule_link(entry: Any) -> dict[str, str]:
+    """The entry's schedule id and its `html_url`, when it is a web address."""
+    schedule = entry.get("schedule") if isinstance(entry, dict) else None
+    if not isinstance(schedule, dict):
+        return {}
+    url = schedule.get("html_url")
+    if not isinstance(url, str) or not url.startswith("https://") or len(url) > 2000:
+        return {}
+    return {str(schedule.get("id") or ""): url}
 
 
 def _stamp(instant: datetime) -> str:

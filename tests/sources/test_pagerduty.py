@@ -10,8 +10,9 @@ import pytest
 
 from oncal_feed import shifts
 from oncal_feed.connections.vault import get_vault
+from oncal_feed.rendering.event import RenderOptions, shift_event
 from oncal_feed.sources.service import create_source
-from oncal_feed.validation import SourceInput
+from oncal_feed.validation import ScheduleInput, SourceInput
 from tests.connections.flows import database_text
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.sources.conftest import NOW, Sources
@@ -114,3 +115,32 @@ def test_wrong_key_says_so_and_the_key_is_stored_encrypted(
     with world.database.sessionmaker() as session:
         assert "not-the-right-key-42" not in database_text(session)
     assert world.source(source_id).redacted == "PagerDuty API, schedules PI7DH85"
+
+
+def test_events_link_to_the_schedule_on_pagerduty(world: Sources, pagerduty: FakePagerDuty) -> None:
+    """The schedule's page at PagerDuty (`html_url`) becomes the schedule's link, so its
+    events point there; a link an admin set is kept."""
+    pagerduty.add_oncall("PALICE1", START, START + timedelta(days=7), level=1)
+    source_id = add_pagerduty(world)
+    assert world.poll(source_id).outcome == "changed"
+    link = "https://acme.pagerduty.com/schedules/PI7DH85"
+    with world.database.sessionmaker() as session:
+        schedule = shifts.get_schedule(session, "payments")
+        assert schedule.url == link
+        (shift,) = shifts.shifts_for_user(
+            session, world.shifts()[0].user_id, START - timedelta(days=1), START + timedelta(days=8)
+        )
+        event = shift_event(shifts.shift_facts(shift), RenderOptions("https://oncal.test"))
+    assert event.url == link
+    assert f"Schedule: {link}" in event.description
+
+    with world.database.session() as session:
+        shifts.upsert_schedule(
+            session,
+            "payments",
+            ScheduleInput("Payments", "Europe/Berlin", "https://wiki.test/p"),
+            NOW,
+        )
+    assert world.poll(source_id, NOW + timedelta(minutes=1)).outcome == "unchanged"
+    with world.database.sessionmaker() as session:
+        assert shifts.get_schedule(session, "payments").url == "https://wiki.test/p"
