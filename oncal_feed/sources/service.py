@@ -492,15 +492,14 @@ def _poll(
         session, schedule, source, reading.occurrences, sources, window
     )
     result = shifts.import_window(session, schedule, *window, items, now)
-    changed = False
-    if reading.link and schedule.url is None:
+    relinked = bool(reading.link) and schedule.url is None
+    if relinked:
         # The schedule's events link to its page at the source, unless an admin set one.
         linked = ScheduleInput(schedule.name, schedule.time_zone, reading.link)
-        relinked = shifts.upsert_schedule(session, schedule.key, linked, now)[2]
-        result.touched_user_ids |= relinked.touched_user_ids
-        result.touched_schedule_ids |= relinked.touched_schedule_ids
-        changed = True
-    changed = changed or bool(result.created or result.updated or result.deleted)
+        touched = shifts.upsert_schedule(session, schedule.key, linked, now)[2]
+        result.touched_user_ids |= touched.touched_user_ids
+        result.touched_schedule_ids |= touched.touched_schedule_ids
+    changed = relinked or bool(result.created or result.updated or result.deleted)
     snapshot = [o.as_json() for o in reading.occurrences]
     if snapshot != source.snapshot:
         source.snapshot = snapshot

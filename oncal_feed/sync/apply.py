@@ -78,7 +78,7 @@ class RetryBudget:
     learned: its batch size, its listing, its built client. Every pause is short (at most a
     third of the lease, which is renewed after it) and ends before the budget's deadline;
     `pause` says no to anything longer, and the run ends as it did without a budget. A
-    budget of zero (`RetryBudget.none`) never waits: "Sync now" answers at once.
+    budget of zero never waits: "Sync now" answers at once.
     """
 
     def __init__(
@@ -87,11 +87,6 @@ class RetryBudget:
         self.lease = lease
         self.deadline = lease.clock() + timedelta(seconds=max(0.0, seconds))
         self._sleep = sleep
-
-    @classmethod
-    def none(cls, lease: Lease) -> RetryBudget:
-        """A budget that never waits."""
-        return cls(lease, 0)
 
     def pause(self, delay: timedelta) -> bool:
         """Wait `delay` and renew the lease, if the budget allows it; else return False at once."""
@@ -167,7 +162,7 @@ class Applier:
         self.generation = generation
         self.sizer = sizer
         self.provider_name = provider_name  # the connection's provider, for metrics labels
-        self.budget = budget or RetryBudget.none(lease)
+        self.budget = budget or RetryBudget(lease, 0)
         self.calendar_id = ""
         self.created = self.updated = self.deleted = self.writes = self.reads = 0
         self.errors: list[ProviderError] = []
@@ -280,19 +275,13 @@ class Applier:
         if action.spec is not None and self.client_ids:
             return [Create(action.shift_id, action.spec, action.event_key)]
         provider = self.provider  # built (and a failed build counted) outside the try
-        for attempt in (1, 2):
-            try:
-                self.reads += 1
-                found = provider.find_event(self.calendar_id, action.uid)
-                break
-            except ProviderError as exc:
-                self.count_error(exc)
-                # A throttled lookup waits its turn within the budget, like a write.
-                throttled = isinstance(exc, RateLimited) and attempt == 1
-                wait = backoff_delay(1, exc.retry_after if isinstance(exc, RateLimited) else None)
-                if not (throttled and self.budget.pause(wait)):
-                    self._fail(exc)
-                    return []
+        try:
+            self.reads += 1
+            found = provider.find_event(self.calendar_id, action.uid)
+        except ProviderError as exc:
+            self.count_error(exc)
+            self._fail(exc)
+            return []
         if found is None:
             if action.spec is None:
                 with self._change() as change:

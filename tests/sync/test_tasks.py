@@ -291,12 +291,9 @@ def test_a_watch_follows_a_renewed_lease(
     assert providers.syncs == {cid: 1}
 
 
-def test_failed_sync_is_retried_at_its_retry_time(
-    world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
-) -> None:
-    """After a 503, the next attempt is scheduled for `next_retry_at`, not before (with
-    no retry budget: the run itself does not try again)."""
-    app.config["SYNC_RETRY_SECONDS"] = 0
+def sync_through_one_503(world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask) -> int:
+    """Connect, make the first insert answer 503, write a shift and let the worker run;
+    return the connection's id."""
     cid = world.connect(memory)
     scripted = ScriptedErrors(memory)
     scripted.fail_next("insert_event", TransientError("unavailable", 503))
@@ -304,6 +301,16 @@ def test_failed_sync_is_retried_at_its_retry_time(
     write_shift(world, "a", 1)
     queue.clock.step(seconds=3)
     queue.drain()
+    return cid
+
+
+def test_failed_sync_is_retried_at_its_retry_time(
+    world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
+) -> None:
+    """After a 503, the next attempt is scheduled for `next_retry_at`, not before (with
+    no retry budget: the run itself does not try again)."""
+    app.config["SYNC_RETRY_SECONDS"] = 0
+    cid = sync_through_one_503(world, queue, memory, app)
     retry_at = world.connection(cid).next_retry_at
     assert retry_at is not None
     queue.drain(retry_at - timedelta(seconds=1))
@@ -319,13 +326,7 @@ def test_a_worker_run_takes_another_pass_after_a_passing_failure(
 ) -> None:
     """Within its retry budget, a worker's run plans again after a 503 and finishes the job
     itself: one run, `ok`, nothing left for a later retry."""
-    cid = world.connect(memory)
-    scripted = ScriptedErrors(memory)
-    scripted.fail_next("insert_event", TransientError("unavailable", 503))
-    use_providers(app, lambda connection: scripted)
-    write_shift(world, "a", 1)
-    queue.clock.step(seconds=3)
-    queue.drain()
+    cid = sync_through_one_503(world, queue, memory, app)
     row = world.connection(cid)
     assert (row.status, row.next_retry_at, row.last_error) == ("active", None, None)
     assert live_uids(memory, row.calendar_id) == [world.uid("a")]
