@@ -595,6 +595,18 @@ def test_two_apps_share_one_redis_queue(
         get_database(worker_app).dispose()
 
 
+def test_the_consumer_moves_due_nudges_more_than_once_a_second(app: Flask) -> None:
+    """Huey's one-second floor would add half a second to the median change."""
+    from oncal_feed.sync.tasks import IDLE_POLL, SCHEDULER_TICK
+
+    for embedded in (True, False):
+        consumer = get_queue(app).consumer(2, embedded=embedded)
+        scheduler = consumer._create_scheduler()
+        assert scheduler.interval == SCHEDULER_TICK.total_seconds() < 1
+        assert scheduler.periodic  # the sweeps still run
+        assert consumer.max_delay == IDLE_POLL.total_seconds() < 1
+
+
 def test_queue_url_must_be_sqlite_or_redis(app_config) -> None:
     """A wrong QUEUE_URL stops the app with a message that says what to use."""
     from oncal_feed.errors import ConfigError
