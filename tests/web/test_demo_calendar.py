@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -110,7 +110,9 @@ def _fingerprint(html: str) -> str:
 
 def test_connect_sync_show_delete_restore(app: Flask, signed_in: FlaskClient) -> None:
     """The whole tour: the shift appears, moves, is deleted on the page and comes back."""
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    # Tomorrow morning in Berlin, so that the move below stays on the same day's page.
+    tomorrow = datetime.now(ZoneInfo("Europe/Berlin")).date() + timedelta(days=1)
+    start = datetime.combine(tomorrow, time(9), ZoneInfo("Europe/Berlin")).astimezone(UTC)
     add_shift(app, EMAIL, start, external_id="s1")
     connect(signed_in)
     report = run_sync(app, connection_id(app))
