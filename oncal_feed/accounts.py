@@ -85,9 +85,12 @@ def create_user(session: Session, data: UserInput, now: datetime) -> User:
 
 
 def update_user(session: Session, user: User, data: UserInput, now: datetime) -> WriteResult:
-    """Apply the given fields; a new display name refreshes hand-over text in others' shifts."""
+    """Apply the given fields; a new display name or email address refreshes the hand-over
+    and "also on call" text in others' shifts."""
     result = WriteResult()
+    readdressed = False
     if data.email is not None and data.email != user.email:
+        readdressed = True
         taken = session.scalar(select(User.id).where(User.email == data.email))
         if taken is not None:
             raise Conflict("email", "a user with this email address exists")
@@ -105,7 +108,7 @@ def update_user(session: Session, user: User, data: UserInput, now: datetime) ->
         result.updated = 1
     else:
         result.unchanged = 1
-    if renamed:
+    if renamed or readdressed:
         session.flush()
         result.touched_user_ids |= refresh_handovers_for_user(
             session, user.id, now, now

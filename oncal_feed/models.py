@@ -260,6 +260,9 @@ class Shift(Base):
     # on the row so that a neighbour's change bumps this shift's revision like any edit.
     handover_from: Mapped[str | None] = mapped_column(String(200))
     handover_to: Mapped[str | None] = mapped_column(String(200))
+    # Who else is on call in the schedule during the shift (other people, any role), as
+    # [{"name", "role", "email"}] by start; kept on the row for the same reason (0015).
+    also_on_call: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     revision: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from oncal_feed.db import in_chunks, insert_rows
 from oncal_feed.errors import FieldError, NotFound, ValidationError
 from oncal_feed.models import Schedule, Shift, User, new_shift_uid
-from oncal_feed.rendering import ShiftFacts
+from oncal_feed.rendering import Colleague, ShiftFacts
 from oncal_feed.validation import MAX_SHIFT_LENGTH, ScheduleInput, ShiftInput
 
 __all__ = [
@@ -174,6 +174,7 @@ class _Row:
     notes: str
     handover_from: str | None
     handover_to: str | None
+    also_on_call: list[dict[str, str]] | None
     deleted_at: datetime | None
     revision: int
 
@@ -181,14 +182,15 @@ class _Row:
         """The fields a calendar shows; a change here is a new revision."""
         return (
             self.user_id, self.starts_at, self.ends_at, self.role, self.notes,
-            self.handover_from, self.handover_to, self.deleted_at is None,
+            self.handover_from, self.handover_to, self.also_on_call, self.deleted_at is None,
         )  # fmt: skip
 
 
 # The columns of `_Row`, in its field order.
 _ROW_COLUMNS = (
     Shift.id, Shift.external_id, Shift.user_id, Shift.starts_at, Shift.ends_at, Shift.role,
-    Shift.notes, Shift.handover_from, Shift.handover_to, Shift.deleted_at, Shift.revision,
+    Shift.notes, Shift.handover_from, Shift.handover_to, Shift.also_on_call, Shift.deleted_at,
+    Shift.revision,
 )  # fmt: skip
 
 
@@ -210,7 +212,8 @@ class _Plan:
         """Add the schedule's rows matching `conditions` to `stored` (rows held stay)."""
         query = select(*_ROW_COLUMNS).where(Shift.schedule_id == self.schedule_id, *conditions)
         for values in session.execute(query):
-            row = _Row(*values)
+            # Twelve columns are past select()'s typed overloads; the order is `_Row`'s.
+            row = _Row(*list(values))
             self.stored.setdefault(row.external_id, row)
 
     def load_named(self, session: Session, external_ids: Iterable[str]) -> None:
@@ -225,7 +228,7 @@ class _Plan:
         if old is None:
             self.wanted[item.external_id] = _Row(
                 None, item.external_id, user_id, item.starts_at, item.ends_at, item.role,
-                item.notes, None, None, None, 1,
+                item.notes, None, None, None, None, 1,
             )  # fmt: skip
             self.spans.append((item.starts_at, item.ends_at))
             result.created += 1
@@ -316,6 +319,7 @@ def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) ->
                     "notes": new.notes,
                     "handover_from": new.handover_from,
                     "handover_to": new.handover_to,
+                    "also_on_call": new.also_on_call,
                     "revision": 1,
                     "created_at": now,
                     "updated_at": now,
@@ -333,6 +337,7 @@ def _write(session: Session, plan: _Plan, now: datetime, result: WriteResult) ->
                     "notes": new.notes,
                     "handover_from": new.handover_from,
                     "handover_to": new.handover_to,
+                    "also_on_call": new.also_on_call,
                     "deleted_at": new.deleted_at,
                     "revision": old.revision + 1,
                     "updated_at": now,
@@ -365,7 +370,8 @@ def _clusters(spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
 
 
 def _plan_handovers(session: Session, plan: _Plan) -> None:
-    """Set `handover_from`/`handover_to` on the live shifts starting within reach of a span.
+    """Set `handover_from`/`handover_to` and `also_on_call` on the live shifts starting
+    within reach of a span.
 
     Shifts are read from twice that reach, in one query per hundred clusters of spans, so
     every shift updated has all its possible neighbours in hand; the rows are then what
@@ -378,7 +384,8 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
         plan.load(session, Shift.deleted_at.is_(None), or_(*ranges))
     rows = {**plan.stored, **plan.wanted}
     live = [row for row in rows.values() if row.deleted_at is None]
-    names = _display_names(session, {row.user_id for row in live})
+    people = _people(session, {row.user_id for row in live})
+    names = {user_id: name for user_id, (name, _email) in people.items()}
     # New rows get ids after every stored one, in the order they are planned.
     later = {key: n for n, key in enumerate(plan.wanted) if plan.wanted[key].id is None}
 
@@ -394,6 +401,8 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
     # to, whoever is on call there (or in an adjoining override) around it.
     rotation = sorted(by_role.get("primary", []) + by_role.get("override", []), key=order)
     rotation_starts = [row.starts_at for row in rotation]
+    everyone = sorted(live, key=order)
+    everyone_starts = [row.starts_at for row in everyone]
     for role, group in by_role.items():
         starts = [row.starts_at for row in group]
         # Clusters lie more than four reaches apart, so these ranges never overlap.
@@ -417,19 +426,55 @@ def _plan_handovers(session: Session, plan: _Plan) -> None:
                     if outgoing and outgoing.user_id != row.user_id
                     else None
                 )
-                if (handover_from, handover_to) != (row.handover_from, row.handover_to):
+                also = _also_on_call(everyone, everyone_starts, row, people)
+                current = (row.handover_from, row.handover_to, row.also_on_call)
+                if (handover_from, handover_to, also) != current:
                     plan.wanted[row.external_id] = replace(
-                        row, handover_from=handover_from, handover_to=handover_to
-                    )
+                        row, handover_from=handover_from, handover_to=handover_to,
+                        also_on_call=also,
+                    )  # fmt: skip
 
 
-def _display_names(session: Session, user_ids: set[int]) -> dict[int, str]:
-    """Display names by user id."""
-    names: dict[int, str] = {}
+# An override takes the primary's place in the rotation (see `_plan_handovers`).
+_ROTATION_ROLES = {"primary", "override"}
+# An event lists at most this many others on call (a busy schedule's week would list dozens).
+MAX_ALSO_ON_CALL = 6
+
+
+def _also_on_call(
+    everyone: list[_Row],
+    starts: list[datetime],
+    shift: _Row,
+    people: dict[int, tuple[str, str]],
+) -> list[dict[str, str]] | None:
+    """The other people on call in the schedule at some point of `shift`, by start, each
+    once per role (None for nobody, as rows stored before migration 0015 say)."""
+    first = bisect_left(starts, shift.starts_at - MAX_SHIFT_LENGTH)
+    last = bisect_left(starts, shift.ends_at)
+    seen: set[tuple[int, str]] = set()
+    found: list[dict[str, str]] = []
+    for other in everyone[first:last]:
+        key = (other.user_id, other.role)
+        if other.user_id == shift.user_id or other.ends_at <= shift.starts_at or key in seen:
+            continue
+        # An override stands in for the primary: the hand-over lines already name them.
+        if {shift.role, other.role} <= _ROTATION_ROLES:
+            continue
+        seen.add(key)
+        name, email = people[other.user_id]
+        found.append({"name": name, "role": other.role, "email": email})
+        if len(found) == MAX_ALSO_ON_CALL:
+            break
+    return found or None
+
+
+def _people(session: Session, user_ids: set[int]) -> dict[int, tuple[str, str]]:
+    """(Display name, email address) by user id."""
+    people: dict[int, tuple[str, str]] = {}
     for chunk in in_chunks(sorted(user_ids)):
-        query = select(User.id, User.display_name).where(User.id.in_(chunk))
-        names.update((user_id, name) for user_id, name in session.execute(query))
-    return names
+        query = select(User.id, User.display_name, User.email).where(User.id.in_(chunk))
+        people.update((user_id, (name, email)) for user_id, name, email in session.execute(query))
+    return people
 
 
 def _incoming(group: list[_Row], starts: list[datetime], shift: _Row) -> _Row | None:
@@ -544,7 +589,8 @@ def import_window(
 def refresh_handovers_for_user(
     session: Session, user_id: int, since: datetime, now: datetime
 ) -> WriteResult:
-    """Re-render hand-over names after a user's display name changed.
+    """Re-render hand-over names and "also on call" entries after a user's display name or
+    email address changed.
 
     Only shifts from `since` on are refreshed; history keeps the name it was shown with.
     """
@@ -687,5 +733,9 @@ def shift_facts(shift: Shift, person: str = "") -> ShiftFacts:
         cancelled=shift.deleted_at is not None,
         handover_from=shift.handover_from,
         handover_to=shift.handover_to,
+        also_on_call=tuple(
+            Colleague(entry["name"], entry["role"], entry.get("email", ""))
+            for entry in shift.also_on_call or ()
+        ),
         person=person,
     )

@@ -8,9 +8,10 @@ SQLite file, or a fresh database on the ONCAL_TEST_DATABASE_URL PostgreSQL serve
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,85 @@ def test_a_feed_url_issued_before_named_feeds_keeps_working(
         feed = session.scalars(select(Feed)).one()
         assert (feed.name, feed.busy, feed.reminder_minutes) == ("My shifts", True, 20)
     get_database(app).dispose()
+
+
+def test_shifts_still_to_come_learn_who_else_is_on_call(empty_database: Database) -> None:
+    """Migration 0015 fills in `also_on_call` on live shifts that have not ended (a new
+    revision, a new calendar version, a nudge to the person's calendar connection) and
+    leaves ended and deleted shifts as they were shown."""
+    upgrade(empty_database, "0014")
+    now = datetime.now(UTC).replace(microsecond=0)
+    hour = timedelta(hours=1)
+    with empty_database.engine.begin() as connection:
+        for n, (email, name) in enumerate([("ann@example.com", "Ann"), ("ben@example.com", "Ben")]):
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, public_id, email, display_name, time_zone, role,"
+                    " feed_generation, feed_past_days, feed_future_days, feed_busy,"
+                    " calendar_version, created_at, updated_at)"
+                    " VALUES (:id, :public_id, :email, :name, 'UTC', 'member', 1, 30, 365,"
+                    " false, 1, :now, :now)"
+                ),
+                {"id": n + 1, "public_id": f"u{n}", "email": email, "name": name, "now": now},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO schedules (id, key, name, time_zone, revision, calendar_version,"
+                " created_at, updated_at) VALUES (1, 'ops', 'Ops', 'UTC', 1, 1, :now, :now)"
+            ),
+            {"now": now},
+        )
+        shifts = [  # (id, user, role, starts in hours, ends in hours, deleted)
+            (1, 1, "primary", -2, 10, False),
+            (2, 2, "secondary", -1, 5, False),
+            (3, 1, "primary", -30, -20, False),  # ended
+            (4, 2, "secondary", -25, -21, False),
+            (5, 2, "escalation", 1, 3, True),  # deleted
+        ]
+        for shift_id, user_id, role, start, end, deleted in shifts:
+            connection.execute(
+                text(
+                    "INSERT INTO shifts (id, uid, schedule_id, external_id, user_id, starts_at,"
+                    " ends_at, role, notes, revision, created_at, updated_at, deleted_at)"
+                    " VALUES (:id, :uid, 1, :uid, :user_id, :starts, :ends, :role, '', 1,"
+                    " :now, :now, :deleted)"
+                ),
+                {
+                    "id": shift_id, "uid": f"s{shift_id}", "user_id": user_id, "role": role,
+                    "starts": now + start * hour, "ends": now + end * hour, "now": now,
+                    "deleted": now if deleted else None,
+                },
+            )  # fmt: skip
+        connection.execute(
+            text(
+                "INSERT INTO calendar_connections (user_id, provider, status, owns_calendar,"
+                " use_primary, scopes, window_days, busy, id_generation, last_created,"
+                " last_updated, last_deleted, failure_count, created_at, updated_at)"
+                " VALUES (1, 'google', 'active', true, false, '', 90, false, 1, 0, 0, 0, 0,"
+                " :now, :now)"
+            ),
+            {"now": now},
+        )
+    upgrade(empty_database)
+    with empty_database.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, also_on_call, revision FROM shifts ORDER BY id"))
+        stored = {shift_id: (also, revision) for shift_id, also, revision in rows}
+        versions = connection.execute(
+            text("SELECT id, calendar_version FROM users ORDER BY id")
+        ).all()
+        dirty = connection.execute(text("SELECT dirty_since FROM calendar_connections")).scalar()
+
+    def loaded(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    assert {
+        shift_id: (loaded(also), revision) for shift_id, (also, revision) in stored.items()
+    } == {
+        1: ([{"name": "Ben", "role": "secondary", "email": "ben@example.com"}], 2),
+        2: ([{"name": "Ann", "role": "primary", "email": "ann@example.com"}], 2),
+        3: (None, 1),
+        4: (None, 1),
+        5: (None, 1),
+    }
+    assert [tuple(row) for row in versions] == [(1, 2), (2, 2)]
+    assert dirty is not None

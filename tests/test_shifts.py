@@ -309,3 +309,67 @@ def test_an_override_takes_over_from_and_hands_back_to_the_primary_rotation(
     )
     assert handovers("bob-sun") == ("Alice", None)
     assert shifts.get_shift(db_session, schedule, "bob-sun").revision == 2
+
+
+def test_each_shift_names_who_else_is_on_call_with_their_contact(db_session: Session, team) -> None:
+    """Alice's primary week lists Bob's secondary week and Carol's escalation day that
+    overlap it, by start, each once; not Alice herself, not the override that stands in for
+    her, nobody outside the week. A colleague's move, rename or new address is a new
+    revision of the shifts that name them."""
+    schedule, alice, bob = team
+    carol = make_user(db_session, "carol@example.com", "Carol")
+    dave = make_user(db_session, "dave@example.com", "Dave")
+    week = timedelta(days=7)
+    day = timedelta(days=1)
+    items = [
+        ShiftInput("alice-week", alice.email, MONDAY, MONDAY + week),
+        ShiftInput("alice-escalation", alice.email, MONDAY, MONDAY + day, role="escalation"),
+        ShiftInput("bob-second-1", bob.email, MONDAY - day, MONDAY + 3 * day, role="secondary"),
+        ShiftInput("bob-second-2", bob.email, MONDAY + 3 * day, MONDAY + week, role="secondary"),
+        ShiftInput("carol-escalation", carol.email, MONDAY + 2 * day, MONDAY + 3 * day,
+                   role="escalation"),
+        ShiftInput("dave-override", dave.email, MONDAY + day, MONDAY + 2 * day, role="override"),
+        ShiftInput("dave-next-week", dave.email, MONDAY + week, MONDAY + 2 * week),
+    ]  # fmt: skip
+    shifts.upsert_shifts(db_session, schedule, items, NOW)
+
+    def also(external_id: str) -> list[tuple[str, str, str]] | None:
+        entries = shifts.get_shift(db_session, schedule, external_id).also_on_call
+        return None if entries is None else [(e["name"], e["role"], e["email"]) for e in entries]
+
+    assert also("alice-week") == [
+        ("Bob", "secondary", "bob@example.com"),
+        ("Carol", "escalation", "carol@example.com"),
+    ]
+    # The override stands in for Alice's primary week; the secondary is on call beside it.
+    assert also("dave-override") == [("Bob", "secondary", "bob@example.com")]
+    assert also("dave-next-week") is None  # touching is not overlapping
+    assert also("carol-escalation") == [
+        ("Bob", "secondary", "bob@example.com"),
+        ("Alice", "primary", "alice@example.com"),
+    ]
+
+    later = NOW + timedelta(hours=1)
+    before = shifts.get_shift(db_session, schedule, "alice-week").revision
+    shifts.delete_shift(db_session, schedule, "carol-escalation", later)
+    assert also("alice-week") == [("Bob", "secondary", "bob@example.com")]
+    accounts.update_user(db_session, bob, UserInput(email="robert@example.com"), later)
+    assert also("alice-week") == [("Bob", "secondary", "robert@example.com")]
+    accounts.update_user(db_session, bob, UserInput(display_name="Robert"), later)
+    assert also("alice-week") == [("Robert", "secondary", "robert@example.com")]
+    assert shifts.get_shift(db_session, schedule, "alice-week").revision == before + 3
+
+
+def test_a_crowded_shift_names_at_most_six_others(db_session: Session, team) -> None:
+    """Ten people on call beside Alice's week: her event names the first six by start."""
+    schedule, alice, _ = team
+    others = [make_user(db_session, f"p{n}@example.com", f"Person {n}") for n in range(10)]
+    items = [ShiftInput("alice-week", alice.email, MONDAY, MONDAY + timedelta(days=7))]
+    items += [
+        ShiftInput(f"p{n}", person.email, MONDAY + timedelta(hours=n), MONDAY + timedelta(days=1),
+                   role="secondary")
+        for n, person in enumerate(others)
+    ]  # fmt: skip
+    shifts.upsert_shifts(db_session, schedule, items, NOW)
+    named = shifts.get_shift(db_session, schedule, "alice-week").also_on_call or []
+    assert [entry["name"] for entry in named] == [f"Person {n}" for n in range(6)]

@@ -50,6 +50,7 @@ def shift_json(shift: Shift, user: User) -> dict[str, Any]:
         "notes": shift.notes,
         "handover_from": shift.handover_from,
         "handover_to": shift.handover_to,
+        "also_on_call": shift.also_on_call or [],
         "revision": shift.revision,
         "created_at": instant_json(shift.created_at),
         "updated_at": instant_json(shift.updated_at),

@@ -6,6 +6,12 @@ that one description into each calendar's format, so all three always say the sa
 May import: nothing of the package (icalendar and the standard library only).
 """
 
-from oncal_feed.rendering.event import EventSpec, RenderOptions, ShiftFacts, shift_event
+from oncal_feed.rendering.event import (
+    Colleague,
+    EventSpec,
+    RenderOptions,
+    ShiftFacts,
+    shift_event,
+)
 
-__all__ = ["EventSpec", "RenderOptions", "ShiftFacts", "shift_event"]
+__all__ = ["Colleague", "EventSpec", "RenderOptions", "ShiftFacts", "shift_event"]

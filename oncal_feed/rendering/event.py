@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "RENDER_VERSION",
+    "Colleague",
     "EventSpec",
     "RenderOptions",
     "ShiftFacts",
@@ -25,8 +26,8 @@ __all__ = [
 # Bump when the rendered form changes for the same data, so cached bytes and ETags renew.
 # 2: control characters removed from text, URLs percent-encoded, instants widened to
 # whole seconds. 3: short titles ("On-call · Payments API"), "Cancelled: " on cancelled ones,
-# reminders. 4: schedule feeds (a whole schedule, titled by person).
-RENDER_VERSION = 4
+# reminders. 4: schedule feeds (a whole schedule, titled by person). 5: who else is on call.
+RENDER_VERSION = 5
 
 # RFC 5545 TEXT allows no control character but HTAB (newlines travel escaped as "\n").
 # libical, sabre/vobject, ics-py and ical reject a feed with a raw BEL or NUL in it.
@@ -35,6 +36,15 @@ _LINE_BREAK = re.compile(r"\r\n?")
 _SECOND = timedelta(seconds=1)
 # RFC 3986 reserved characters plus "%" and "~": kept as they are when quoting a URL.
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
+
+
+@dataclass(frozen=True)
+class Colleague:
+    """Someone else on call in the schedule during a shift, with how to reach them."""
+
+    name: str
+    role: str
+    email: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class ShiftFacts:
     cancelled: bool = False
     handover_from: str | None = None
     handover_to: str | None = None
+    also_on_call: tuple[Colleague, ...] = ()
     person: str = ""  # who is on call: shown by schedule feeds, which show everyone's shifts
 
 
@@ -210,6 +221,12 @@ def _local(instant: datetime, zone: ZoneInfo) -> str:
     return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
 
 
+def _colleague(colleague: Colleague) -> str:
+    """One "also on call" line, e.g. `Bob Example (secondary) <bob@example.com>`."""
+    contact = f" <{colleague.email}>" if colleague.email else ""
+    return f"{colleague.name} ({colleague.role}){contact}"
+
+
 def _description(shift: ShiftFacts, zone: ZoneInfo, options: RenderOptions) -> str:
     who = f"{shift.person} is " if options.team else ""
     lines = [
@@ -221,6 +238,10 @@ def _description(shift: ShiftFacts, zone: ZoneInfo, options: RenderOptions) -> s
         lines.append(f"Takes over from {shift.handover_from}.")
     if shift.handover_to:
         lines.append(f"Hands over to {shift.handover_to}.")
+    # A schedule's own calendar already shows everyone; a person's needs the names.
+    if shift.also_on_call and not options.team:
+        lines.append("Also on call:")
+        lines += [f"- {_colleague(colleague)}" for colleague in shift.also_on_call]
     if shift.cancelled:
         lines.append("This shift was cancelled.")
     if shift.notes:

@@ -159,6 +159,8 @@ class ShiftLine:
     handover_to: str | None
     notes: str
     ongoing: bool
+    # Who else is on call beside it: (name, role label, email address).
+    colleagues: tuple[tuple[str, str, str], ...] = ()
     # For the first of a run of daily repeats, e.g. "daily · 12 more, until Sun 22 Mar".
     repeats: str | None = None
 
@@ -187,6 +189,14 @@ def _when(start: datetime, end: datetime, today: date, day: date) -> str:
     if start.date() == end.date() == day:
         return f"{start_text}{EN_DASH}{end_text}"
     return f"{start_text} {EN_DASH} {end_text}"
+
+
+def _colleagues(shift: Shift) -> tuple[tuple[str, str, str], ...]:
+    """Who else is on call beside `shift`, as (name, role label, email address)."""
+    return tuple(
+        (entry["name"], ROLE_LABELS.get(entry["role"], entry["role"].title()), entry["email"])
+        for entry in shift.also_on_call or ()
+    )
 
 
 def upcoming_days(
@@ -221,6 +231,7 @@ def upcoming_days(
                 handover_to=shift.handover_to,
                 notes=shift.notes,
                 ongoing=shift.starts_at <= now,
+                colleagues=_colleagues(shift),
                 repeats=(f"daily · {more} more, until {_day_text(last, today)}" if more else None),
             )
         )
@@ -304,8 +315,8 @@ def _daily_runs(shifts: list[Shift], zone: ZoneInfo) -> list[tuple[Shift, int, d
             and b_start.time() == a_start.time()
             and _local(b.ends_at, zone).time() == _local(a.ends_at, zone).time()
             and b.ends_at - b.starts_at == a.ends_at - a.starts_at
-            and (b.schedule.name, b.role, b.handover_from, b.handover_to, b.notes)
-            == (a.schedule.name, a.role, a.handover_from, a.handover_to, a.notes)
+            and (b.schedule.name, b.role, b.handover_from, b.handover_to, b.also_on_call, b.notes)
+            == (a.schedule.name, a.role, a.handover_from, a.handover_to, a.also_on_call, a.notes)
         )
 
     runs: list[list[Shift]] = []

@@ -200,3 +200,24 @@ def test_rename_notifies_the_colleague_whose_handover_changed(
         api.patch(f"/api/v1/users/{alice['id']}", json={"display_name": "Alice Liddell"})
     assert api.get(f"{url}/w1").get_json()["handover_from"] == "Alice Liddell"
     assert user_ids(app)["bob@example.com"] in notified[0]
+
+
+def test_a_new_address_reaches_the_colleagues_on_call_beside_them(
+    api: FlaskClient, app: Flask, people: dict[str, Any], notified: list[set[int]]
+) -> None:
+    """Bob's secondary shift beside Alice's lists her address; when it changes, his shift
+    (and his calendar) says the new one."""
+    api.put("/api/v1/schedules/payments", json={"name": "Payments", "time_zone": "UTC"})
+    url = "/api/v1/schedules/payments/shifts"
+    with freeze_time(datetime(2026, 3, 1, tzinfo=UTC)):
+        api.put(f"{url}/w0", json=SHIFT)
+        api.put(f"{url}/s0", json={**SHIFT, "user_email": "bob@example.com", "role": "secondary"})
+        assert api.get(f"{url}/s0").get_json()["also_on_call"] == [
+            {"name": people["alice@example.com"]["display_name"], "role": "primary",
+             "email": "alice@example.com"},
+        ]  # fmt: skip
+        notified.clear()
+        alice = people["alice@example.com"]
+        api.patch(f"/api/v1/users/{alice['id']}", json={"email": "alice@new.example.com"})
+    assert api.get(f"{url}/s0").get_json()["also_on_call"][0]["email"] == "alice@new.example.com"
+    assert user_ids(app)["bob@example.com"] in notified[0]

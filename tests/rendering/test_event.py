@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oncal_feed.rendering import EventSpec, RenderOptions, ShiftFacts, shift_event
+from oncal_feed.rendering import Colleague, EventSpec, RenderOptions, ShiftFacts, shift_event
 from oncal_feed.rendering.event import clean_line, clean_text, clean_url
 from tests.rendering.conftest import BASE_FACTS
 
@@ -100,6 +100,25 @@ def test_handovers_and_cancellation_are_told(make_facts: FactsMaker) -> None:
     plain = shift_event(make_facts(), OPTIONS)
     assert "over" not in plain.description
     assert (plain.cancelled, plain.status) == (False, "confirmed")
+
+
+def test_who_else_is_on_call_is_listed_with_contacts(make_facts: FactsMaker) -> None:
+    """A person's event lists the colleagues on call beside them, one line each, with an
+    address where there is one; a schedule's calendar, which shows them all, does not."""
+    colleagues = (
+        Colleague("Bob Example", "secondary", "bob@example.com"),
+        Colleague("Chloé", "escalation"),
+    )
+    spec = shift_event(make_facts(handover_to="Dana", also_on_call=colleagues), OPTIONS)
+    assert (
+        "\nHands over to Dana.\nAlso on call:\n- Bob Example (secondary) <bob@example.com>"
+        "\n- Chloé (escalation)\n"
+    ) in spec.description
+    team = shift_event(
+        make_facts(also_on_call=colleagues, person="Alice"), replace(OPTIONS, team=True)
+    )
+    assert "Also on call" not in team.description
+    assert "Also on call" not in shift_event(make_facts(), OPTIONS).description
 
 
 def test_identity_sequence_and_stamps_come_from_the_facts(make_facts: FactsMaker) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oncal_feed.rendering import EventSpec, RenderOptions, ShiftFacts, shift_event
+from oncal_feed.rendering import Colleague, EventSpec, RenderOptions, ShiftFacts, shift_event
 from oncal_feed.rendering.google import UID_PROPERTY, google_event
 from oncal_feed.rendering.graph import UID_PROPERTY_ID, graph_event
 from oncal_feed.rendering.ics import calendar_bytes, vevent_bytes
@@ -106,7 +106,10 @@ def test_three_formats_agree(busy: bool, reminder: int | None) -> None:
     formats (a reminder "when it starts" is 0 minutes, not none)."""
     spec = shift_event(
         replace(
-            BASE_FACTS, notes="Escalate to #payments, then call; see \\\\wiki", handover_to="Bob"
+            BASE_FACTS,
+            notes="Escalate to #payments, then call; see \\\\wiki",
+            handover_to="Bob",
+            also_on_call=(Colleague("Chloé", "secondary", "chloe@example.com"),),
         ),
         replace(OPTIONS, busy=busy, reminder_minutes=reminder),
     )

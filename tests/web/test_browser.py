@@ -33,10 +33,12 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, CalendarCreation, User
 from oncal_feed.sync import start_embedded_worker
 from oncal_feed.sync.tasks import mark_dirty, request_sync
+from oncal_feed.validation import UserInput
 from tests.fakes.google import FakeGoogle
 from tests.fakes.microsoft import FakeMicrosoft
 from tests.web.conftest import PASSWORD, add_shift
@@ -362,6 +364,11 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     add_shift(app, EMAIL, now + timedelta(hours=2), timedelta(hours=8), notes="Bridge: 1234")
     add_shift(app, EMAIL, now + timedelta(days=3), timedelta(days=7), schedule="checkout",
               schedule_name="Checkout", role="secondary")  # fmt: skip
+    # Someone on call beside Kim's first shift, whom the list names with a mail link.
+    with get_database(app).session() as session:
+        accounts.create_user(session, UserInput("ana@example.com", "Ana Ruiz"), utcnow())
+    add_shift(app, "ana@example.com", now + timedelta(hours=1), timedelta(hours=10),
+              role="secondary")  # fmt: skip
 
     # A wrong password first: the form says so and keeps the email.
     browser.get(f"{live}/login")
@@ -375,6 +382,8 @@ def test_sign_in_copy_fetch_and_rotate_the_feed(
     assert "Kim Lee" in text(browser, ".site-header")
     assert "Payments" in text(browser, "#shifts")
     assert "Checkout · Secondary" in text(browser, "#shifts")
+    beside = browser.find_element(By.CSS_SELECTOR, "#shifts .shift__with a")
+    assert (beside.text, beside.get_attribute("href")) == ("Ana Ruiz", "mailto:ana@example.com")
     assert "Connect Google Calendar" in text(browser, "#connections")
     # The page's script ran: the copy button is shown (it is hidden without JavaScript).
     copy = browser.find_element(By.CSS_SELECTOR, "button[data-copy]")

@@ -27,6 +27,7 @@ def shift(start: datetime, hours: float, **fields: Any) -> Any:
         "notes": "",
         "handover_from": None,
         "handover_to": None,
+        "also_on_call": None,
         "schedule": SimpleNamespace(name="Payments"),
         **fields,
     }
@@ -262,6 +263,23 @@ def test_a_daily_run_is_one_line_and_a_broken_one_is_not() -> None:
     assert [line.repeats for day in days for line in day.shifts] == [
         "daily · 2 more, until Tue 31 Mar",
         "daily · 2 more, until Sat 4 Apr",
+    ]
+
+
+def test_colleagues_on_call_are_listed_and_split_a_daily_run() -> None:
+    """Each line names who else is on call, role as the page spells it; five days alike
+    but for the colleague beside the last are a run and a line, not one run."""
+    first = datetime(2026, 3, 29, 5, tzinfo=UTC)
+    bob = [{"name": "Bob", "role": "secondary", "email": "bob@example.com"}]
+    cem = [{"name": "Cem", "role": "escalation", "email": ""}]
+    daily = [
+        shift(first + timedelta(days=n), 8, also_on_call=who)
+        for n, who in enumerate([bob, bob, bob, bob, cem])
+    ]
+    lines = [line for day in page.upcoming_days(daily, BERLIN, NOW) for line in day.shifts]
+    assert [(line.colleagues, line.repeats) for line in lines] == [
+        ((("Bob", "Secondary", "bob@example.com"),), "daily · 3 more, until Wed 1 Apr"),
+        ((("Cem", "Escalation", ""),), None),
     ]
 
 
