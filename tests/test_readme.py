@@ -84,10 +84,18 @@ def test_readme_curl_block_against_a_running_demo(tmp_path: Path) -> None:
 
 
 def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, sorted: the database as data."""
+    """Every row of every table, sorted: the database as data (JSON values as their text,
+    so that rows can be compared as sets)."""
+
+    def plain(value: Any) -> Any:
+        return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
     with engine.connect() as connection:
         return {
-            table.name: sorted((tuple(row) for row in connection.execute(select(table))), key=repr)
+            table.name: sorted(
+                (tuple(plain(value) for value in row) for row in connection.execute(select(table))),
+                key=repr,
+            )
             for table in Base.metadata.sorted_tables
         }
 
