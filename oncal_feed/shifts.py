@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Select, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, exists, or_, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from oncal_feed.db import in_chunks, insert_rows
@@ -38,6 +38,7 @@ __all__ = [
     "get_schedule",
     "get_shift",
     "import_window",
+    "may_follow_schedule",
     "next_shift_for_user",
     "shift_facts",
     "shifts_for_schedule",
@@ -693,6 +694,18 @@ def shifts_for_schedule(
         .where(Shift.schedule_id == schedule_id)
     )
     return list(session.scalars(_in_window(query, window_start, window_end, deleted_since)))
+
+
+def may_follow_schedule(session: Session, user: User, schedule: Schedule) -> bool:
+    """Whether `user` may subscribe to the whole of `schedule`: admins, and its members
+    (anyone with a shift in it, past or future)."""
+    if user.role == "admin":
+        return True
+    return bool(
+        session.scalar(
+            select(exists().where(Shift.schedule_id == schedule.id, Shift.user_id == user.id))
+        )
+    )
 
 
 def next_shift_for_user(session: Session, user_id: int, after: datetime) -> Shift | None:

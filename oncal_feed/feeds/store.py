@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from oncal_feed.errors import NotFound, ValidationError
@@ -21,9 +21,9 @@ from oncal_feed.models import (
     DEFAULT_FEED_PAST_DAYS,
     Feed,
     Schedule,
-    Shift,
     User,
 )
+from oncal_feed.shifts import may_follow_schedule
 
 __all__ = [
     "MAX_FEEDS",
@@ -34,7 +34,6 @@ __all__ = [
     "first_feed",
     "get_feed",
     "list_feeds",
-    "may_follow_schedule",
     "rotate_all_feeds",
     "rotate_feed",
     "update_feed",
@@ -94,18 +93,6 @@ def get_feed(session: Session, user: User, public_id: str) -> Feed:
     if feed is None:
         raise NotFound("feed", public_id)
     return feed
-
-
-def may_follow_schedule(session: Session, user: User, schedule: Schedule) -> bool:
-    """Whether `user` may subscribe to the whole of `schedule`: admins, and its members
-    (anyone with a shift in it, past or future)."""
-    if user.role == "admin":
-        return True
-    return bool(
-        session.scalar(
-            select(exists().where(Shift.schedule_id == schedule.id, Shift.user_id == user.id))
-        )
-    )
 
 
 def create_feed(
