@@ -22,6 +22,7 @@ from sqlalchemy import (
     false,
     insert,
     inspect,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -291,14 +292,38 @@ class CalendarConnection(Base):
 
     Tokens are kept only as ciphertext (`token_ciphertext`, see connections.vault). The
     `lease_*` columns are a per-connection lock that works across worker machines.
+
+    A *schedule push* (migration 0016) is a row of its own under its user's connection
+    (`parent_id`): it writes the whole of `schedule_id` into a dedicated calendar of the
+    same account, through the parent's grant (it holds no tokens), with its own calendar,
+    records, lease and sync state, so the same engine runs it. One account connection per
+    user and provider; one push per connection and schedule.
     """
 
     __tablename__ = "calendar_connections"
-    __table_args__ = (UniqueConstraint("user_id", "provider"),)
+    __table_args__ = (
+        Index(
+            "uq_calendar_connections_account",
+            "user_id",
+            "provider",
+            unique=True,
+            sqlite_where=text("parent_id IS NULL"),
+            postgresql_where=text("parent_id IS NULL"),
+        ),
+        UniqueConstraint("parent_id", "schedule_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     provider: Mapped[str] = mapped_column(String(16))  # "google" | "microsoft"
+    # Set on a schedule push only: the account connection whose grant it uses, and the
+    # schedule it shows.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("calendar_connections.id", ondelete="CASCADE"), index=True
+    )
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), index=True
+    )
     # "active" | "needs_reauth" | "error" (last sync failed; retried) | "disconnected"
     status: Mapped[str] = mapped_column(String(16), default="active")
     account_email: Mapped[str | None] = mapped_column(String(320))

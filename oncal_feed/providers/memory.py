@@ -72,6 +72,12 @@ class MemoryProvider:
             self.writes += 1
             return calendar_id
 
+    def calendar_name(self, calendar_id: str) -> str | None:
+        """The name a calendar was created with, or None when there is no such calendar."""
+        with self._lock:
+            found = self._calendars.get(calendar_id)
+            return found.name if found is not None else None
+
     def calendar_exists(self, calendar_id: str) -> bool:
         """Tell whether the calendar exists."""
         with self._lock:

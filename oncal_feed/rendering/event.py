@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "RENDER_VERSION",
+    "TEAM_UID_PREFIX",
     "Colleague",
     "EventSpec",
     "RenderOptions",
@@ -28,6 +29,10 @@ __all__ = [
 # whole seconds. 3: short titles ("On-call · Payments API"), "Cancelled: " on cancelled ones,
 # reminders. 4: schedule feeds (a whole schedule, titled by person). 5: who else is on call.
 RENDER_VERSION = 5
+
+# A whole schedule's event has a UID of its own, so a calendar that shows both a person's
+# feed and their schedule's keeps both events.
+TEAM_UID_PREFIX = "schedule-"
 
 # RFC 5545 TEXT allows no control character but HTAB (newlines travel escaped as "\n").
 # libical, sabre/vobject, ics-py and ical reject a feed with a raw BEL or NUL in it.
@@ -176,7 +181,7 @@ def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
     return EventSpec(
         # A person may subscribe to their own feed and their schedule's side by side; some
         # apps merge events with one UID across calendars.
-        uid=f"schedule-{shift.uid}" if options.team else shift.uid,
+        uid=TEAM_UID_PREFIX + shift.uid if options.team else shift.uid,
         summary=clean_line(_team_title(shift) if options.team else _title(shift)),
         description=clean_text(_description(shift, zone, options)),
         starts_at=starts_at,

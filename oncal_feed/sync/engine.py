@@ -43,8 +43,8 @@ from oncal_feed.providers.base import (
     TransientError,
 )
 from oncal_feed.providers.registry import provider_info
-from oncal_feed.rendering.event import EventSpec, RenderOptions, shift_event
-from oncal_feed.shifts import shift_facts, shifts_for_user
+from oncal_feed.rendering.event import TEAM_UID_PREFIX, EventSpec, RenderOptions, shift_event
+from oncal_feed.shifts import shift_facts, shifts_for_schedule, shifts_for_user
 from oncal_feed.sync.apply import Applier, BatchSizer, CalendarGone, RetryBudget
 from oncal_feed.sync.lease import (
     LEASE_TTL,
@@ -191,40 +191,62 @@ def _load_state(
         user = session.get(User, connection.user_id)
         assert user is not None
         start, end = sync_window(now, window_days or connection.window_days)
-        # The connection's own options (migration 0014): each calendar may differ.
-        options = RenderOptions(
-            base_url, busy=connection.busy, reminder_minutes=connection.reminder_minutes
-        )
-        shifts = shifts_for_user(
-            session, user.id, start, end, schedule_keys=connection.schedule_keys or None
-        )
-        desired = {shift.id: shift_event(shift_facts(shift), options) for shift in shifts}
+        desired = _desired(session, connection, base_url, (start, end))
         status = StatusStore.load(session, connection_id)
         # Every other record's shift is gone (deleted, reassigned, filtered out) and its
         # event will be deleted remotely, unless the shift just lies outside the window.
         others = [shift_id for shift_id in status.shift_ids() if shift_id not in desired]
-        kept = set(_live_outside_window(session, user.id, Shift.id, others, (start, end)))
+        kept = set(_live_outside_window(session, connection, Shift.id, others, (start, end)))
         session.expunge_all()
     return _State(connection, user, (start, end), desired, status, kept)
 
 
+def _desired(
+    session: Session,
+    connection: CalendarConnection,
+    base_url: str,
+    window: tuple[datetime, datetime],
+) -> dict[int, EventSpec]:
+    """What the connection's calendar should show: its user's shifts, or, for a schedule
+    push, everyone's shifts in the schedule titled by person (as a schedule feed shows
+    them: free, no reminders, which would ring for each colleague's shift)."""
+    start, end = window
+    if connection.schedule_id is not None:
+        team = RenderOptions(base_url, team=True)
+        return {
+            shift.id: shift_event(shift_facts(shift, shift.user.display_name), team)
+            for shift in shifts_for_schedule(session, connection.schedule_id, start, end)
+        }
+    # The connection's own options (migration 0014): each calendar may differ.
+    options = RenderOptions(
+        base_url, busy=connection.busy, reminder_minutes=connection.reminder_minutes
+    )
+    shifts = shifts_for_user(
+        session, connection.user_id, start, end, schedule_keys=connection.schedule_keys or None
+    )
+    return {shift.id: shift_event(shift_facts(shift), options) for shift in shifts}
+
+
 def _live_outside_window(
     session: Session,
-    user_id: int,
+    connection: CalendarConnection,
     key: InstrumentedAttribute[Any],
     values: Sequence[Any],
     window: tuple[datetime, datetime],
 ) -> dict[Any, int]:
-    """Of the user's live shifts whose `key` (id or UID) is in `values`, those outside the
-    window, as key -> shift id: their events stay (as aged-out events do)."""
+    """Of the connection's live shifts (its user's, or its schedule's) whose `key` (id or
+    UID) is in `values`, those outside the window, as key -> shift id: their events stay
+    (as aged-out events do)."""
     start, end = window
+    if connection.schedule_id is not None:
+        mine = Shift.schedule_id == connection.schedule_id
+    else:
+        mine = Shift.user_id == connection.user_id
     found: dict[Any, int] = {}
     for offset in range(0, len(values), _SQL_CHUNK):
         rows = session.execute(
             select(key, Shift.id, Shift.starts_at, Shift.ends_at).where(
-                key.in_(values[offset : offset + _SQL_CHUNK]),
-                Shift.user_id == user_id,
-                Shift.deleted_at.is_(None),
+                key.in_(values[offset : offset + _SQL_CHUNK]), mine, Shift.deleted_at.is_(None)
             )
         )
         found.update({value: sid for value, sid, s, e in rows if not (s < end and e > start)})
@@ -233,17 +255,22 @@ def _live_outside_window(
 
 def _adoptable(
     factory: sessionmaker[Session],
-    user_id: int,
+    connection: CalendarConnection,
     uids: Sequence[str],
     window: tuple[datetime, datetime],
 ) -> dict[str, int]:
-    """Of these listed UIDs without a record, the user's live shifts outside the window.
+    """Of these listed UIDs without a record, the connection's live shifts outside the
+    window.
 
     Their events stay instead of being pruned as orphans; this matters only when records
-    were lost, e.g. after restoring a database backup.
+    were lost, e.g. after restoring a database backup. A schedule push's events carry
+    the schedule feed's UIDs (`schedule-` and the shift's).
     """
+    prefix = TEAM_UID_PREFIX if connection.schedule_id is not None else ""
+    shift_uids = [uid.removeprefix(prefix) for uid in uids if uid.startswith(prefix)]
     with factory() as session:
-        return _live_outside_window(session, user_id, Shift.uid, uids, window)
+        found = _live_outside_window(session, connection, Shift.uid, shift_uids, window)
+    return {prefix + uid: shift_id for uid, shift_id in found.items()}
 
 
 # ---------------------------------------------------------------- the public entry point
@@ -520,7 +547,7 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
     if listing is not None:
         known = {spec.uid for spec in state.desired.values()} | {r.uid for r in records}
         unknown = sorted({e.uid for e in listing if e.uid is not None} - known)
-        adoptable = _adoptable(run.factory, state.user.id, unknown, state.window)
+        adoptable = _adoptable(run.factory, connection, unknown, state.window)
     actions = list(
         plan(
             state.desired,

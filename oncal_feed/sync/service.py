@@ -18,11 +18,18 @@ from sqlalchemy import update
 from oncal_feed.connections.credentials import provider_for
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection
-from oncal_feed.providers.base import CalendarProvider
+from oncal_feed.providers.base import AuthorizationLost, CalendarProvider
 from oncal_feed.sync.apply import BatchSizer
 from oncal_feed.sync.engine import ProviderFactory, SyncReport, sync_connection
 
-__all__ = ["ProviderFactory", "batch_sizer", "lease_ttl", "run_sync", "use_providers"]
+__all__ = [
+    "ProviderFactory",
+    "batch_sizer",
+    "grant_holder",
+    "lease_ttl",
+    "run_sync",
+    "use_providers",
+]
 
 _PROVIDERS_KEY = "oncal_sync_providers"
 _BATCH_SIZER_KEY = "oncal_sync_batch_sizer"
@@ -45,9 +52,10 @@ def _live_providers(app: Flask, now: datetime) -> Iterator[ProviderFactory]:
     made: list[tuple[CalendarConnection, str | None, Any]] = []
 
     def factory(connection: CalendarConnection) -> CalendarProvider:
-        before = connection.token_ciphertext
-        provider = provider_for(connection, now=now, app=app)
-        made.append((connection, before, provider))
+        account = grant_holder(app, connection)
+        before = account.token_ciphertext
+        provider = provider_for(account, now=now, app=app)
+        made.append((account, before, provider))
         return provider
 
     try:
@@ -57,6 +65,22 @@ def _live_providers(app: Flask, now: datetime) -> Iterator[ProviderFactory]:
             provider.close()
             if connection.token_ciphertext != before:
                 _keep_refreshed_token(app, connection, before)
+
+
+def grant_holder(app: Flask, connection: CalendarConnection) -> CalendarConnection:
+    """The connection whose tokens `connection` uses: itself, or for a schedule push its
+    account connection, read afresh (detached) so a token refreshed for one is kept for all.
+
+    Raises `AuthorizationLost` when the account connection is gone.
+    """
+    if connection.parent_id is None:
+        return connection
+    with get_database(app).sessionmaker() as session:
+        account = session.get(CalendarConnection, connection.parent_id)
+        if account is None:
+            raise AuthorizationLost("the calendar is not connected")
+        session.expunge(account)
+    return account
 
 
 def _keep_refreshed_token(app: Flask, connection: CalendarConnection, before: str | None) -> None:

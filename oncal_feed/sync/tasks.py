@@ -47,7 +47,7 @@ from sqlalchemy import case, func, or_, select, update
 
 from oncal_feed.db import create_private_file, get_database, utcnow
 from oncal_feed.errors import ConfigError
-from oncal_feed.models import CalendarConnection, User
+from oncal_feed.models import CalendarConnection, Shift, User
 from oncal_feed.notify import add_listener
 from oncal_feed.sync.engine import SyncReport
 from oncal_feed.sync.lease import ACTIVE_STATUSES
@@ -123,11 +123,14 @@ def _naive_utc(instant: datetime) -> datetime:
 def mark_dirty(
     app: Flask, user_ids: Iterable[int], now: datetime, debounce: timedelta = DEBOUNCE
 ) -> list[int]:
-    """Mark the users' live connections dirty; return those that were clean until now.
+    """Mark the users' live connections dirty, and the schedule pushes of every schedule
+    they have shifts in; return those that were clean until now.
 
     Every call pushes the due time `debounce` further out (trailing debounce), but not
     once the first change is `MAX_DEBOUNCE` old, so a steady stream of writes still
-    syncs. Three statements whatever the number of connections.
+    syncs. Three statements whatever the number of connections. A schedule push shows
+    everyone's shifts, so a change of anyone's may be one of its events; a push that
+    turns out to have nothing to change writes nothing.
     """
     ids = sorted(set(user_ids))
     if not ids:
@@ -141,7 +144,12 @@ def mark_dirty(
             session.scalars(
                 select(CalendarConnection.id)
                 .where(
-                    CalendarConnection.user_id.in_(ids),
+                    or_(
+                        CalendarConnection.user_id.in_(ids),
+                        CalendarConnection.schedule_id.in_(
+                            select(Shift.schedule_id).where(Shift.user_id.in_(ids)).distinct()
+                        ),
+                    ),
                     CalendarConnection.status.in_(ACTIVE_STATUSES),
                 )
                 .order_by(CalendarConnection.id)
@@ -479,7 +487,8 @@ def start_embedded_worker(app: Flask, workers: int = 2) -> Callable[[], None]:
 
 
 def sync_user_now(user: User, days: int | None = None) -> dict[str, Any]:
-    """Sync each of the user's active connections now; return what each one did.
+    """Sync each of the user's active connections (and schedule pushes) now; return what
+    each one did.
 
     `days` widens or narrows the window ahead for this run only (the connection keeps
     its own setting). A manual sync also lists the remote calendar, so events the user
@@ -489,16 +498,26 @@ def sync_user_now(user: User, days: int | None = None) -> dict[str, Any]:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     with get_database(app).sessionmaker() as session:
         rows = session.execute(
-            select(CalendarConnection.id, CalendarConnection.provider)
+            select(
+                CalendarConnection.id,
+                CalendarConnection.provider,
+                CalendarConnection.parent_id,
+                CalendarConnection.calendar_name,
+            )
             .where(
                 CalendarConnection.user_id == user.id,
                 CalendarConnection.status.in_(ACTIVE_STATUSES),
             )
-            .order_by(CalendarConnection.provider)
+            # Each account connection first, then its schedule pushes.
+            .order_by(
+                CalendarConnection.provider,
+                CalendarConnection.parent_id.is_not(None),
+                CalendarConnection.calendar_name,
+            )
         ).all()
     results = []
     totals = {"created": 0, "updated": 0, "deleted": 0, "failed": 0}
-    for connection_id, provider in rows:
+    for connection_id, provider, parent_id, calendar_name in rows:
         report = run_sync(
             app,
             connection_id,
@@ -512,5 +531,7 @@ def sync_user_now(user: User, days: int | None = None) -> dict[str, Any]:
         totals["updated"] += report.updated
         totals["deleted"] += report.deleted
         totals["failed"] += report.outcome in ("failed", "needs_reauth")
-        results.append({"provider": provider, **report.as_dict()})
+        # A schedule push is named by its calendar ("Payments API on-call").
+        push = calendar_name if parent_id is not None else None
+        results.append({"provider": provider, "schedule_calendar": push, **report.as_dict()})
     return {"connections": results, **totals}

@@ -499,3 +499,20 @@ __all__ = [
     "live",
     "live_uids",
 ]
+
+
+def add_schedule_push(world: World, parent_id: int, schedule: str = "payments") -> int:
+    """A schedule push under connection `parent_id`, without a calendar yet; its id."""
+    with world.database.session() as session:
+        parent = session.get(CalendarConnection, parent_id)
+        assert parent is not None
+        push = CalendarConnection(
+            user_id=parent.user_id,
+            provider=parent.provider,
+            parent_id=parent.id,
+            schedule_id=shifts.get_schedule(session, schedule).id,
+            calendar_name=f"{schedule.title()} on-call",
+        )
+        session.add(push)
+        session.flush()
+        return push.id
