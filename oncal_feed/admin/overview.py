@@ -64,13 +64,17 @@ def last_fetches(
 def connections_of(
     session: Session, user_ids: Sequence[int]
 ) -> dict[int, list[CalendarConnection]]:
-    """Live (not disconnected) connections of these users, by user id, Google first."""
+    """Live (not disconnected) account connections of these users, by user id, Google first."""
     found: dict[int, list[CalendarConnection]] = {user_id: [] for user_id in user_ids}
     if not user_ids:
         return found
     rows = session.scalars(
         select(CalendarConnection)
-        .where(CalendarConnection.user_id.in_(user_ids), CalendarConnection.status.in_(_LIVE))
+        .where(
+            CalendarConnection.user_id.in_(user_ids),
+            CalendarConnection.parent_id.is_(None),
+            CalendarConnection.status.in_(_LIVE),
+        )
         .order_by(CalendarConnection.user_id, CalendarConnection.provider)
     )
     for row in rows:

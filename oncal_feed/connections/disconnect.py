@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from oncal_feed.connections.credentials import provider_for
 from oncal_feed.connections.errors import OAuthError, UpstreamError
 from oncal_feed.connections.oauth import oauth_client
+from oncal_feed.connections.schedule_push import follow_account, list_pushes
 from oncal_feed.connections.service import check_provider, flask_app, get_connection
 from oncal_feed.connections.vault import TokenVault, VaultError, get_vault
 from oncal_feed.db import utcnow
@@ -42,8 +43,9 @@ def disconnect(
     """Disconnect: optionally delete our events and calendar, then revoke the grant. Commits.
 
     The row stays (status `disconnected`, no tokens) with its calendar and records, so a
-    later connect continues where this one stopped. With `remove_events` the dedicated
-    calendar is deleted (or, in the primary calendar, each event we wrote), and the
+    later connect continues where this one stopped; so do its schedule pushes, which stop
+    with it. With `remove_events` the dedicated calendar (and each schedule push's) is
+    deleted (or, in the primary calendar, each event we wrote), and the
     records go with it; that needs a working grant, so it raises `OAuthError` when the
     grant is already gone.
     """
@@ -55,10 +57,13 @@ def disconnect(
         # Nothing to undo: disconnecting is idempotent.
         return DisconnectResult(revoked=True, events_removed=False)
     events_removed = False
-    if remove_events and connection.calendar_id and connection.token_ciphertext:
+    pushes = [push for push, _ in list_pushes(session, connection)]
+    if remove_events and connection.token_ciphertext:
         try:
             with provider_for(connection, now=now, app=app) as remote:
-                _remove_events(session, connection, remote)
+                for calendar in (connection, *pushes):
+                    if calendar.calendar_id:
+                        _remove_events(session, calendar, remote)
         except AuthorizationLost:
             mark_needs_reauth(connection, None, now)
             session.commit()
@@ -84,6 +89,8 @@ def disconnect(
     connection.lease_owner = None
     connection.lease_expires_at = None
     connection.updated_at = now
+    session.flush()
+    follow_account(session, connection, now)  # its schedule pushes stop with it
     session.commit()
     return DisconnectResult(revoked=revoked, events_removed=events_removed)
 

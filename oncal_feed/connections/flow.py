@@ -23,6 +23,7 @@ from oncal_feed.calendar_creation import Target, create_owned_calendar, finish_c
 from oncal_feed.connections.credentials import build_adapter
 from oncal_feed.connections.errors import OAuthError, UpstreamError
 from oncal_feed.connections.oauth import Grant, oauth_client
+from oncal_feed.connections.schedule_push import follow_account
 from oncal_feed.connections.service import flask_app, get_connection, require_configured
 from oncal_feed.connections.state import new_flow_id, save_flow, sign_state, take_flow
 from oncal_feed.connections.vault import TokenVault, get_vault
@@ -146,6 +147,8 @@ def finish_connect(
     connection.dirty_since = now  # the first sync, or the catch-up after a reconnect
     connection.overdue_since = None  # a wait from before a disconnection is not this one
     connection.updated_at = now
+    session.flush()
+    follow_account(session, connection, now)  # its schedule pushes carry on too
     session.commit()
     return connection
 

@@ -4,9 +4,10 @@ The flow lives in `connections.flow` (connect, callback), building an adapter fr
 stored grant in `connections.credentials`, and disconnecting in `connections.disconnect`;
 they share these lookups.
 
-One connection row per user and provider, kept for good: reconnecting after a revoked
-grant (or a plain disconnect) reuses the row, its calendar and its sync records, so the
-remote calendar gets no second calendar and no duplicate events.
+One account connection row per user and provider, kept for good: reconnecting after a
+revoked grant (or a plain disconnect) reuses the row, its calendar and its sync records,
+so the remote calendar gets no second calendar and no duplicate events. Its schedule
+pushes (`connections.schedule_push`) are rows of their own under it.
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ def require_configured(config: Mapping[str, Any], provider: str) -> None:
 
 
 def get_connection(session: Session, user: User, provider: str) -> CalendarConnection | None:
-    """Return the user's connection to `provider` (in any status), or None."""
+    """Return the user's account connection to `provider` (in any status), or None."""
     return session.scalar(
         select(CalendarConnection).where(
-            CalendarConnection.user_id == user.id, CalendarConnection.provider == provider
+            CalendarConnection.user_id == user.id,
+            CalendarConnection.provider == provider,
+            CalendarConnection.parent_id.is_(None),
         )
     )
 
@@ -101,10 +104,15 @@ def set_options(connection: CalendarConnection, options: ConnectionOptions, now:
 
 
 def list_connections(session: Session, user: User) -> list[CalendarConnection]:
-    """The user's connections that are not disconnected, Google first."""
+    """The user's account connections that are not disconnected, Google first (their
+    schedule pushes: `connections.schedule_push.list_pushes`)."""
     rows = session.scalars(
         select(CalendarConnection)
-        .where(CalendarConnection.user_id == user.id, CalendarConnection.status != "disconnected")
+        .where(
+            CalendarConnection.user_id == user.id,
+            CalendarConnection.parent_id.is_(None),
+            CalendarConnection.status != "disconnected",
+        )
         .order_by(CalendarConnection.provider)
     )
     return list(rows)

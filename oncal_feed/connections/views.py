@@ -8,14 +8,17 @@ failed); nothing here ever answers with a token.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from oncal_feed.auth import current_user, login_required
 from oncal_feed.connections import flow, service
 from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
+from oncal_feed.connections.schedule_push import list_pushes
 from oncal_feed.db import get_session
 from oncal_feed.errors import ValidationError
 from oncal_feed.errors_http import error_response
@@ -55,10 +58,12 @@ def _provider_error(exc: ProviderError) -> Response:
     return error_response(502, "provider_error", f"The calendar service failed: {exc}")
 
 
-def _sync_soon(connection_id: int) -> None:
-    # The connection is marked dirty already, so the sweep would find it anyway; the
-    # nudge makes the first sync (or the catch-up after a reconnect) start at once.
-    request_sync(current_app._get_current_object(), [connection_id])  # type: ignore[attr-defined]
+def _sync_soon(connection: CalendarConnection) -> None:
+    # The connection (and its schedule pushes) are marked dirty already, so the sweep would
+    # find them anyway; the nudge makes the first sync (or the catch-up after a
+    # reconnect) start at once.
+    ids = [connection.id, *(push.id for push, _ in list_pushes(get_session(), connection))]
+    request_sync(current_app._get_current_object(), ids)  # type: ignore[attr-defined]
 
 
 def _user() -> User:
@@ -90,8 +95,18 @@ def status() -> Response:
 @login_required
 def connections() -> Response:
     """The signed-in user's connections: status, calendar, last sync and error."""
-    rows = service.list_connections(get_session(), _user())
-    return jsonify({"connections": [service.connection_summary(row) for row in rows]})
+    session = get_session()
+    rows = service.list_connections(session, _user())
+    return jsonify({"connections": [_with_pushes(session, row) for row in rows]})
+
+
+def _with_pushes(session: Session, row: CalendarConnection) -> dict[str, Any]:
+    """A connection's summary, with those of its schedule pushes."""
+    pushes = [
+        {"schedule": schedule.key, "schedule_name": schedule.name, **service.connection_summary(p)}
+        for p, schedule in list_pushes(session, row)
+    ]
+    return {**service.connection_summary(row), "schedule_pushes": pushes}
 
 
 @connections_blueprint.post("/<provider>/connect")
@@ -115,7 +130,7 @@ def callback(provider: str) -> Response:
 
     def finish() -> CalendarConnection:
         connection = flow.finish_connect(get_session(), _user(), provider, request.args.to_dict())
-        _sync_soon(connection.id)
+        _sync_soon(connection)
         return connection
 
     if started_from_page(provider):

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from oncal_feed.calendar_creation import OrphanNotice
 from oncal_feed.feeds.tokens import FeedLinks
-from oncal_feed.models import CalendarConnection, Feed, Shift, Source
+from oncal_feed.models import CalendarConnection, Feed, Schedule, Shift, Source
 from oncal_feed.providers.registry import PROVIDERS, provider_info
 from oncal_feed.validation import is_known_zone
 
@@ -34,6 +34,7 @@ __all__ = [
     "Month",
     "MonthDay",
     "OnCallStatus",
+    "PushLine",
     "ShiftLine",
     "SourceCard",
     "SubscribeLinks",
@@ -46,6 +47,7 @@ __all__ = [
     "month_bounds",
     "month_view",
     "on_call_status",
+    "push_lines",
     "reminder_choices",
     "source_cards",
     "subscribe_links",
@@ -520,6 +522,42 @@ def find_time_zone(text: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class PushLine:
+    """A schedule pushed into a calendar of its own, under its connection's card.
+
+    `state` is "active", "error" or "needs_reauth", as for the connection.
+    """
+
+    schedule_key: str
+    schedule_name: str
+    calendar_name: str
+    state: str
+    last_sync: Moment | None  # the last good one
+    last_attempt: Moment | None  # good or bad (the page watches it change)
+    pending: bool
+    last_error: str | None
+
+
+def push_lines(
+    pushes: Sequence[tuple[CalendarConnection, Schedule]], zone: ZoneInfo, now: datetime
+) -> tuple[PushLine, ...]:
+    """The lines of a connection's schedule pushes."""
+    return tuple(
+        PushLine(
+            schedule_key=schedule.key,
+            schedule_name=schedule.name,
+            calendar_name=push.calendar_name or schedule.name,
+            state=push.status if push.status in ("active", "error", "needs_reauth") else "error",
+            last_sync=moment(push.last_success_at, zone, now),
+            last_attempt=moment(push.last_sync_at, zone, now),
+            pending=push.dirty_since is not None and push.status != "needs_reauth",
+            last_error=push.last_error if push.status != "active" else None,
+        )
+        for push, schedule in pushes
+    )
+
+
+@dataclass(frozen=True)
 class ConnectionCard:
     """One provider's box on the page: whether it can connect, and its state if it is.
 
@@ -544,6 +582,8 @@ class ConnectionCard:
     busy: bool = False
     reminder_minutes: int | None = None
     schedule_keys: tuple[str, ...] = ()
+    pushes: tuple[PushLine, ...] = ()
+    push_choices: tuple[tuple[str, str], ...] = ()  # (key, name) of schedules to add
 
     @property
     def connected(self) -> bool:
@@ -556,12 +596,17 @@ def connection_cards(
     connections: Sequence[CalendarConnection],
     zone: ZoneInfo,
     now: datetime,
+    pushes: Mapping[int, Sequence[tuple[CalendarConnection, Schedule]]] | None = None,
+    followable: Sequence[tuple[str, str]] = (),
 ) -> list[ConnectionCard]:
     """One card per provider, Google first, from the user's live connections.
 
     A provider listed only where it is configured (the demo calendar) has no card
-    elsewhere, unless a connection to it is left over.
+    elsewhere, unless a connection to it is left over. `pushes` are each connection's
+    schedule pushes (by connection id); `followable` the (key, name) of the schedules
+    the user may push, of which each card offers those it does not push yet.
     """
+    pushes = pushes or {}
     by_provider = {row.provider: row for row in connections if row.status != "disconnected"}
     cards = []
     for info in PROVIDERS:
@@ -592,6 +637,12 @@ def connection_cards(
                 busy=row.busy,
                 reminder_minutes=row.reminder_minutes,
                 schedule_keys=tuple(sorted(row.schedule_keys or ())),
+                pushes=push_lines(pushes.get(row.id, ()), zone, now),
+                push_choices=tuple(
+                    (key, name)
+                    for key, name in followable
+                    if key not in {s.key for _, s in pushes.get(row.id, ())}
+                ),
             )
         )
     return cards
@@ -640,6 +691,8 @@ def sync_summary(result: Mapping[str, Any]) -> list[tuple[str, str]]:
     messages = []
     for item in connections:
         label = PROVIDER_LABELS.get(str(item.get("provider")), str(item.get("provider")))
+        if item.get("schedule_calendar"):
+            label = f"{label} “{item['schedule_calendar']}”"
         outcome = item.get("outcome")
         if outcome == "needs_reauth":
             messages.append((f"{label} needs you to reconnect it.", "error"))

@@ -34,13 +34,14 @@ from werkzeug.wrappers import Response
 from oncal_feed import accounts
 from oncal_feed.auth import current_user, sign_in, sign_out
 from oncal_feed.calendar_creation import dismiss_notice, orphan_notices
+from oncal_feed.connections import schedule_push
 from oncal_feed.connections import service as connections
 from oncal_feed.connections.disconnect import disconnect as disconnect_calendar
 from oncal_feed.connections.errors import OAuthError
 from oncal_feed.connections.flow import start_connect
 from oncal_feed.connections.vault import get_vault
 from oncal_feed.db import get_session, utcnow
-from oncal_feed.errors import NotFound, ValidationError
+from oncal_feed.errors import Conflict, NotFound, ValidationError
 from oncal_feed.feeds import store as feed_store
 from oncal_feed.feeds.service import (
     FUTURE_DAYS_RANGE,
@@ -52,6 +53,7 @@ from oncal_feed.feeds.tokens import feed_links, reachable_only_here
 from oncal_feed.models import (
     DEFAULT_FEED_FUTURE_DAYS,
     DEFAULT_FEED_PAST_DAYS,
+    CalendarConnection,
     Feed,
     Schedule,
     Shift,
@@ -59,10 +61,11 @@ from oncal_feed.models import (
     User,
 )
 from oncal_feed.notify import shifts_changed
+from oncal_feed.providers.base import ProviderError
 from oncal_feed.shifts import next_shift_for_user, shifts_for_user
 from oncal_feed.sources import service as sources
 from oncal_feed.sources.tasks import get_poller
-from oncal_feed.sync import sync_user_now
+from oncal_feed.sync import request_sync, sync_user_now
 from oncal_feed.validation import parse_user
 from oncal_feed.web import page
 from oncal_feed.web.oauth import remember_page_flow, tell
@@ -217,8 +220,14 @@ def settings() -> str:
     month = page.month_view(shifts_for_user(database, user.id, month_start, month_end), zone, now)
     config = current_app.config
     user_connections = connections.list_connections(database, user)
+    followable = _followable_schedules(user)
     cards = page.connection_cards(
-        connections.configured_providers(config), user_connections, zone, now
+        connections.configured_providers(config),
+        user_connections,
+        zone,
+        now,
+        pushes={row.id: schedule_push.list_pushes(database, row) for row in user_connections},
+        followable=followable,
     )
     feeds = feed_store.list_feeds(database, user)
     chosen = {key for feed in feeds for key in feed.schedule_keys or ()}
@@ -243,7 +252,7 @@ def settings() -> str:
         month=month,
         status=page.on_call_status(ahead, zone, now),
         feeds=feed_cards,
-        followable=_followable_schedules(user),
+        followable=followable,
         feed_local_only=reachable_only_here(config["BASE_URL"]),
         schedules=schedules,
         past_choices=page.PAST_DAY_CHOICES,
@@ -252,7 +261,11 @@ def settings() -> str:
         reminder_choices=page.reminder_choices(None),
         cards=cards,
         leftovers=page.leftover_cards(orphan_notices(database, user.id, now), zone, now),
-        polling=any(card.pending or card.never_synced for card in cards if card.connected),
+        polling=any(
+            card.pending or card.never_synced or any(push.pending for push in card.pushes)
+            for card in cards
+            if card.connected
+        ),
         sources=page.source_cards(sources.personal_sources(database, user), zone, now),
         source_tools=page.SOURCE_TOOLS,
         zones=time_zone_names(),
@@ -443,13 +456,8 @@ def connection_options(provider: str) -> Response:
     """Save what one connected calendar shows: schedules, busy/free and the reminder."""
     user = _user()
     database = get_session()
-    connection = (
-        connections.get_connection(database, user, provider)
-        if provider in page.PROVIDER_LABELS
-        else None
-    )
-    if connection is None or connection.status == "disconnected":
-        tell("That calendar is not connected.", "error", "connections")
+    connection = _account(provider)
+    if connection is None:
         return _back("connections")
     try:
         options = _push_options()
@@ -582,6 +590,88 @@ def disconnect(provider: str) -> Response | str:
         message = f"{label} is disconnected. The events already there stay."
     tell(message, "success", "connections")
     return _back("connections")
+
+
+def _account(provider: str) -> CalendarConnection | None:
+    """The signed-in user's live account connection to `provider`, else None (said)."""
+    connection = (
+        connections.get_connection(get_session(), _user(), provider)
+        if provider in page.PROVIDER_LABELS
+        else None
+    )
+    if connection is None or connection.status == "disconnected":
+        tell("That calendar is not connected.", "error", "connections")
+        return None
+    return connection
+
+
+@web_blueprint.post("/settings/connections/<provider>/schedules")
+@page_login_required
+def add_schedule_push(provider: str) -> Response:
+    """Push a whole schedule into a calendar of its own, through this connection."""
+    account = _account(provider)
+    if account is None:
+        return _back("connections")
+    database = get_session()
+    key = request.form.get("schedule", "")
+    schedule = database.scalar(select(Schedule).where(Schedule.key == key)) if key else None
+    try:
+        if schedule is None:
+            raise ValidationError.single("schedule", "Choose one of the schedules listed.")
+        push = schedule_push.add_push(database, _user(), account, schedule, utcnow())
+    except (ValidationError, Conflict) as exc:
+        database.rollback()
+        problem = exc.problem if isinstance(exc, Conflict) else exc.errors[0].problem
+        tell(problem, "error", "connections")
+        return _back(f"connection-{provider}")
+    database.commit()
+    request_sync(current_app._get_current_object(), [push.id], delay=timedelta(0))  # type: ignore[attr-defined]
+    tell(
+        f"{schedule.name} is being pushed into its own calendar, “{push.calendar_name}”, "
+        f"in {page.PROVIDER_LABELS[provider]}: its events appear within seconds.",
+        "success",
+        "connections",
+    )
+    return _back(f"connection-{provider}")
+
+
+@web_blueprint.post("/settings/connections/<provider>/schedules/<key>/stop")
+@page_login_required
+def stop_schedule_push(provider: str, key: str) -> Response | str:
+    """Stop pushing a schedule: its calendar is deleted (after asking, without JavaScript)."""
+    account = _account(provider)
+    if account is None:
+        return _back("connections")
+    label = page.PROVIDER_LABELS[provider]
+    if not _confirmed():
+        return _ask(
+            "Stop pushing this schedule?",
+            f"Its calendar is deleted from {label}, for everyone you shared it with.",
+            url_for("web.stop_schedule_push", provider=provider, key=key),
+            "Stop and delete the calendar",
+        )
+    database = get_session()
+    try:
+        removal = schedule_push.remove_push(database, account, key, now=utcnow())
+    except NotFound:
+        tell("That schedule is not pushed to its own calendar.", "error", "connections")
+        return _back(f"connection-{provider}")
+    except Conflict as exc:
+        tell(exc.problem, "error", "connections")
+        return _back(f"connection-{provider}")
+    except ProviderError as exc:
+        tell(f"The calendar could not be deleted ({exc}). Nothing was changed; try again.",
+             "error", "connections")  # fmt: skip
+        return _back(f"connection-{provider}")
+    if removal.left_behind:
+        message = (
+            f"oncal-feed no longer pushes it. Access to {label} was lost, so the calendar "
+            f"“{removal.left_behind}” stays there: delete it in {label} if you no longer want it."
+        )
+    else:
+        message = f"Stopped: the schedule's calendar was deleted from {label}."
+    tell(message, "success", "connections")
+    return _back(f"connection-{provider}")
 
 
 @web_blueprint.post("/settings/sources")

@@ -55,9 +55,13 @@ def state_of(url: str) -> str:
 
 
 def connection_row(session: Session, provider: str) -> CalendarConnection | None:
-    """The stored connection (fresh from the database)."""
+    """The stored account connection (fresh from the database)."""
     session.expire_all()
-    return session.scalar(select(CalendarConnection).where(CalendarConnection.provider == provider))
+    return session.scalar(
+        select(CalendarConnection).where(
+            CalendarConnection.provider == provider, CalendarConnection.parent_id.is_(None)
+        )
+    )
 
 
 def database_text(session: Session) -> str:

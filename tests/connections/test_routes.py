@@ -174,6 +174,7 @@ def test_connections_listing_never_contains_token_material(
             "last_sync_at",
             "next_retry_at",
             "provider",
+            "schedule_pushes",
             "status",
             "use_primary",
         )

@@ -317,6 +317,8 @@ def test_a_token_from_another_session_is_refused(app: Flask, member: User) -> No
         ("/settings/time-zone", {"time_zone": "Asia/Tokyo"}),
         ("/settings/sync", {}),
         ("/settings/connections/google/disconnect", {"confirm": "yes"}),
+        ("/settings/connections/google/schedules", {"schedule": "payments"}),
+        ("/settings/connections/google/schedules/payments/stop", {"confirm": "yes"}),
     ],
 )
 def test_every_settings_form_needs_the_token(

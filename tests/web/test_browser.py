@@ -695,3 +695,52 @@ def test_a_calendar_left_by_an_interrupted_setup_is_told_and_dismissed(
     wait_for(browser, lambda d: "may be left in your" not in body_text(d))
     with get_database(app).session() as session:
         assert session.scalars(select(CalendarCreation)).all() == []
+
+
+def test_push_a_whole_schedule_into_a_calendar_of_its_own_and_stop(
+    live: str, app: Flask, member: User, browser: WebDriver, fake_google: FakeGoogle
+) -> None:
+    """From the connection's card: push Payments into its own calendar, watch a
+    colleague's shift arrive there, then stop and see the calendar deleted."""
+    with get_database(app).session() as session:
+        accounts.create_user(
+            session, UserInput("sam@example.com", "Sam Ortiz", "Europe/Berlin"), utcnow()
+        )
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    add_shift(app, EMAIL, now + timedelta(days=1), timedelta(hours=8))
+    add_shift(app, "sam@example.com", now + timedelta(days=2), timedelta(hours=8))
+    sign_in(browser, live)
+    connect_through_consent(browser, live, "google")
+
+    def calendar(name: str) -> str | None:
+        return {c["summary"]: c["id"] for c in fake_google.calendars(EMAIL)}.get(name)
+
+    def own_events() -> int:
+        return len(fake_google.events(EMAIL, calendar("On-call shifts")))
+
+    wait_until(lambda: calendar("On-call shifts") and own_events() == 1)
+
+    browser.find_element(By.CSS_SELECTOR, "#connection-google-pushes summary").click()
+    Select(browser.find_element(By.ID, "push-schedule-google")).select_by_visible_text("Payments")
+    screenshot(browser, "schedule-push-choose", phone_width=390)
+    browser.find_element(By.ID, "add-push-google").click()
+    wait_for(browser, page_says("Payments is being pushed into its own calendar"))
+    calendar_id = wait_until(lambda: calendar("Payments on-call"))
+    wait_until(lambda: len(fake_google.events(EMAIL, calendar_id)) == 2)
+    titles = sorted(e["summary"] for e in fake_google.events(EMAIL, calendar_id))
+    assert titles == ["Kim Lee · primary", "Sam Ortiz · primary"]
+    assert own_events() == 1  # the personal calendar keeps Kim's alone
+    # The page, watching, turns "first sync starting" into "synced … ago" by itself.
+    wait_for(browser, lambda d: "synced" in text(d, "#push-google-payments"), timeout=30)
+    screenshot(browser, "schedule-push", phone_width=390)
+
+    # A colleague's new shift reaches the team calendar without anyone asking.
+    add_shift(app, "sam@example.com", now + timedelta(days=5), timedelta(hours=8))
+    wait_until(lambda: len(fake_google.events(EMAIL, calendar_id)) == 3)
+
+    browser.find_element(By.ID, "stop-push-google-payments").click()
+    assert "Its calendar is deleted from Google Calendar" in accept_confirm(browser)
+    wait_for(browser, page_says("Stopped: the schedule's calendar was deleted"))
+    assert calendar("Payments on-call") is None
+    assert not browser.find_elements(By.ID, "push-google-payments")
+    assert own_events() == 1

@@ -114,6 +114,7 @@ def test_subscribe_links_encode_the_feed_url() -> None:
 def connection(**fields: Any) -> Any:
     """A stand-in for a CalendarConnection row."""
     values = {
+        "id": 1,
         "provider": "google",
         "status": "active",
         "account_email": None,
@@ -144,7 +145,7 @@ def test_connection_boxes_cover_every_state() -> None:
     rows = [
         connection(status="error", last_error="Google answered 500",
                    next_retry_at=NOW + timedelta(minutes=4)),
-        connection(provider="microsoft", status="needs_reauth", last_error="revoked",
+        connection(id=2, provider="microsoft", status="needs_reauth", last_error="revoked",
                    dirty_since=NOW),
     ]  # fmt: skip
     google, microsoft = page.connection_cards(
@@ -173,6 +174,33 @@ def test_an_active_connection_hides_an_old_error_and_shows_a_pending_change() ->
     assert card.never_synced
 
 
+def test_a_card_lists_its_schedule_pushes_and_offers_the_other_schedules() -> None:
+    """Each push says its calendar and state; the choice leaves out what is pushed."""
+    payments = SimpleNamespace(key="payments", name="Payments")
+    search = SimpleNamespace(key="search", name="Search")
+    pushes = {
+        1: [
+            (connection(id=5, calendar_name="Payments on-call", dirty_since=NOW), payments),
+            (connection(id=6, calendar_name="Search on-call", status="needs_reauth",
+                        last_error="revoked"), search),
+        ]
+    }  # fmt: skip
+    followable = [("checkout", "Checkout"), ("payments", "Payments"), ("search", "Search")]
+    (card, _) = page.connection_cards(
+        {"google": True, "microsoft": False}, [connection()], BERLIN, NOW, pushes, followable
+    )
+    first, second = card.pushes
+    assert (first.schedule_key, first.calendar_name, first.state) == (
+        "payments", "Payments on-call", "active"
+    )  # fmt: skip
+    assert first.pending
+    assert first.last_sync is not None
+    assert first.last_sync.relative == "3 minutes ago"
+    assert first.last_error is None
+    assert (second.state, second.last_error, second.pending) == ("needs_reauth", "revoked", False)
+    assert card.push_choices == (("checkout", "Checkout"),)
+
+
 def test_sync_summaries_speak_per_calendar() -> None:
     result = {
         "connections": [
@@ -184,6 +212,11 @@ def test_sync_summaries_speak_per_calendar() -> None:
         ("Google Calendar is up to date (3 added, 0 changed, 1 removed).", "success"),
         ("Outlook could not be synced. Graph answered 503.", "error"),
     ]
+    push = {"provider": "google", "schedule_calendar": "Payments on-call", "outcome": "ok"}
+    assert page.sync_summary({"connections": [push]}) == [
+        ("Google Calendar “Payments on-call” is up to date (0 added, 0 changed, 0 removed).",
+         "success")
+    ]  # fmt: skip
     assert page.sync_summary({"connections": []}) == [
         ("There is no connected calendar to sync.", "info")
     ]

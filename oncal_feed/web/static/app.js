@@ -97,8 +97,9 @@
     }
     var url = section.getAttribute("data-poll");
     var rendered = {};
-    section.querySelectorAll("[data-provider]").forEach(function (card) {
-      rendered[card.getAttribute("data-provider")] = {
+    // Connections by provider; their schedule pushes by "provider/schedule".
+    section.querySelectorAll("[data-provider], [data-push]").forEach(function (card) {
+      rendered[card.getAttribute("data-provider") || card.getAttribute("data-push")] = {
         status: card.getAttribute("data-status"),
         lastSync: card.getAttribute("data-last-sync"),
       };
@@ -132,7 +133,15 @@
       section.insertBefore(notice, section.firstElementChild.nextSibling);
     }
     function changed(connection) {
-      var seen = rendered[connection.provider];
+      return (
+        differs(connection.provider, connection) ||
+        (connection.schedule_pushes || []).some(function (push) {
+          return differs(connection.provider + "/" + push.schedule, push);
+        })
+      );
+    }
+    function differs(key, connection) {
+      var seen = rendered[key];
       if (!seen) {
         return true;
       }
