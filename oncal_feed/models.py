@@ -176,6 +176,8 @@ class Feed(Base):
     # Minutes before each shift starts that calendars remind; None for no reminder
     # (0 is "at the start").
     reminder_minutes: Mapped[int | None]
+    # Minutes before each shift ends (the hand-off) that calendars remind; None for none.
+    handoff_reminder_minutes: Mapped[int | None]
     past_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_PAST_DAYS)
     future_days: Mapped[int] = mapped_column(default=DEFAULT_FEED_FUTURE_DAYS)
     last_fetched_at: Mapped[datetime | None]
@@ -198,6 +200,7 @@ FEED_OPTION_COLUMNS = (
     "generation",
     "busy",
     "reminder_minutes",
+    "handoff_reminder_minutes",
     "past_days",
     "future_days",
 )

@@ -121,6 +121,7 @@ class FeedRow:
     busy: bool
     schedule_keys: list[str] | None
     reminder_minutes: int | None
+    handoff_reminder_minutes: int | None
     last_fetched_at: datetime | None
     last_client: str | None
     changed_at: datetime | None
@@ -139,7 +140,7 @@ class FeedRow:
 _FEEDS = cast(Table, Feed.__table__)
 _USERS = cast(Table, User.__table__)
 _SCHEDULES = cast(Table, Schedule.__table__)
-_FEED_COLUMNS = [_FEEDS.c[f.name] for f in fields(FeedRow)[:14]]
+_FEED_COLUMNS = [_FEEDS.c[f.name] for f in fields(FeedRow)[:15]]
 # Built once: constructing a statement costs as much as running this one.
 _FEED_QUERY = (
     select(
@@ -176,6 +177,7 @@ class FeedOptions:
     schedule_keys: tuple[str, ...]
     busy: bool
     reminder_minutes: int | None = None
+    handoff_reminder_minutes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ def feed_etag(feed: FeedRow, options: FeedOptions, window: FeedWindow, base_url:
         options.future_days,
         options.busy,
         options.reminder_minutes,
+        options.handoff_reminder_minutes,
         ",".join(options.schedule_keys),
         base_url,
     )
@@ -286,7 +289,9 @@ def parse_feed_options(args: Mapping[str, Sequence[str]], feed: FeedRow) -> Feed
         raise ValidationError(errors)
     if feed.kind == "schedule":
         keys = ()  # the feed is its schedule's; a filter could only empty it
-    return FeedOptions(past_days, future_days, keys, busy, feed.reminder_minutes)
+    return FeedOptions(
+        past_days, future_days, keys, busy, feed.reminder_minutes, feed.handoff_reminder_minutes
+    )
 
 
 def _single(args: Mapping[str, Sequence[str]], name: str, errors: list[FieldError]) -> str | None:
@@ -555,13 +560,17 @@ class FeedService:
         version that no new request computes any more. No stricter isolation is needed
         (REPEATABLE READ cost PostgreSQL round trips on every request).
 
-        A schedule feed shows everyone's shifts, titled by person; its reminder is for
+        A schedule feed shows everyone's shifts, titled by person; its reminders are for
         the owner's own shifts only (a reminder for each colleague's would be noise).
         """
         plain = RenderOptions(
             base_url=self.base_url, busy=options.busy, team=feed.kind == "schedule"
         )
-        reminded = replace(plain, reminder_minutes=options.reminder_minutes)
+        reminded = replace(
+            plain,
+            reminder_minutes=options.reminder_minutes,
+            handoff_reminder_minutes=options.handoff_reminder_minutes,
+        )
         if feed.schedule_id is not None:
             shifts = shifts_for_schedule(
                 session,

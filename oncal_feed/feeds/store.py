@@ -54,6 +54,7 @@ class FeedSettings:
     future_days: int = DEFAULT_FEED_FUTURE_DAYS
     busy: bool = False
     reminder_minutes: int | None = None
+    handoff_reminder_minutes: int | None = None  # before each shift ends
     schedule_keys: tuple[str, ...] = ()  # a personal feed's schedules; empty for all
 
 
@@ -143,6 +144,7 @@ def _apply(feed: Feed, settings: FeedSettings, now: datetime) -> None:
     feed.future_days = settings.future_days
     feed.busy = settings.busy
     feed.reminder_minutes = settings.reminder_minutes
+    feed.handoff_reminder_minutes = settings.handoff_reminder_minutes
     # A schedule feed has its schedule; a filter would only hide shifts from it.
     feed.schedule_keys = sorted(settings.schedule_keys) or None if feed.kind == "personal" else None
     feed.updated_at = now

@@ -82,12 +82,15 @@ class ShiftFacts:
 @dataclass(frozen=True)
 class RenderOptions:
     """Per-viewer choices: where links point, whether on-call shows as busy, how long
-    before a shift calendars remind, and whether the calendar is a whole schedule's
-    (`team`: events titled by person, with UIDs of their own)."""
+    before a shift starts (and before it ends, the hand-off) calendars remind, and whether
+    the calendar is a whole schedule's (`team`: events titled by person, with UIDs of
+    their own)."""
 
     base_url: str
     busy: bool = False
     reminder_minutes: int | None = None  # before the start; None for no reminder
+    # Before the end. Feeds only: Google and Graph remind only before an event's start.
+    handoff_reminder_minutes: int | None = None
     team: bool = False
 
 
@@ -107,6 +110,7 @@ class EventSpec:
     transparent: bool
     url: str
     reminder_minutes: int | None = None  # None: no reminder (never on a cancelled shift)
+    handoff_reminder_minutes: int | None = None  # before the end; likewise
 
     @property
     def status(self) -> str:
@@ -132,6 +136,9 @@ class EventSpec:
             "url": self.url,
             "reminder": self.reminder_minutes,
         }
+        if self.handoff_reminder_minutes is not None:
+            # Only when set, so events without one keep the hashes push sync recorded.
+            shown["handoff_reminder"] = self.handoff_reminder_minutes
         return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
 
     @cached_property
@@ -193,6 +200,7 @@ def shift_event(shift: ShiftFacts, options: RenderOptions) -> EventSpec:
         transparent=not options.busy,
         url=clean_url(_link(shift, options)),
         reminder_minutes=None if shift.cancelled else options.reminder_minutes,
+        handoff_reminder_minutes=None if shift.cancelled else options.handoff_reminder_minutes,
     )
 
 

@@ -48,6 +48,16 @@ def vevent(spec: EventSpec) -> Event:
         alarm.add("description", spec.summary)
         alarm.add("trigger", -timedelta(minutes=spec.reminder_minutes))
         event.add_component(alarm)
+    if spec.handoff_reminder_minutes is not None:
+        alarm = Alarm()
+        alarm.add("action", "DISPLAY")
+        alarm.add("description", f"Hand-off: {spec.summary}")
+        alarm.add(
+            "trigger",
+            -timedelta(minutes=spec.handoff_reminder_minutes),
+            parameters={"RELATED": "END"},
+        )
+        event.add_component(alarm)
     return event
 
 

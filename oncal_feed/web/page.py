@@ -22,6 +22,7 @@ from oncal_feed.validation import is_known_zone
 
 __all__ = [
     "FUTURE_DAY_CHOICES",
+    "HANDOFF_REMINDER_CHOICES",
     "PAST_DAY_CHOICES",
     "PROVIDER_LABELS",
     "REMINDER_CHOICES",
@@ -70,6 +71,16 @@ REMINDER_CHOICES = {
     120: "2 hours before",
     720: "12 hours before",
     1440: "1 day before",
+}
+# Minutes before a shift ends (the hand-off), for a feed's second reminder.
+HANDOFF_REMINDER_CHOICES = {
+    0: "When it ends",
+    5: "5 minutes before it ends",
+    10: "10 minutes before it ends",
+    15: "15 minutes before it ends",
+    30: "30 minutes before it ends",
+    60: "1 hour before it ends",
+    120: "2 hours before it ends",
 }
 # Up to two days ahead (Google keeps at most four weeks, Outlook any).
 REMINDER_RANGE = (0, 2 * 24 * 60)
@@ -433,6 +444,7 @@ class FeedCard:
     last_client: str | None
     busy: bool
     reminder_minutes: int | None
+    handoff_reminder_minutes: int | None
     past_days: int
     future_days: int
     schedule_keys: tuple[str, ...]
@@ -467,6 +479,7 @@ def feed_card(
         last_client=client_label(feed.last_client),
         busy=feed.busy,
         reminder_minutes=feed.reminder_minutes,
+        handoff_reminder_minutes=feed.handoff_reminder_minutes,
         past_days=feed.past_days,
         future_days=feed.future_days,
         schedule_keys=keys,

@@ -259,6 +259,7 @@ def settings() -> str:
         future_choices=page.FUTURE_DAY_CHOICES,
         default_window=(DEFAULT_FEED_PAST_DAYS, DEFAULT_FEED_FUTURE_DAYS),
         reminder_choices=page.reminder_choices(None),
+        handoff_choices=sorted(page.HANDOFF_REMINDER_CHOICES.items()),
         cards=cards,
         leftovers=page.leftover_cards(orphan_notices(database, user.id, now), zone, now),
         polling=any(
@@ -433,14 +434,14 @@ def _feed_settings(default_name: str) -> feed_store.FeedSettings:
         future_days=_whole(form.get("future_days"), FUTURE_DAYS_RANGE, "days ahead"),
         busy=options.busy,
         reminder_minutes=options.reminder_minutes,
+        handoff_reminder_minutes=_optional_reminder("handoff_reminder"),
         schedule_keys=options.schedule_keys,
     )
 
 
 def _push_options() -> connections.ConnectionOptions:
     """Read the schedules, busy/free and reminder fields every options form has."""
-    raw_reminder = request.form.get("reminder", "")
-    reminder = None if raw_reminder == "" else _reminder(raw_reminder)
+    reminder = _optional_reminder("reminder")
     keys = sorted(set(request.form.getlist("schedule")))
     known = get_session().scalars(select(Schedule.key).where(Schedule.key.in_(keys)))
     return connections.ConnectionOptions(
@@ -471,12 +472,16 @@ def connection_options(provider: str) -> Response:
     return _back(f"connection-{provider}")
 
 
-def _reminder(raw: str) -> int:
+def _optional_reminder(field: str) -> int | None:
+    """Read a reminder's minutes from the form's `field`; None when it is left empty."""
+    raw = request.form.get(field, "")
+    if raw == "":
+        return None
     low, high = page.REMINDER_RANGE
     number = day_count(raw, page.REMINDER_RANGE)
     if number is None:
         raise ValidationError.single(
-            "reminder", f"Choose a reminder from {low} to {high} minutes before, or none."
+            field, f"Choose a reminder from {low} to {high} minutes before, or none."
         )
     return number
 

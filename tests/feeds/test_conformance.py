@@ -210,7 +210,8 @@ def test_a_schedule_feed_with_reminder_cancellation_and_override(
     cover = world.shift("pay", "o1", BOB, start + timedelta(hours=2), timedelta(hours=2),
                         role="override")  # fmt: skip
     team = create_feed(
-        world.session, alice, FeedSettings("Team", reminder_minutes=15), TODAY,
+        world.session, alice,
+        FeedSettings("Team", reminder_minutes=15, handoff_reminder_minutes=10), TODAY,
         world.schedules["pay"],
     )  # fmt: skip
     world.session.commit()
@@ -228,11 +229,13 @@ def test_a_schedule_feed_with_reminder_cancellation_and_override(
     assert "Hands over to Alice Ångström." in str(override["DESCRIPTION"])
     alarms = {uid: len(event.walk("VALARM")) for uid, event in events.items()}
     assert alarms == {
-        f"schedule-{mine}": 1, f"schedule-{bobs}": 0, f"schedule-{gone}": 0,
+        f"schedule-{mine}": 2, f"schedule-{bobs}": 0, f"schedule-{gone}": 0,
         f"schedule-{cover}": 0,
     }  # fmt: skip
-    trigger = events[f"schedule-{mine}"].walk("VALARM")[0]["TRIGGER"]
-    assert trigger.dt == -timedelta(minutes=15)
+    start_alarm, handoff_alarm = events[f"schedule-{mine}"].walk("VALARM")
+    assert start_alarm["TRIGGER"].dt == -timedelta(minutes=15)
+    assert handoff_alarm["TRIGGER"].dt == -timedelta(minutes=10)
+    assert handoff_alarm["TRIGGER"].params["RELATED"] == "END"
 
 
 def test_a_second_named_feed_has_options_of_its_own(world: World, fetch: Fetch) -> None:
@@ -241,11 +244,16 @@ def test_a_second_named_feed_has_options_of_its_own(world: World, fetch: Fetch) 
     alice = world.user(ALICE, "Alice")
     uid = world.shift("pay", "a1", ALICE, TODAY + timedelta(days=1, hours=9))
     phone = create_feed(
-        world.session, alice, FeedSettings("Phone", reminder_minutes=60, busy=True), TODAY
-    )
+        world.session, alice,
+        FeedSettings("Phone", reminder_minutes=60, handoff_reminder_minutes=0, busy=True), TODAY,
+    )  # fmt: skip
     world.session.commit()
     second = fetch(_feed_path(world, phone), "phone").feed.event(uid)
-    assert second.walk("VALARM")[0]["TRIGGER"].dt == -timedelta(hours=1)
+    before_start, at_handoff = second.walk("VALARM")
+    assert before_start["TRIGGER"].dt == -timedelta(hours=1)
+    assert (at_handoff["TRIGGER"].dt, at_handoff["TRIGGER"].params["RELATED"]) == (
+        timedelta(0), "END"
+    )  # fmt: skip
     assert str(second["TRANSP"]) == "OPAQUE"
     first = fetch(world.path(ALICE), "first").feed.event(uid)
     assert first.walk("VALARM") == []

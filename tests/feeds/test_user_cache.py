@@ -40,7 +40,7 @@ BOB = "bob@example.com"
 
 def _user(public_id: str = "u_a", generation: int = 1) -> FeedRow:
     return FeedRow(
-        7, public_id, generation, "personal", 3, None, 30, 365, False, None, None, None, None,
+        7, public_id, generation, "personal", 3, None, 30, 365, False, None, None, None, None, None,
         NOW, 1, "A", NOW,
     )  # fmt: skip
 
@@ -216,7 +216,7 @@ def test_a_304_from_a_cached_row_makes_no_query(
 FETCH_RECORD_COLUMNS = ("last_fetched_at", "last_client")
 # A change of every other column of FeedRow, as (table, column, value) — a function of the
 # world for values that are ids. A new column fails the test below until it is listed
-# here, and migration 0014's triggers must be extended for it.
+# here, and the triggers (migrations 0014, 0017) must be extended for it.
 CHANGES: dict[str, Callable[[World], tuple[Any, str, Any]]] = {
     "public_id": lambda w: (Feed, "public_id", "f_renamed"),
     "generation": lambda w: (Feed, "generation", 2),
@@ -227,6 +227,7 @@ CHANGES: dict[str, Callable[[World], tuple[Any, str, Any]]] = {
     "busy": lambda w: (Feed, "busy", True),
     "schedule_keys": lambda w: (Feed, "schedule_keys", ["payments"]),
     "reminder_minutes": lambda w: (Feed, "reminder_minutes", 15),
+    "handoff_reminder_minutes": lambda w: (Feed, "handoff_reminder_minutes", 10),
     "version": lambda w: (User, "calendar_version", 99),
     "title": lambda w: (User, "display_name", "Alice Renamed"),
 }

@@ -641,7 +641,24 @@ def test_a_failed_record_is_logged_and_ignored(
 ) -> None:
     """Recording must never cost the client its feed."""
     feed = FeedRow(
-        7, "u_x", 1, "personal", 3, None, 30, 365, False, None, None, None, None, NOW, 1, "X", NOW
+        7,
+        "u_x",
+        1,
+        "personal",
+        3,
+        None,
+        30,
+        365,
+        False,
+        None,
+        None,
+        None,
+        None,
+        None,
+        NOW,
+        1,
+        "X",
+        NOW,
     )
     with caplog.at_level(logging.WARNING, logger="oncal_feed.feeds.service"):
         record_fetch(_BrokenConnection, feed, "google", NOW)  # type: ignore[arg-type]

@@ -75,6 +75,36 @@ def test_a_reminder_is_a_display_alarm_before_the_start(
     assert kept.decoded("TRIGGER") == -timedelta(minutes=15)
 
 
+def test_a_handoff_reminder_is_a_second_alarm_before_the_end(
+    make_facts: FactsMaker, keep_feed: Keep
+) -> None:
+    """The hand-off reminder is a VALARM related to the event's end (RFC 5545 RELATED=END),
+    next to the one before the start; a cancelled shift gets neither."""
+    options = replace(OPTIONS, reminder_minutes=15, handoff_reminder_minutes=10)
+    reminded = render(make_facts(), options)
+    body = lines(reminded)
+    assert body.count("BEGIN:VALARM") == 2
+    assert "TRIGGER:-PT15M" in body
+    assert "TRIGGER;RELATED=END:-PT10M" in body
+    assert "DESCRIPTION:Hand-off: On-call · Payments" in body
+    cancelled = render(make_facts(uid="gone@oncal", cancelled=True), options)
+    assert b"VALARM" not in cancelled
+    parsed = keep_feed(calendar_bytes("Test", "", [reminded, cancelled]))
+    alarms = parsed.event(BASE_FACTS.uid).walk("VALARM")
+    related = {str(alarm["TRIGGER"].params.get("RELATED", "START")) for alarm in alarms}
+    assert related == {"START", "END"}
+
+
+def test_a_handoff_reminder_is_part_of_the_cached_bytes_key(make_facts: FactsMaker) -> None:
+    """Feeds cache each event's bytes by `cache_key`: two feeds differing only in the
+    hand-off reminder must not share them."""
+    facts = make_facts()
+    plain = shift_event(facts, OPTIONS)
+    with_handoff = shift_event(facts, replace(OPTIONS, handoff_reminder_minutes=10))
+    assert with_handoff.cache_key != plain.cache_key
+    assert render(facts, replace(OPTIONS, handoff_reminder_minutes=10)) != render(facts)
+
+
 def test_cancelled_and_busy(make_facts: FactsMaker) -> None:
     """A tombstone is STATUS:CANCELLED at its higher SEQUENCE; busy makes TRANSP:OPAQUE."""
     props = dict(

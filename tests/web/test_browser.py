@@ -35,7 +35,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from oncal_feed import accounts
 from oncal_feed.db import get_database, utcnow
-from oncal_feed.models import CalendarConnection, CalendarCreation, User
+from oncal_feed.models import CalendarConnection, CalendarCreation, Feed, User
 from oncal_feed.sync import start_embedded_worker
 from oncal_feed.sync.tasks import mark_dirty, request_sync
 from oncal_feed.validation import UserInput
@@ -482,8 +482,15 @@ def test_create_name_and_revoke_a_second_feed(
     name = browser.find_element(By.ID, "feed-name-input-2")
     name.clear()
     name.send_keys("Payments team")
+    Select(browser.find_element(By.ID, "feed-2-handoff-reminder")).select_by_visible_text(
+        "15 minutes before it ends"
+    )
+    screenshot(browser, "feed-options", phone_width=390)
     browser.find_element(By.ID, "save-feed-2").click()
     wait_for(browser, page_says("Options of “Payments team” saved."))
+    with get_database(app).session() as session:
+        renamed = session.scalars(select(Feed).where(Feed.name == "Payments team")).one()
+        assert renamed.handoff_reminder_minutes == 15
     assert text(browser, "#feed-name-2").startswith("Payments team")
     assert browser.find_element(By.ID, "feed-url-2").get_attribute("value") == second
 

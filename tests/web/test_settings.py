@@ -365,6 +365,7 @@ def test_feed_options_are_saved_and_shape_the_feed(
             "schedule": ["checkout"],
             "busy": "1",
             "reminder": "30",
+            "handoff_reminder": "15",
         },
     )
     assert response.status_code == 303
@@ -373,7 +374,7 @@ def test_feed_options_are_saved_and_shape_the_feed(
     assert (stored.name, stored.past_days, stored.future_days) == ("Laptop", 7, 90)
     assert stored.schedule_keys == ["checkout"]
     assert stored.busy is True
-    assert stored.reminder_minutes == 30
+    assert (stored.reminder_minutes, stored.handoff_reminder_minutes) == (30, 15)
 
     page = member_client.get("/settings").text
     assert "Options of “Laptop” saved." in page
@@ -385,7 +386,9 @@ def test_feed_options_are_saved_and_shape_the_feed(
     assert "Payments" not in feed
     assert "TRANSP:OPAQUE" in feed
     assert "TRIGGER:-PT30M" in feed
+    assert "TRIGGER;RELATED=END:-PT15M" in feed
     assert '<option value="30" selected>30 minutes before</option>' in page
+    assert '<option value="15" selected>15 minutes before it ends</option>' in page
 
 
 @pytest.mark.parametrize(
@@ -404,18 +407,21 @@ def test_bad_option_values_are_refused(
     assert (stored.past_days, stored.future_days) == (30, 365)
 
 
+@pytest.mark.parametrize("field", ["reminder", "handoff_reminder"])
 @pytest.mark.parametrize("reminder", ["-5", "2881", "soon", "15.5"])
 def test_a_bad_reminder_is_refused_and_changes_nothing(
-    member: User, member_client: FlaskClient, db_session: Session, reminder: str
+    member: User, member_client: FlaskClient, db_session: Session, field: str, reminder: str
 ) -> None:
     token = csrf_token(member_client, "/settings")
-    data = {"csrf_token": token, "past_days": "7", "future_days": "90", "reminder": reminder}
+    data = {"csrf_token": token, "past_days": "7", "future_days": "90", field: reminder}
     member_client.post(f"/settings/feeds/{member.public_id}/options", data=data)
     assert "Choose a reminder from 0 to 2880 minutes before, or none." in (
         member_client.get("/settings").text
     )
     stored = stored_feed(db_session, member)
-    assert (stored.past_days, stored.reminder_minutes) == (30, None)
+    assert (stored.past_days, stored.reminder_minutes, stored.handoff_reminder_minutes) == (
+        30, None, None
+    )  # fmt: skip
 
 
 def test_no_reminder_again_takes_it_off(
