@@ -111,35 +111,31 @@ def add_push(
     return push
 
 
-def follow_account(session: Session, account: CalendarConnection, now: datetime) -> list[int]:
+def follow_account(session: Session, account: CalendarConnection, now: datetime) -> None:
     """Give the account's pushes its status (after a reconnect, a disconnect or a lost
-    grant); return the ids of those now active, which want a sync. The caller commits."""
-    mine = (CalendarConnection.parent_id == account.id,)
+    grant); active ones are marked for a sync. The caller commits and nudges the worker."""
+    mine = [CalendarConnection.parent_id == account.id]
     values: dict[str, object] = {"status": account.status, "updated_at": now}
     if account.status == "active":
+        # A reconnect also brings back the pushes disconnected with the account.
         values.update(
             dirty_since=now, sync_due_at=now, last_error=None, failure_count=0, next_retry_at=None
         )
-    elif account.status == "disconnected":
-        values.update(dirty_since=None, next_retry_at=None, lease_owner=None, lease_expires_at=None)
     else:
-        values.update(last_error=account.last_error, last_error_at=now, next_retry_at=None)
+        # Pushes disconnected with the account stay so until it is reconnected.
+        mine.append(CalendarConnection.status != "disconnected")
+        if account.status == "disconnected":
+            values.update(
+                dirty_since=None, next_retry_at=None, lease_owner=None, lease_expires_at=None
+            )
+        else:
+            values.update(last_error=account.last_error, last_error_at=now, next_retry_at=None)
     session.execute(
         update(CalendarConnection)
-        .where(*mine, CalendarConnection.status != "disconnected")
+        .where(*mine)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    if account.status != "active":
-        return []
-    # A reconnect also brings back pushes disconnected with the account.
-    session.execute(
-        update(CalendarConnection)
-        .where(*mine, CalendarConnection.status == "disconnected")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return list(session.scalars(select(CalendarConnection.id).where(*mine)))
 
 
 @dataclass(frozen=True)
