@@ -440,7 +440,7 @@ class Applier:
                 if error is None:
                     self._record_written(change, op, result.event)
                 elif isinstance(op, Create) and isinstance(error, RemoteConflict):
-                    follow_ups.extend(self._conflict(op))
+                    follow_ups.extend(self._conflict(change, op))
                 elif isinstance(op, Create) and isinstance(error, RemoteNotFound):
                     calendar_gone = True
                 elif isinstance(op, Update) and isinstance(error, RemoteNotFound):
@@ -534,9 +534,13 @@ class Applier:
             self.created += 1
             self.count_write("create")
 
-    def _conflict(self, op: Create) -> list[_Remote]:
+    def _conflict(self, change: StatusChange, op: Create) -> list[_Remote]:
         """A 409 on insert: the key is taken, by our own earlier (or replayed) insert."""
         if self.client_ids:
+            # The event exists at our id: say so at once, with its content unknown, so a
+            # run that stops before the restore below is sent plans an update next time
+            # rather than asking again.
+            change.put(Record(op.shift_id, op.spec.uid, "synced", op.event_key, None))
             return [_Restore(op.shift_id, op.spec, op.event_key)]
         # Graph has no client-chosen ids; a conflict means it found our transactionId.
         # Leave the record `creating`: the next pass looks the event up by its tag.

@@ -467,10 +467,12 @@ def _another_pass(run: Applier, budget: RetryBudget, idle_passes: int) -> bool:
     return budget.pause(delay)
 
 
-# More uncertain inserts than this without client-chosen ids (each one a lookup by tag)
-# and one listing answers them all: a page holds 100 events, and every lookup is one more
-# call that a throttle can stop before anything is written.
-LOOKUPS_BEFORE_LISTING = 3
+# More uncertain inserts than this and one listing answers them all. Each one asked on
+# its own is a call (Graph: a lookup by tag; Google: the insert again, and after a 409,
+# which is what an insert that did land answers, an update as well), and every call is one
+# more that a throttle or a fault can stop; a listing is a call per page (100 events
+# on Graph, 250 on Google).
+UNCERTAIN_BEFORE_LISTING = 3
 
 
 def _listing_pays(state: _State, now: datetime, checked: bool) -> bool:
@@ -478,12 +480,8 @@ def _listing_pays(state: _State, now: datetime, checked: bool) -> bool:
     the run did it), or many inserts to resolve."""
     if not checked and full_check_due(state.connection, now):
         return True
-    lookups = sum(
-        1
-        for record in state.status.records()
-        if record.state == "creating" and record.transaction_id is not None
-    )
-    return lookups > LOOKUPS_BEFORE_LISTING
+    uncertain = sum(1 for record in state.status.records() if record.state == "creating")
+    return uncertain > UNCERTAIN_BEFORE_LISTING
 
 
 class _Adapter:

@@ -288,6 +288,54 @@ def test_crash_between_intent_and_answer_leaves_no_duplicate(
     assert counting.writes == 0
 
 
+@pytest.mark.parametrize(("landed", "lists"), [(3, False), (30, True)])
+def test_many_uncertain_google_inserts_are_answered_by_one_listing(
+    world: World, memory, landed: int, lists: bool
+) -> None:
+    """Google's answer to an insert that did land is a 409, and an update must follow;
+    past a few uncertain inserts, one listing finds the landed ones and each costs one
+    update instead of two writes."""
+    world.put_many(landed)
+    cid = world.connect(memory)
+    with pytest.raises(Crash):
+        world.sync(cid, CrashingProvider(memory, batch=1, after=True), full_check=False)
+    assert {r.state for r in world.records(cid)} == {"creating"}
+    # The day's full check is done: only the uncertain inserts can make this run list.
+    world.execute(update(CalendarConnection).values(last_full_check_at=LATER))
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, now=LATER)
+    assert report.outcome == "ok", report
+    assert report.full_check is lists
+    assert counting.calls.get("list_events", 0) == int(lists)
+    assert counting.calls.get("op:insert", 0) == (0 if lists else landed)
+    assert counting.calls.get("op:update", 0) == landed
+    assert len(live_uids(memory, calendar(world, cid))) == landed
+    assert {(r.state, r.content_hash is not None) for r in world.records(cid)} == {("synced", True)}
+
+
+def test_a_409_is_remembered_when_the_run_stops_before_the_restore(world: World, memory) -> None:
+    """The insert meets our own event (409) and the run is throttled before the update
+    that follows: the record already says the event exists, so the next run updates it
+    instead of inserting once more."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    with pytest.raises(Crash):
+        world.sync(cid, CrashingProvider(memory, batch=1, after=True), full_check=False)
+    scripted = ScriptedErrors(memory)
+    scripted.fail_next("update_event", RateLimited("rate limited", 429, retry_after=30))
+    report = world.sync(cid, scripted, now=LATER, full_check=False)
+    assert report.outcome == "failed", report
+    [record] = world.records(cid)
+    assert (record.state, record.content_hash) == ("synced", None)
+    assert record.remote_id == google_event_id(world.uid("a"), 1)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, now=LATER + timedelta(minutes=1), full_check=False)
+    assert (report.outcome, report.updated) == ("ok", 1), report
+    assert counting.calls.get("op:insert", 0) == 0
+    assert counting.calls.get("op:update", 0) == 1
+    assert live_uids(memory, calendar(world, cid)) == [world.uid("a")]
+
+
 def test_crash_after_a_delete_was_sent(world: World, memory) -> None:
     """A delete whose answer was lost is simply sent again (404 counts as done)."""
     world.put_shift("a", 1)
