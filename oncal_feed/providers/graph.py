@@ -125,7 +125,9 @@ class GraphCalendarProvider:
         *,
         graph_endpoint: str,
         timeout: float = 30.0,
-        page_size: int = 100,
+        # Outlook takes up to 1,000 per page; 250, as on Google, keeps a full check of a
+        # few hundred events to two pages.
+        page_size: int = 250,
         session: requests.Session | None = None,
     ) -> None:
         """`token(force_refresh=False)` returns an access token (refreshing as needed)."""

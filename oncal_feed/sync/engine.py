@@ -62,6 +62,7 @@ from oncal_feed.sync.schedule import (
     PROGRESS_RETRY,
     backoff_delay,
     full_check_due,
+    next_pass_delay,
     next_window_move,
     sync_window,
 )
@@ -434,10 +435,6 @@ def _one_pass(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-# A run's passes in a row that land nothing before it gives up and backs off between runs.
-MAX_IDLE_PASSES = 2
-
-
 def _failure(run: Applier) -> ProviderError | None:
     """What a pass reports: the error that stopped it, else its first error."""
     return run.stop or (run.errors[0] if run.errors else None)
@@ -448,8 +445,8 @@ def _another_pass(run: Applier, budget: RetryBudget, idle_passes: int) -> bool:
 
     Only a passing failure is worth another pass (a throttle, a fault, a dropped
     connection): the failed writes are planned afresh from the records, so an uncertain
-    insert is resolved first and never duplicated. A pass that landed something comes back
-    at once (or at Retry-After); a pass that landed nothing backs off, at most twice.
+    insert is resolved first and never duplicated. How long it pauses is
+    `sync.schedule.next_pass_delay`: briefly after progress, backing off after none.
     """
     failures = [e for e in (run.stop, *run.errors) if e is not None]
     if not any(isinstance(e, TransientError | RateLimited) for e in failures):
@@ -457,21 +454,14 @@ def _another_pass(run: Applier, budget: RetryBudget, idle_passes: int) -> bool:
     if isinstance(run.stop, AuthorizationLost):
         return False
     throttles = [e.retry_after or 0 for e in failures if isinstance(e, RateLimited)]
-    retry_after = max(throttles, default=0)
-    if idle_passes == 0:
-        delay = max(PROGRESS_RETRY, timedelta(seconds=retry_after))
-    elif idle_passes <= MAX_IDLE_PASSES:
-        delay = backoff_delay(idle_passes, retry_after or None)
-    else:
-        return False
-    return budget.pause(delay)
+    delay = next_pass_delay(idle_passes, bool(throttles), max(throttles, default=0))
+    return delay is not None and budget.pause(delay)
 
 
 # More uncertain inserts than this and one listing answers them all. Each one asked on
 # its own is a call (Graph: a lookup by tag; Google: the insert again, and after a 409,
 # which is what an insert that did land answers, an update as well), and every call is one
-# more that a throttle or a fault can stop; a listing is a call per page (100 events
-# on Graph, 250 on Google).
+# more that a throttle or a fault can stop; a listing is a call per page (250 events).
 UNCERTAIN_BEFORE_LISTING = 3
 
 

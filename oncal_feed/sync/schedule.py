@@ -16,10 +16,13 @@ __all__ = [
     "BACKOFF_CAP",
     "BACK_DAYS",
     "FULL_CHECK_INTERVAL",
+    "MAX_IDLE_PASSES",
+    "NEXT_PASS_PAUSE",
     "PROGRESS_RETRY",
     "WINDOW_MOVE_SPREAD",
     "backoff_delay",
     "full_check_due",
+    "next_pass_delay",
     "next_window_move",
     "sync_window",
 ]
@@ -33,6 +36,12 @@ BACKOFF_BASE = timedelta(seconds=1)
 BACKOFF_CAP = timedelta(hours=1)
 # A run that landed some writes but not all retries the rest this soon (or at Retry-After).
 PROGRESS_RETRY = timedelta(seconds=1)
+# Within a run, a pass that landed something but met faults (no throttle) comes back after
+# this short breath: the failed parts were planned afresh from the records, and a server
+# that did not ask us to slow down need not wait a whole second.
+NEXT_PASS_PAUSE = timedelta(seconds=0.25)
+# A run's passes in a row that land nothing before it gives up and backs off between runs.
+MAX_IDLE_PASSES = 2
 # The daily window move of all connections is spread over this span, not all at midnight.
 WINDOW_MOVE_SPREAD = timedelta(hours=1)
 
@@ -80,6 +89,23 @@ def backoff_delay(
     if retry_after is not None and retry_after > 0:
         delay = max(delay, timedelta(seconds=retry_after))
     return delay
+
+
+def next_pass_delay(idle_passes: int, throttled: bool, retry_after: float = 0) -> timedelta | None:
+    """Return how long a run pauses before its next pass, or None when it should stop.
+
+    `idle_passes` counts the passes in a row that landed nothing (0: the last one landed
+    something). After progress the run comes back almost at once (`NEXT_PASS_PAUSE`), or,
+    when it was throttled, after `PROGRESS_RETRY` or the server's Retry-After, whichever is
+    later; after a pass that landed nothing it backs off, at most `MAX_IDLE_PASSES` times.
+    """
+    if idle_passes == 0:
+        if not throttled:
+            return NEXT_PASS_PAUSE
+        return max(PROGRESS_RETRY, timedelta(seconds=retry_after))
+    if idle_passes <= MAX_IDLE_PASSES:
+        return backoff_delay(idle_passes, retry_after or None)
+    return None
 
 
 def full_check_due(connection: CalendarConnection, now: datetime) -> bool:

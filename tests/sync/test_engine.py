@@ -28,7 +28,14 @@ from oncal_feed.providers.base import (
 from oncal_feed.providers.memory import MemoryProvider
 from oncal_feed.sync.engine import describe_error
 from oncal_feed.sync.plan import google_event_id
-from oncal_feed.sync.schedule import backoff_delay, sync_window
+from oncal_feed.sync.schedule import (
+    MAX_IDLE_PASSES,
+    NEXT_PASS_PAUSE,
+    PROGRESS_RETRY,
+    backoff_delay,
+    next_pass_delay,
+    sync_window,
+)
 from oncal_feed.validation import ScheduleInput, ShiftInput
 from tests.sync.support import (
     NOW,
@@ -725,6 +732,21 @@ def test_backoff_grows_and_is_capped() -> None:
         delay = backoff_delay(failures, rng=rng).total_seconds()
         ceiling = min(3600, 2 ** (failures - 1))
         assert ceiling / 2 <= delay <= ceiling
+
+
+def test_a_run_pauses_briefly_after_progress_and_backs_off_after_none() -> None:
+    """Progress through faults: a quarter second; through a throttle: a second or
+    Retry-After; nothing landed: 1 s, then 2 s (jittered), then the run stops."""
+    assert next_pass_delay(0, throttled=False) == NEXT_PASS_PAUSE < PROGRESS_RETRY
+    assert next_pass_delay(0, throttled=True) == PROGRESS_RETRY
+    assert next_pass_delay(0, throttled=True, retry_after=5) == timedelta(seconds=5)
+    first, second = (next_pass_delay(idle, throttled=False) for idle in (1, 2))
+    assert first is not None
+    assert timedelta(seconds=0.5) <= first <= timedelta(seconds=1)
+    assert second is not None
+    assert timedelta(seconds=1) <= second <= timedelta(seconds=2)
+    assert next_pass_delay(1, throttled=True, retry_after=30) == timedelta(seconds=30)
+    assert next_pass_delay(MAX_IDLE_PASSES + 1, throttled=False) is None
 
 
 def test_rate_limit_honours_retry_after(world: World, memory) -> None:
