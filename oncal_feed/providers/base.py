@@ -98,6 +98,37 @@ class RemoteEvent:
     uid: str | None  # our tag (the shift UID), None for events we didn't write
     etag: str | None = None
     cancelled: bool = False
+    # What a read of the event found (None where it was not read or is absent): the
+    # content tag of the write that made it (that write's `EventSpec.content_hash`), and
+    # the title and times it shows now.
+    written: str | None = None
+    summary: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+    def shows(self, spec: EventSpec) -> bool:
+        """Whether the event, read back, is provably what `spec` renders to.
+
+        For an event whose write went unanswered (so no etag of it was recorded): it is
+        live, its content tag says which of our writes made it, and its title and times,
+        read now, that nobody retitled or moved it since.
+        """
+        return (
+            not self.cancelled
+            and self.written == spec.content_hash
+            and self.summary == spec.summary
+            and self.starts_at == spec.starts_at
+            and self.ends_at == spec.ends_at
+        )
+
+
+def read_back(remote_id: str, spec: EventSpec, etag: str, cancelled: bool = False) -> RemoteEvent:
+    """The `RemoteEvent` of a calendar that keeps each event as the `EventSpec` written."""
+    return RemoteEvent(
+        remote_id, spec.uid, etag, cancelled,
+        written=spec.content_hash, summary=spec.summary,
+        starts_at=spec.starts_at, ends_at=spec.ends_at,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

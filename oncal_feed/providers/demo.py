@@ -31,6 +31,7 @@ from oncal_feed.providers.base import (
     RemoteEvent,
     RemoteNotFound,
     apply_one_by_one,
+    read_back,
 )
 from oncal_feed.rendering.event import EventSpec
 
@@ -139,7 +140,7 @@ class DemoCalendarProvider:
             event = DemoEvent(calendar_id=calendar_id, remote_id=event_key, cancelled=False)
             self._fill(event, spec)
             session.add(event)
-            return RemoteEvent(event_key, spec.uid, event.etag)
+            return read_back(event_key, spec, event.etag)
 
     def update_event(
         self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
@@ -153,7 +154,7 @@ class DemoCalendarProvider:
             _check_etag(event.etag, etag)
             self._fill(event, spec)
             event.cancelled = False
-            return RemoteEvent(remote_id, spec.uid, event.etag)
+            return read_back(remote_id, spec, event.etag)
 
     @staticmethod
     def _fill(event: DemoEvent, spec: EventSpec) -> None:
@@ -185,7 +186,7 @@ class DemoCalendarProvider:
             event = session.get(DemoEvent, (calendar_id, remote_id))
             if event is None:
                 return None
-            return RemoteEvent(remote_id, event.uid, event.etag, event.cancelled)
+            return read_back(remote_id, _spec_from(event.spec), event.etag, event.cancelled)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find the live event tagged with `uid`."""
@@ -196,12 +197,12 @@ class DemoCalendarProvider:
         with self._database.session() as session:
             self._require_calendar(session, calendar_id)
             rows = session.execute(
-                select(DemoEvent.remote_id, DemoEvent.uid, DemoEvent.etag).where(
+                select(DemoEvent.remote_id, DemoEvent.spec, DemoEvent.etag).where(
                     DemoEvent.calendar_id == calendar_id, DemoEvent.cancelled.is_(False)
                 )
             ).all()
-        for remote_id, uid, etag in rows:
-            yield RemoteEvent(remote_id, uid, etag)
+        for remote_id, document, etag in rows:
+            yield read_back(remote_id, _spec_from(document), etag)
 
     def apply(self, calendar_id: str, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply operations one by one (each its own transaction, like one API call)."""

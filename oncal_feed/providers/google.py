@@ -27,6 +27,7 @@ import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -54,7 +55,7 @@ from oncal_feed.providers.base import (
     read_twice,
 )
 from oncal_feed.rendering.event import EventSpec
-from oncal_feed.rendering.google import UID_PROPERTY, google_event
+from oncal_feed.rendering.google import CONTENT_PROPERTY, UID_PROPERTY, google_event
 
 __all__ = [
     "GoogleCalendarProvider",
@@ -66,7 +67,9 @@ _T = TypeVar("_T")
 _RATE_LIMIT_REASONS = frozenset(
     {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
 )
-_LIST_FIELDS = "items(id,etag,status,extendedProperties/private),nextPageToken"
+# What `_remote_event` reads: ids, tags, and the title and times `RemoteEvent.shows` checks.
+_EVENT_FIELDS = "id,etag,status,summary,start,end,extendedProperties/private"
+_LIST_FIELDS = f"items({_EVENT_FIELDS}),nextPageToken"
 
 
 class InsufficientPermissions(PermanentError):
@@ -129,6 +132,16 @@ def map_google_error(exc: BaseException) -> ProviderError:
     raise exc
 
 
+def _instant(value: Any) -> datetime | None:
+    """An event's `start`/`end` as an aware datetime (None for all-day or unreadable)."""
+    text = value.get("dateTime") if isinstance(value, dict) else None
+    try:
+        parsed = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
 def _remote_event(item: dict[str, Any]) -> RemoteEvent:
     private = (item.get("extendedProperties") or {}).get("private") or {}
     return RemoteEvent(
@@ -136,6 +149,10 @@ def _remote_event(item: dict[str, Any]) -> RemoteEvent:
         uid=private.get(UID_PROPERTY),
         etag=item.get("etag"),
         cancelled=item.get("status") == "cancelled",
+        written=private.get(CONTENT_PROPERTY),
+        summary=item.get("summary"),
+        starts_at=_instant(item.get("start")),
+        ends_at=_instant(item.get("end")),
     )
 
 
@@ -281,7 +298,7 @@ class GoogleCalendarProvider:
     def get_event(self, calendar_id: str, remote_id: str) -> RemoteEvent | None:
         """Read one event (a cancelled one too: Google keeps it under its id)."""
         request = self._service.events().get(
-            calendarId=calendar_id, eventId=remote_id, fields="id,etag,status,extendedProperties"
+            calendarId=calendar_id, eventId=remote_id, fields=_EVENT_FIELDS
         )
         try:
             return _remote_event(self._read(request))

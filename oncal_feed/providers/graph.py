@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -43,13 +44,18 @@ from oncal_feed.providers.base import (
     read_twice,
 )
 from oncal_feed.rendering.event import EventSpec
-from oncal_feed.rendering.graph import UID_PROPERTY_ID, graph_event
+from oncal_feed.rendering.graph import CONTENT_PROPERTY_ID, UID_PROPERTY_ID, graph_event
 
 __all__ = ["GraphCalendarProvider", "map_graph_status"]
 
 # Graph's throttling answers besides 429 (and 503 with Retry-After).
 _THROTTLE_CODES = frozenset({"ErrorQuotaExceeded", "TooManyRequests", "ActivityLimitReached"})
-_TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{UID_PROPERTY_ID}')"
+_TAG_EXPAND = (
+    "singleValueExtendedProperties("
+    f"$filter=id eq '{UID_PROPERTY_ID}' or id eq '{CONTENT_PROPERTY_ID}')"
+)
+# What `_remote_event` reads besides the tags: the title and times `RemoteEvent.shows` checks.
+_EVENT_SELECT = "id,subject,start,end"
 
 TokenSource = Callable[..., str]
 
@@ -96,15 +102,35 @@ def map_graph_status(
     return PermanentError(text, status)
 
 
+def _instant(value: Any) -> datetime | None:
+    """A Graph `dateTimeTimeZone` in UTC (as Graph answers by default) as an aware datetime.
+
+    Graph writes seven fractional digits, more than `fromisoformat` reads, and they are
+    zeros for what we write; any other zone is left unread (None).
+    """
+    if not isinstance(value, Mapping) or value.get("timeZone") != "UTC":
+        return None
+    text = value.get("dateTime")
+    try:
+        parsed = datetime.fromisoformat(text.split(".")[0]) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else None
+
+
 def _remote_event(item: Mapping[str, Any]) -> RemoteEvent:
-    uid = None
-    for prop in item.get("singleValueExtendedProperties") or []:
-        if str(prop.get("id", "")).lower() == UID_PROPERTY_ID.lower():
-            uid = prop.get("value")
+    tags = {
+        str(prop.get("id", "")).lower(): prop.get("value")
+        for prop in item.get("singleValueExtendedProperties") or []
+    }
     return RemoteEvent(
         remote_id=str(item["id"]),
-        uid=uid,
+        uid=tags.get(UID_PROPERTY_ID.lower()),
         etag=item.get("@odata.etag") or item.get("changeKey"),
+        written=tags.get(CONTENT_PROPERTY_ID.lower()),
+        summary=item.get("subject"),
+        starts_at=_instant(item.get("start")),
+        ends_at=_instant(item.get("end")),
     )
 
 
@@ -262,7 +288,7 @@ class GraphCalendarProvider:
         try:
             item = self._read(
                 self._event_path(calendar_id, remote_id),
-                {"$expand": _TAG_EXPAND, "$select": "id"},
+                {"$expand": _TAG_EXPAND, "$select": _EVENT_SELECT},
             )
         except RemoteNotFound:
             return None
@@ -275,7 +301,7 @@ class GraphCalendarProvider:
             {
                 "$filter": _tag_filter(f"ep/value eq {_quote_literal(uid)}"),
                 "$expand": _TAG_EXPAND,
-                "$select": "id",
+                "$select": _EVENT_SELECT,
                 "$top": "10",
             },
         )
@@ -288,7 +314,7 @@ class GraphCalendarProvider:
         params: dict[str, str] | None = {
             "$filter": _tag_filter("ep/value ne null"),
             "$expand": _TAG_EXPAND,
-            "$select": "id",
+            "$select": _EVENT_SELECT,
             "$top": str(self._page_size),
         }
         while url is not None:

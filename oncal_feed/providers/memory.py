@@ -19,6 +19,7 @@ from oncal_feed.providers.base import (
     RemoteEvent,
     RemoteNotFound,
     apply_one_by_one,
+    read_back,
 )
 from oncal_feed.rendering.event import EventSpec
 
@@ -33,6 +34,10 @@ class StoredEvent:
     spec: EventSpec
     etag: str
     cancelled: bool = False
+
+    def read_back(self) -> RemoteEvent:
+        """The event as a read of it shows: tags, etag, title and times."""
+        return read_back(self.remote_id, self.spec, self.etag, self.cancelled)
 
 
 @dataclass
@@ -98,7 +103,7 @@ class MemoryProvider:
             stored = StoredEvent(event_key, spec, self._etag())
             events[event_key] = stored
             self.writes += 1
-            return RemoteEvent(event_key, spec.uid, stored.etag)
+            return stored.read_back()
 
     def update_event(
         self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
@@ -112,7 +117,7 @@ class MemoryProvider:
             stored = StoredEvent(remote_id, spec, self._etag())
             events[remote_id] = stored
             self.writes += 1
-            return RemoteEvent(remote_id, spec.uid, stored.etag)
+            return stored.read_back()
 
     def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
         """Cancel an event (it keeps its id, as in Google); missing counts as done."""
@@ -131,7 +136,7 @@ class MemoryProvider:
             stored = self._calendar(calendar_id).events.get(remote_id)
             if stored is None:
                 return None
-            return RemoteEvent(remote_id, stored.spec.uid, stored.etag, stored.cancelled)
+            return stored.read_back()
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find the live event tagged with `uid`."""
@@ -143,7 +148,7 @@ class MemoryProvider:
             stored = list(self._calendar(calendar_id).events.values())
         for event in stored:
             if not event.cancelled:
-                yield RemoteEvent(event.remote_id, event.spec.uid, event.etag)
+                yield event.read_back()
 
     def apply(self, calendar_id: str, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply operations one by one."""

@@ -7,11 +7,14 @@ from typing import Any
 
 from oncal_feed.rendering.event import EventSpec
 
-__all__ = ["UID_PROPERTY", "google_event"]
+__all__ = ["CONTENT_PROPERTY", "UID_PROPERTY", "google_event"]
 
 # Private extended property that tags every event we write with the shift UID, so we can
 # find our own events (orphans, duplicates) with `privateExtendedProperty=` filters.
 UID_PROPERTY = "oncalFeedUid"
+# And one with the content hash of the write, so an event whose write went unanswered can
+# be read back and known (see `RemoteEvent.shows`) instead of being written again.
+CONTENT_PROPERTY = "oncalFeedContent"
 
 
 def _instant(value: datetime) -> dict[str, str]:
@@ -28,7 +31,9 @@ def google_event(spec: EventSpec) -> dict[str, Any]:
         "status": spec.status,
         "transparency": "transparent" if spec.transparent else "opaque",
         "source": {"title": spec.summary, "url": spec.url},
-        "extendedProperties": {"private": {UID_PROPERTY: spec.uid}},
+        "extendedProperties": {
+            "private": {UID_PROPERTY: spec.uid, CONTENT_PROPERTY: spec.content_hash}
+        },
         "reminders": _reminders(spec),
     }
 

@@ -7,11 +7,14 @@ from typing import Any
 
 from oncal_feed.rendering.event import EventSpec
 
-__all__ = ["UID_PROPERTY_ID", "graph_event"]
+__all__ = ["CONTENT_PROPERTY_ID", "UID_PROPERTY_ID", "graph_event"]
 
 # A single-value extended property carrying the shift UID; the GUID is ours, fixed forever,
 # so `$filter=singleValueExtendedProperties/Any(...)` finds every event we ever wrote.
 UID_PROPERTY_ID = "String {6f1c3b0e-6a43-4d6b-9a77-0c2f1d0e5a11} Name oncalFeedUid"
+# And one with the content hash of the write, so an event whose write went unanswered can
+# be read back and known (see `RemoteEvent.shows`) instead of being written again.
+CONTENT_PROPERTY_ID = "String {6f1c3b0e-6a43-4d6b-9a77-0c2f1d0e5a11} Name oncalFeedContent"
 
 
 def _instant(value: datetime) -> dict[str, str]:
@@ -36,5 +39,8 @@ def graph_event(spec: EventSpec) -> dict[str, Any]:
         # Outlook's default is a reminder 15 minutes before: off unless the user chose one.
         "isReminderOn": spec.reminder_minutes is not None,
         "reminderMinutesBeforeStart": spec.reminder_minutes or 0,
-        "singleValueExtendedProperties": [{"id": UID_PROPERTY_ID, "value": spec.uid}],
+        "singleValueExtendedProperties": [
+            {"id": UID_PROPERTY_ID, "value": spec.uid},
+            {"id": CONTENT_PROPERTY_ID, "value": spec.content_hash},
+        ],
     }

@@ -235,6 +235,14 @@ class Applier:
                 for shift_id in shift_ids:
                     change.mark(shift_id, content_hash=None)
 
+    def _count_landed(self, kind: str) -> None:
+        """Count a write of ours whose answer was lost, found landed by reading back."""
+        if kind == "create":
+            self.created += 1
+        else:
+            self.updated += 1
+        self.count_write(kind)
+
     def _change(self) -> AbstractContextManager[StatusChange]:
         return self.status.change(self.factory, self.lease.clock)
 
@@ -247,10 +255,13 @@ class Applier:
             with self._change() as change:
                 for action in local:
                     if isinstance(action, Adopt):
+                        if action.content_hash is not None:
+                            # Read back as the shift renders: an insert that landed.
+                            self._count_landed("create")
                         change.put(
                             Record(
                                 action.shift_id, action.uid, "synced", action.remote_id,
-                                action.content_hash,
+                                action.content_hash, remote_etag=action.etag,
                             )
                         )  # fmt: skip
                     else:
@@ -293,15 +304,19 @@ class Applier:
             if action.spec is None and not action.keep:
                 change.drop(action.shift_id)
                 return [Prune(action.uid, found.remote_id)]
-            # Nothing proves the event found is the one our lost insert made (rather than
-            # an older one with other content), so it is adopted as unknown and rewritten.
+            # The event found is known when it reads back as what the shift renders to;
+            # else (an older write of other content, or edited since) it is rewritten.
+            known = action.spec is not None and found.shows(action.spec)
+            content = action.spec.content_hash if known and action.spec is not None else None
             change.put(
                 Record(
-                    action.shift_id, action.uid, "synced", found.remote_id, None,
+                    action.shift_id, action.uid, "synced", found.remote_id, content,
                     remote_etag=found.etag,
                 )
             )  # fmt: skip
-        if action.spec is not None:
+        if known:
+            self._count_landed("create")
+        elif action.spec is not None:
             return [Update(action.shift_id, found.remote_id, action.spec)]
         return []
 
@@ -487,6 +502,7 @@ class Applier:
         """
         follow_ups: list[_Remote] = []
         gone: list[int] = []
+        landed: list[tuple[Update, RemoteEvent]] = []
         for op in stale:
             self._refetched.add(op.shift_id)
             try:
@@ -503,12 +519,23 @@ class Applier:
                     follow_ups.append(Delete(op.shift_id, op.remote_id, fresh.etag))
             elif fresh is None:
                 follow_ups.append(Create(op.shift_id, op.spec, self.new_key(op.spec.uid)))
+            elif fresh.shows(op.spec):
+                # What changed it was our own earlier write of this content, landed late.
+                landed.append((op, fresh))
             else:
                 follow_ups.append(Update(op.shift_id, op.remote_id, op.spec, fresh.etag))
-        if gone:
+        if gone or landed:
             with self._change() as change:
                 for shift_id in gone:
                     change.drop(shift_id)
+                for op, fresh in landed:
+                    self._count_landed("update")
+                    change.put(
+                        Record(
+                            op.shift_id, op.spec.uid, "synced", op.remote_id,
+                            op.spec.content_hash, remote_etag=fresh.etag,
+                        )
+                    )  # fmt: skip
         return follow_ups
 
     def _record_written(

@@ -461,7 +461,8 @@ def _another_pass(run: Applier, budget: RetryBudget, idle_passes: int) -> bool:
 # More uncertain inserts than this and one listing answers them all. Each one asked on
 # its own is a call (Graph: a lookup by tag; Google: the insert again, and after a 409,
 # which is what an insert that did land answers, an update as well), and every call is one
-# more that a throttle or a fault can stop; a listing is a call per page (250 events).
+# more that a throttle or a fault can stop; a listing is a call per page (250 events), and
+# the landed inserts it reads back as their shifts cost nothing more.
 UNCERTAIN_BEFORE_LISTING = 3
 
 

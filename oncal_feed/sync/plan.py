@@ -25,6 +25,8 @@ Rules the plan follows:
   from what is really there.
 * A listed event whose id is one we recorded is that record's event, whatever its tag
   says (a listing may come back without the tag): ids first, tags second.
+* An event no recorded write answered for (an insert whose answer was lost) is known when
+  it reads back as what the shift renders to (`RemoteEvent.shows`), else rewritten.
 * The calendar is ours: an event someone else edited (its etag is not our last write's)
   is rewritten at the full check, as a deleted one is re-created; any change of the
   shift rewrites (or re-creates) its event at once.
@@ -135,14 +137,16 @@ class Prune:
 class Adopt:
     """Point the shift's record at the existing remote event `remote_id` (database only).
 
-    `content_hash` is what the event is believed to hold (None: unknown). When the shift
-    should look different, the plan follows with an `Update`.
+    `content_hash` is what the event is believed to hold (None: unknown), and `etag` its
+    version as listed when that is known to be our write's. When the shift should look
+    different, the plan follows with an `Update`.
     """
 
     shift_id: int
     uid: str
     remote_id: str
     content_hash: str | None
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,19 +331,22 @@ def _checked(
             yield Forget(shift_id)
         return
 
-    if current is None and ids:
-        # Keep one of the events we find (the first, for determinism). Nothing proves
-        # which write it came from (with Graph, an uncertain insert's event looks like
-        # any other), so its content counts as unknown and is rewritten.
-        current = ids[0]
-        believed = None
-        yield Adopt(shift_id, uid, current, believed)
-    elif current is not None and record is not None and record.state != "synced":
-        # Our insert whose answer was lost: no etag of it was recorded, so an edit made
-        # since (by the user, or a late write) can't be told; its content counts as
-        # unknown and is written again.
-        believed = None
-        yield Adopt(shift_id, uid, current, believed)
+    if (current is None and ids) or (
+        current is not None and record is not None and record.state != "synced"
+    ):
+        # An event of ours that no recorded write answered for: an insert whose answer
+        # was lost, or (the first found, for determinism) one the records never named.
+        # It is known when it reads back as what the shift renders to (its content tag,
+        # title and times: `RemoteEvent.shows`), and adopted with its etag; else its
+        # content counts as unknown and is written again.
+        current = current or ids[0]
+        listed = next(e for e in found if e.remote_id == current)
+        if spec is not None and listed.shows(spec):
+            believed = spec.content_hash
+            yield Adopt(shift_id, uid, current, believed, listed.etag)
+        else:
+            believed = None
+            yield Adopt(shift_id, uid, current, believed)
     else:
         believed = record.content_hash if record is not None else None
         if record is not None and _edited(record, found):

@@ -268,6 +268,37 @@ class TestProviderContract:
         )
         assert remote.provider.find_event(remote.calendar_id, "shift-2@oncal-feed") is None
 
+    def test_events_read_back_as_what_was_written(self, remote: Remote) -> None:
+        """Listing, lookup by id and by tag name the content of the write that made the
+        event, and show its title and times: `shows` holds for that spec, no other."""
+        created = remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
+        updated = remote.provider.update_event(
+            remote.calendar_id, created.remote_id, spec(1, hours=12)
+        )
+        reads = {
+            "list": next(iter(remote.provider.list_events(remote.calendar_id))),
+            "get": remote.provider.get_event(remote.calendar_id, created.remote_id),
+            "find": remote.provider.find_event(remote.calendar_id, "shift-1@oncal-feed"),
+        }
+        for how, event in reads.items():
+            assert event is not None, how
+            assert event.shows(spec(1, hours=12)), (how, event)
+            assert not event.shows(spec(1)), how
+            assert event.etag == updated.etag, how
+
+    def test_an_event_the_user_retitled_no_longer_reads_back(self, served: Remote) -> None:
+        """The user's edit keeps our tags but changes what `shows` checks."""
+        created = served.provider.insert_event(served.calendar_id, spec(1), key(1))
+        if isinstance(served.server, FakeGoogle):
+            served.server.edit_event(
+                ALICE, served.calendar_id, created.remote_id, {"summary": "Dentist"}
+            )
+        else:
+            served.server.edit_event(ALICE, created.remote_id, {"subject": "Dentist"})
+        [listed] = served.provider.list_events(served.calendar_id)
+        assert (listed.uid, listed.written) == (spec(1).uid, spec(1).content_hash)
+        assert not listed.shows(spec(1))
+
     def test_second_insert_with_the_same_key_never_duplicates(self, remote: Remote) -> None:
         first = remote.provider.insert_event(remote.calendar_id, spec(1), key(1))
         if remote.duplicate_key_conflicts:

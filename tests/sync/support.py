@@ -32,6 +32,7 @@ from oncal_feed.providers.base import (
     RemoteNotFound,
     TransientError,
     apply_one_by_one,
+    read_back,
 )
 from oncal_feed.providers.memory import MemoryProvider
 from oncal_feed.rendering.event import EventSpec
@@ -313,7 +314,7 @@ class GraphLikeProvider:
             events = self._events(calendar_id)
             remote_id = f"AAMk-{next(self._ids)}"
             events[remote_id] = _GraphEvent(remote_id, spec, f"W/{next(self._ids)}", event_key)
-            return RemoteEvent(remote_id, spec.uid, events[remote_id].etag)
+            return read_back(remote_id, spec, events[remote_id].etag)
 
     def update_event(
         self, calendar_id: str, remote_id: str, spec: EventSpec, *, etag: str | None = None
@@ -329,7 +330,7 @@ class GraphLikeProvider:
             events[remote_id] = _GraphEvent(
                 remote_id, spec, f"W/{next(self._ids)}", old.transaction_id
             )
-            return RemoteEvent(remote_id, spec.uid, events[remote_id].etag)
+            return read_back(remote_id, spec, events[remote_id].etag)
 
     def delete_event(self, calendar_id: str, remote_id: str, *, etag: str | None = None) -> None:
         """Delete for good; missing is 404."""
@@ -344,7 +345,7 @@ class GraphLikeProvider:
         """Read one event; None once deleted."""
         with self._lock:
             stored = self._events(calendar_id).get(remote_id)
-        return None if stored is None else RemoteEvent(remote_id, stored.spec.uid, stored.etag)
+        return None if stored is None else read_back(remote_id, stored.spec, stored.etag)
 
     def find_event(self, calendar_id: str, uid: str) -> RemoteEvent | None:
         """Find an event by its tag."""
@@ -355,7 +356,7 @@ class GraphLikeProvider:
         with self._lock:
             stored = list(self._events(calendar_id).values())
         for event in stored:
-            yield RemoteEvent(event.remote_id, event.spec.uid, event.etag)
+            yield read_back(event.remote_id, event.spec, event.etag)
 
     def apply(self, calendar_id: str, operations: Sequence[Operation]) -> list[OperationResult]:
         """Apply operations one by one."""

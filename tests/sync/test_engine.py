@@ -300,8 +300,8 @@ def test_many_uncertain_google_inserts_are_answered_by_one_listing(
     world: World, memory, landed: int, lists: bool
 ) -> None:
     """Google's answer to an insert that did land is a 409, and an update must follow;
-    past a few uncertain inserts, one listing finds the landed ones and each costs one
-    update instead of two writes."""
+    past a few uncertain inserts, one listing finds the landed ones, reads them back as
+    what the shifts render to, and writes nothing."""
     world.put_many(landed)
     cid = world.connect(memory)
     with pytest.raises(Crash):
@@ -315,9 +315,27 @@ def test_many_uncertain_google_inserts_are_answered_by_one_listing(
     assert report.full_check is lists
     assert counting.calls.get("list_events", 0) == int(lists)
     assert counting.calls.get("op:insert", 0) == (0 if lists else landed)
-    assert counting.calls.get("op:update", 0) == landed
+    assert counting.calls.get("op:update", 0) == (0 if lists else landed)
+    assert report.created == landed
     assert len(live_uids(memory, calendar(world, cid))) == landed
     assert {(r.state, r.content_hash is not None) for r in world.records(cid)} == {("synced", True)}
+    # The etags read back are recorded: an edit made later is found by the next check.
+    assert all(r.remote_etag is not None for r in world.records(cid))
+
+
+def test_a_landed_insert_edited_before_the_listing_is_rewritten(world: World, memory) -> None:
+    """An insert whose answer was lost, then retitled by the user before the listing that
+    finds it: it does not read back as the shift renders to, so it is written again."""
+    world.put_many(5)
+    cid = world.connect(memory)
+    with pytest.raises(Crash):
+        world.sync(cid, CrashingProvider(memory, batch=1, after=True), full_check=False)
+    edited_behind_us(memory, calendar(world, cid), index=2)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, now=LATER, full_check=True)
+    assert report.outcome == "ok", report
+    assert counting.calls.get("op:update", 0) == 1
+    assert "Dentist" not in {spec.summary for spec in live(memory, calendar(world, cid))}
 
 
 def test_a_409_is_remembered_when_the_run_stops_before_the_restore(world: World, memory) -> None:
@@ -426,9 +444,10 @@ def test_refused_restore_bumps_the_id_generation(world: World, memory, refusal) 
 # ---------------------------------------------------------------- conditional writes
 
 
-def edited_behind_us(memory: MemoryProvider, calendar_id: str) -> str:
-    """The user retitles our only event in their calendar app; return its new etag."""
-    [spec] = live(memory, calendar_id)
+def edited_behind_us(memory: MemoryProvider, calendar_id: str, index: int = 0) -> str:
+    """The user retitles one of our events (by default the first) in their calendar app;
+    return its new etag."""
+    spec = live(memory, calendar_id)[index]
     event_id = google_event_id(spec.uid, 1)
     return (
         memory.update_event(
@@ -460,6 +479,26 @@ def test_an_update_on_a_stale_etag_refetches_and_rewrites(world: World, memory) 
     fresh = memory.get_event(cal, google_event_id(world.uid("a"), 1))
     assert fresh is not None
     assert world.records(cid)[0].remote_etag == fresh.etag
+
+
+def test_a_412_from_our_own_late_write_is_settled_by_reading_back(world: World, memory) -> None:
+    """The move's update landed but its answer was lost: the next update meets a 412, the
+    refetch reads the event back as the moved shift, and nothing is written again."""
+    world.put_shift("a", 1)
+    cid = world.connect(memory)
+    world.sync(cid, memory)
+    world.put_shift("a", 2)
+    with pytest.raises(Crash):
+        world.sync(cid, CrashingProvider(memory, batch=1, after=True), full_check=False)
+    counting = CountingProvider(memory)
+    report = world.sync(cid, counting, now=LATER, full_check=False)
+    assert (report.outcome, report.updated) == ("ok", 1), report
+    assert (counting.calls.get("op:update"), counting.calls.get("get_event")) == (1, 1)
+    fresh = memory.get_event(calendar(world, cid), google_event_id(world.uid("a"), 1))
+    assert fresh is not None
+    [record] = world.records(cid)
+    assert record.remote_etag == fresh.etag
+    assert world.sync(cid, counting, now=LATER, full_check=False).writes == 0
 
 
 def test_a_delete_on_a_stale_etag_refetches_and_deletes(world: World, memory) -> None:
@@ -643,11 +682,36 @@ def test_uncertain_graph_create_is_found_by_its_tag(world: World) -> None:
     assert [r.state for r in world.records(cid)] == ["synced", "creating"]
     counting = CountingProvider(graph)
     report = world.sync(cid, counting, now=report.next_retry_at, full_check=False)
-    assert report.outcome == "ok"
-    # Found by its tag, then rewritten (nothing proves which write made the event found).
-    assert counting.calls == {"find_event": 1, "apply": 1, "op:update": 1}
+    assert (report.outcome, report.created) == ("ok", 1)
+    # Found by its tag and read back as what the shift renders to: nothing is written.
+    assert counting.calls == {"find_event": 1}
     assert live_uids(graph, calendar(world, cid)) == sorted([world.uid("a"), world.uid("b")])
-    assert [r.state for r in world.records(cid)] == ["synced", "synced"]
+    assert [(r.state, r.content_hash is not None) for r in world.records(cid)] == [
+        ("synced", True),
+        ("synced", True),
+    ]
+    assert world.records(cid)[1].remote_etag is not None
+
+
+def test_uncertain_graph_create_found_edited_is_rewritten(world: World) -> None:
+    """The event the lookup finds was retitled since (or holds an older write): rewritten."""
+    graph = GraphLikeProvider()
+    world.put_shift("a", 1)
+    cid = world.connect(graph, kind="microsoft")
+
+    class LoseAnswer(ScriptedErrors):
+        def insert_event(self, calendar_id, spec, event_key):
+            self.inner.insert_event(
+                calendar_id, dataclasses.replace(spec, summary="Dentist"), event_key
+            )
+            raise TransientError("timed out", None)
+
+    world.sync(cid, LoseAnswer(graph), full_check=False)
+    counting = CountingProvider(graph)
+    report = world.sync(cid, counting, now=LATER, full_check=False)
+    assert (report.outcome, report.updated) == ("ok", 1), report
+    assert counting.calls == {"find_event": 1, "apply": 1, "op:update": 1}
+    assert [spec.summary for spec in live(graph, calendar(world, cid))] != ["Dentist"]
 
 
 # ---------------------------------------------------------------- failures are states

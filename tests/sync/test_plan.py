@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import itertools
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oncal_feed.providers.base import RemoteEvent
+from oncal_feed.providers.base import RemoteEvent, read_back
 from oncal_feed.rendering.event import EventSpec
 from oncal_feed.sync.plan import (
     Action,
@@ -137,13 +137,32 @@ def test_full_check_recreates_prunes_and_adopts() -> None:
     ]
 
 
-def test_full_check_rewrites_an_uncertain_insert_it_finds() -> None:
-    """An insert whose answer was lost may have been edited since: found, it is rewritten."""
+def test_full_check_rewrites_an_uncertain_insert_it_cannot_read_back() -> None:
+    """An insert whose answer was lost, found without its content tag (or retitled, or
+    moved since): its content is unknown, so it is rewritten on the listed etag."""
     desired = {2: spec("b")}
     records = [Record(2, "b", "creating", "rb", spec("b").content_hash)]
-    remote = [RemoteEvent("rb", "b", etag='"user-edit"')]
-    actions = list(plan(desired, records, new_key=google_key, remote=remote))
-    assert actions == [Adopt(2, "b", "rb", None), Update(2, "rb", spec("b"), '"user-edit"')]
+    shown = read_back("rb", spec("b"), '"user-edit"')
+    for listed in (
+        RemoteEvent("rb", "b", etag='"user-edit"'),
+        replace(shown, summary="Dentist"),
+        replace(shown, starts_at=T0 - timedelta(hours=1)),
+        replace(shown, written=spec("b", 1).content_hash),
+    ):
+        actions = list(plan(desired, records, new_key=google_key, remote=[listed]))
+        assert actions == [Adopt(2, "b", "rb", None), Update(2, "rb", spec("b"), '"user-edit"')]
+
+
+def test_full_check_knows_an_uncertain_insert_that_reads_back_as_the_shift() -> None:
+    """Its content tag, title and times are the shift's: adopted with its hash and etag,
+    nothing written (Google's id, or Graph's event found by its tag alone)."""
+    desired = {2: spec("b")}
+    listed = read_back("rb", spec("b"), '"e1"')
+    known = Adopt(2, "b", "rb", spec("b").content_hash, '"e1"')
+    google = [Record(2, "b", "creating", "rb", spec("b").content_hash)]
+    assert list(plan(desired, google, new_key=google_key, remote=[listed])) == [known]
+    graph = [Record(2, "b", "creating", None, spec("b").content_hash, transaction_id="t")]
+    assert list(plan(desired, graph, new_key=google_key, remote=[listed])) == [known]
 
 
 def test_full_check_matches_recorded_ids_before_tags() -> None:
