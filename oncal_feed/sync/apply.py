@@ -167,6 +167,9 @@ class Applier:
         self.created = self.updated = self.deleted = self.writes = self.reads = 0
         self.errors: list[ProviderError] = []
         self.checked = False  # see engine._remember_repairs
+        # An uncertain insert was given up on as absent; it may still land (see
+        # `LATE_WRITE_RECHECK`).
+        self.gave_up_insert = False
         self.calendar_checked = False  # see _calendar_vanished
         self.stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
         self.batch_size = 0  # set when the first batch goes out
@@ -235,6 +238,11 @@ class Applier:
                 for shift_id in shift_ids:
                     change.mark(shift_id, content_hash=None)
 
+    def _note_given_up(self, record: Record | None) -> None:
+        """A record dropped while its insert's outcome is unknown: it may land late."""
+        if record is not None and record.state == "creating":
+            self.gave_up_insert = True
+
     def _count_landed(self, kind: str) -> None:
         """Count a write of ours whose answer was lost, found landed by reading back."""
         if kind == "create":
@@ -265,6 +273,7 @@ class Applier:
                             )
                         )  # fmt: skip
                     else:
+                        self._note_given_up(change.get(action.shift_id))
                         change.drop(action.shift_id)
         remote: list[_Remote] = []
         for step in actions:
@@ -297,6 +306,7 @@ class Applier:
             if action.spec is None:
                 with self._change() as change:
                     change.drop(action.shift_id)
+                self.gave_up_insert = True
                 return []
             # The insert never landed: send it again with the same key.
             return [Create(action.shift_id, action.spec, action.event_key)]
@@ -446,6 +456,9 @@ class Applier:
                     if error is None or isinstance(error, RemoteNotFound):
                         if isinstance(op, Delete):
                             change.drop(op.shift_id)
+                            # Done, or a 404 (which adapters may report as done): either
+                            # way the insert it answers for may not have landed yet.
+                            self.gave_up_insert = self.gave_up_insert or op.uncertain
                         if error is None:
                             self.deleted += 1
                             self.count_write("delete")

@@ -59,6 +59,7 @@ from oncal_feed.sync.lease import (
 from oncal_feed.sync.plan import Action, Create, Prune, Record, Update, plan, unattributed
 from oncal_feed.sync.schedule import (
     FULL_CHECK_INTERVAL,
+    LATE_WRITE_RECHECK,
     PROGRESS_RETRY,
     backoff_delay,
     full_check_due,
@@ -116,6 +117,10 @@ class SyncReport:
     # The listing came through and what it found to repair is remembered on the records:
     # the day's full check is done even if some writes failed.
     checked: bool = False
+    # An uncertain insert was given up on as absent and may still land: the calendar is
+    # listed again at `recheck_at` (`LATE_WRITE_RECHECK` after the run).
+    gave_up_insert: bool = False
+    recheck_at: datetime | None = None
 
     def as_dict(self) -> dict[str, object]:
         """Return the report as JSON-ready values."""
@@ -661,6 +666,7 @@ def _copy_counts(report: SyncReport, passes: Sequence[Applier]) -> None:
     report.writes = sum(run.writes for run in passes)
     report.reads = sum(run.reads for run in passes)
     report.checked = any(run.checked for run in passes)
+    report.gave_up_insert = any(run.gave_up_insert for run in passes)
 
 
 def _finish(
@@ -678,6 +684,8 @@ def _finish(
     """
     finished = lease.clock()
     connection_id = report.connection_id
+    if report.gave_up_insert and not isinstance(failure, AuthorizationLost):
+        report.recheck_at = finished + LATE_WRITE_RECHECK
     with transaction(lease.factory) as session:
         connection = state.connection if state is not None else None
         if connection is None:
@@ -699,6 +707,8 @@ def _finish(
             assert state is not None
             next_due = next_window_move(now, connection_id)
             full_check_at = now if report.full_check else connection.last_full_check_at
+            if report.recheck_at is not None:
+                full_check_at = report.recheck_at - FULL_CHECK_INTERVAL
             if full_check_at is not None:
                 next_due = min(next_due, full_check_at + FULL_CHECK_INTERVAL)
             values.update(
@@ -732,6 +742,8 @@ def _finish(
         else:
             if report.checked:
                 values["last_full_check_at"] = now
+            if report.recheck_at is not None:
+                values["last_full_check_at"] = report.recheck_at - FULL_CHECK_INTERVAL
             retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
             report.error = describe_error(failure, connection.provider)
             if report.created + report.updated + report.deleted:

@@ -123,6 +123,9 @@ class Delete:
     shift_id: int
     remote_id: str
     etag: str | None = None  # as for `Update`
+    # The delete of an insert whose outcome is unknown: "nothing to delete" may mean "not
+    # landed yet", so the calendar is checked again soon after.
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,8 +281,8 @@ def _incremental(
     if record.state == "creating" or record.remote_id is None:
         if spec is None and not kept and record.remote_id is not None:
             # A client-chosen id: whether or not the insert happened, deleting that id is
-            # enough (a 404 counts as done).
-            yield Delete(shift_id, record.remote_id)
+            # enough (a 404 counts as done, and the calendar is checked again later).
+            yield Delete(shift_id, record.remote_id, uncertain=True)
             return
         yield _recover(record, spec, keep=kept)
         return

@@ -16,6 +16,7 @@ __all__ = [
     "BACKOFF_CAP",
     "BACK_DAYS",
     "FULL_CHECK_INTERVAL",
+    "LATE_WRITE_RECHECK",
     "MAX_IDLE_PASSES",
     "NEXT_PASS_PAUSE",
     "PROGRESS_RETRY",
@@ -42,6 +43,10 @@ PROGRESS_RETRY = timedelta(seconds=1)
 NEXT_PASS_PAUSE = timedelta(seconds=0.25)
 # A run's passes in a row that land nothing before it gives up and backs off between runs.
 MAX_IDLE_PASSES = 2
+# An insert whose answer was lost and that a later read did not find may still land (a call
+# held past our timeout is processed late): when one is given up on, the calendar is listed
+# again this long after, rather than only at the next daily check.
+LATE_WRITE_RECHECK = timedelta(seconds=10)
 # The daily window move of all connections is spread over this span, not all at midnight.
 WINDOW_MOVE_SPREAD = timedelta(hours=1)
 

@@ -347,6 +347,8 @@ class SyncQueue:
             self.nudge(report.connection_id, now + BUSY_RETRY, force=True)
         elif report.outcome in ("partial", "failed") and report.next_retry_at is not None:
             self.nudge(report.connection_id, report.next_retry_at)
+        if report.recheck_at is not None and report.outcome != "busy":
+            self.nudge(report.connection_id, report.recheck_at)
 
     def _sweep(self) -> int:
         """Periodic: nudge every overdue connection."""

@@ -26,13 +26,16 @@ from oncal_feed.providers.base import (
     TransientError,
 )
 from oncal_feed.providers.memory import MemoryProvider
+from oncal_feed.rendering.event import EventSpec
 from oncal_feed.sync.engine import describe_error
 from oncal_feed.sync.plan import google_event_id
 from oncal_feed.sync.schedule import (
+    LATE_WRITE_RECHECK,
     MAX_IDLE_PASSES,
     NEXT_PASS_PAUSE,
     PROGRESS_RETRY,
     backoff_delay,
+    full_check_due,
     next_pass_delay,
     sync_window,
 )
@@ -691,6 +694,41 @@ def test_uncertain_graph_create_is_found_by_its_tag(world: World) -> None:
         ("synced", True),
     ]
     assert world.records(cid)[1].remote_etag is not None
+
+
+@pytest.mark.parametrize("semantics", ["google", "graph"])
+def test_an_insert_given_up_as_absent_is_checked_again_soon(
+    world: World, memory, semantics: str
+) -> None:
+    """An insert whose answer was lost, of a shift deleted since, is not found (Graph's
+    lookup) or not there to delete (Google's 404): its record goes, and the calendar is
+    listed again `LATE_WRITE_RECHECK` later, which removes the event should the held call
+    land after all, instead of leaving it until the next day's check."""
+    remote = memory if semantics == "google" else GraphLikeProvider()
+    world.put_shift("a", 1)
+    cid = world.connect(remote, kind="google" if semantics == "google" else "microsoft")
+    held: list[tuple[str, EventSpec, str]] = []
+
+    class HoldInsert(ScriptedErrors):
+        def insert_event(self, calendar_id, spec, event_key):
+            held.append((calendar_id, spec, event_key))
+            raise TransientError("timed out", None)
+
+    world.sync(cid, HoldInsert(remote), full_check=False)
+    world.delete_shift("a")
+    report = world.sync(cid, remote, now=LATER, full_check=False)
+    assert report.outcome == "ok", report
+    assert world.records(cid) == []
+    assert report.recheck_at is not None
+    assert report.recheck_at - LATER >= LATE_WRITE_RECHECK
+    row = world.connection(cid)
+    assert full_check_due(row, report.recheck_at)
+    assert not full_check_due(row, report.recheck_at - timedelta(seconds=1))
+    remote.insert_event(*held[0])  # the held call lands after all
+    assert live_uids(remote, calendar(world, cid)) == [world.uid("a")]
+    again = world.sync(cid, remote, now=report.recheck_at)
+    assert (again.outcome, again.full_check, again.recheck_at) == ("ok", True, None)
+    assert live_uids(remote, calendar(world, cid)) == []
 
 
 def test_uncertain_graph_create_found_edited_is_rewritten(world: World) -> None:

@@ -321,6 +321,44 @@ def test_failed_sync_is_retried_at_its_retry_time(
     assert live_uids(memory, world.connection(cid).calendar_id) == [world.uid("a")]
 
 
+def test_a_given_up_insert_is_listed_again_by_the_queue(
+    world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
+) -> None:
+    """The run that gives up on a lost insert (its shift deleted meanwhile) queues the
+    listing that removes the event should the held call land after all."""
+    app.config["SYNC_RETRY_SECONDS"] = 0
+    cid = world.connect(memory)
+    held: list[tuple[Any, ...]] = []
+
+    class HoldInsert(ScriptedErrors):
+        def insert_event(self, *args: Any) -> Any:
+            held.append(args)
+            raise TransientError("timed out", None)
+
+    use_providers(app, lambda connection: HoldInsert(memory))
+    write_shift(world, "a", 1)
+    queue.clock.step(seconds=3)
+    queue.drain()
+    assert held
+    queue.huey.flush()  # no retry of that run pending: only what comes next counts
+    use_providers(app, lambda connection: memory)
+    world.delete_shift("a")
+    request_sync(app, [cid])
+    queue.clock.step(seconds=1)
+    queue.drain()
+    assert world.records(cid) == []  # given up: not found, its shift gone
+    recheck_at = world.connection(cid).sync_due_at
+    assert recheck_at is not None
+    assert recheck_at - queue.clock.now <= timedelta(seconds=15)
+    calendar_id = world.connection(cid).calendar_id
+    memory.insert_event(*held[0])  # the held call lands after all
+    queue.drain(recheck_at - timedelta(seconds=1))
+    assert live_uids(memory, calendar_id) == [world.uid("a")]
+    queue.clock.now = recheck_at + timedelta(seconds=1)
+    queue.drain()
+    assert live_uids(memory, calendar_id) == []
+
+
 def test_a_worker_run_takes_another_pass_after_a_passing_failure(
     world: World, queue: SyncQueue, memory: MemoryProvider, app: Flask
 ) -> None:
