@@ -56,7 +56,16 @@ from oncal_feed.sync.lease import (
     transaction,
     why_not_acquired,
 )
-from oncal_feed.sync.plan import Action, Create, Prune, Record, Update, plan, unattributed
+from oncal_feed.sync.plan import (
+    Action,
+    Create,
+    Prune,
+    Record,
+    Recover,
+    Update,
+    plan,
+    unattributed,
+)
 from oncal_feed.sync.schedule import (
     FULL_CHECK_INTERVAL,
     LATE_WRITE_RECHECK,
@@ -510,12 +519,15 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
     """Make sure there is a calendar, plan against the records (and listing), apply.
 
     When the full check's listing fails for a passing reason, the sync carries on from
-    the records alone (the failure is reported, so the check is tried again soon).
+    the records alone (the failure is reported, so the check is tried again soon), except
+    for many uncertain inserts: asking about each on its own is what the listing was to
+    spare, so they wait for the next pass's listing.
     """
     connection = state.connection
     kept = state.kept
     calendar_id = connection.calendar_id
     listing: list[RemoteEvent] | None = None
+    listing_failed = False
     if calendar_id is None:
         calendar_id = _create_calendar(run, state)
         kept = set()
@@ -529,6 +541,7 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
             kept = set()
         except TransientError as exc:
             run.errors.append(exc)
+            listing_failed = True
     run.calendar_id = calendar_id
     records = state.status.records()
     inconsistent = listing is not None and bool(unattributed(listing, records))
@@ -554,6 +567,8 @@ def _sync_once(run: Applier, state: _State, check: bool) -> None:
     )
     if inconsistent:
         actions = [action for action in actions if not isinstance(action, Create)]
+    if listing_failed and sum(isinstance(a, Recover) for a in actions) > UNCERTAIN_BEFORE_LISTING:
+        actions = [action for action in actions if not isinstance(action, Recover)]
     if listing is not None:
         _remember_repairs(run, records, actions)
     if actions:

@@ -731,6 +731,36 @@ def test_an_insert_given_up_as_absent_is_checked_again_soon(
     assert live_uids(remote, calendar(world, cid)) == []
 
 
+def test_many_uncertain_inserts_wait_for_a_listing_that_failed(world: World) -> None:
+    """Thirty Graph inserts whose answers were lost, and the listing meant to answer them
+    fails: they are not looked up one by one (thirty more calls) but left for the next
+    pass's listing, which finds them all."""
+    graph = GraphLikeProvider()
+    world.put_many(30)
+    cid = world.connect(graph, kind="microsoft")
+
+    class LoseAnswer(ScriptedErrors):
+        def insert_event(self, calendar_id, spec, event_key):
+            self.inner.insert_event(calendar_id, spec, event_key)
+            raise TransientError("timed out", None)
+
+    world.sync(cid, LoseAnswer(graph), full_check=False)
+    assert {r.state for r in world.records(cid)} == {"creating"}
+    scripted = ScriptedErrors(graph)
+    scripted.fail_next("list_events", TransientError("unavailable", 503))
+    counting = CountingProvider(scripted)
+    report = world.sync(cid, counting, now=LATER)
+    assert report.outcome == "failed", report
+    assert (counting.calls.get("list_events"), counting.calls.get("find_event", 0)) == (1, 0)
+    assert counting.writes == 0
+    assert {r.state for r in world.records(cid)} == {"creating"}
+    counting = CountingProvider(graph)
+    report = world.sync(cid, counting, now=LATER + timedelta(minutes=1))
+    assert (report.outcome, report.created, counting.writes) == ("ok", 30, 0), report
+    assert counting.calls.get("find_event", 0) == 0
+    assert len(live_uids(graph, calendar(world, cid))) == 30
+
+
 def test_uncertain_graph_create_found_edited_is_rewritten(world: World) -> None:
     """The event the lookup finds was retitled since (or holds an older write): rewritten."""
     graph = GraphLikeProvider()
