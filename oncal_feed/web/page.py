@@ -550,6 +550,11 @@ class PushLine:
     pending: bool
     last_error: str | None
 
+    @property
+    def watched(self) -> bool:
+        """Whether the page watches it: changes waiting, or a first sync not yet done."""
+        return self.pending or (self.state == "active" and self.last_sync is None)
+
 
 def push_lines(
     pushes: Sequence[tuple[CalendarConnection, Schedule]], zone: ZoneInfo, now: datetime

@@ -263,7 +263,7 @@ def settings() -> str:
         cards=cards,
         leftovers=page.leftover_cards(orphan_notices(database, user.id, now), zone, now),
         polling=any(
-            card.pending or card.never_synced or any(push.pending for push in card.pushes)
+            card.pending or card.never_synced or any(push.watched for push in card.pushes)
             for card in cards
             if card.connected
         ),

@@ -199,6 +199,21 @@ def test_a_card_lists_its_schedule_pushes_and_offers_the_other_schedules() -> No
     assert first.last_error is None
     assert (second.state, second.last_error, second.pending) == ("needs_reauth", "revoked", False)
     assert card.push_choices == (("checkout", "Checkout"),)
+    # The page watches a push with changes waiting, and one whose first sync is not done.
+    assert first.watched
+    assert not second.watched
+
+
+def test_a_push_whose_first_sync_is_not_done_is_watched() -> None:
+    """Just added (or its first attempt fell short): the page polls until it syncs."""
+    payments = SimpleNamespace(key="payments", name="Payments")
+    fresh = connection(id=5, last_sync_at=None, last_success_at=None)
+    synced = connection(id=6)
+    (card, _) = page.connection_cards(
+        {"google": True, "microsoft": False}, [connection()], BERLIN, NOW,
+        {1: [(fresh, payments), (synced, payments)]}, [],
+    )  # fmt: skip
+    assert [push.watched for push in card.pushes] == [True, False]
 
 
 def test_sync_summaries_speak_per_calendar() -> None:
