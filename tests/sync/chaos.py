@@ -24,9 +24,9 @@ runs it, the minute sweep included):
 The figures say how long convergence took after the last change with the faults on (or
 what was still missing when the budget ran out, and how long it took once they stopped),
 how long each killed worker's connections waited before a new worker took them over
-(the goal: within the lease plus 10 s), the round trips per change, and the writes while
-idle. `tests/sync/test_chaos.py` runs it with a fixed seed; `benchmarks/sync.py --chaos` with
-any seed and size.
+(the goal: within the lease plus 10 s), the round trips per change (each calendar's, and
+both together), and the writes while idle. `tests/sync/test_chaos.py` runs it with a fixed
+seed; `benchmarks/sync.py --chaos` with any seed and size.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Figures:
     calm_convergence: float | None = None  # after the faults stopped, when it took that
     resumes: list[float] = field(default_factory=list)
     changes: Counter[str] = field(default_factory=Counter)
-    round_trips: int = 0
+    round_trips: Counter[str] = field(default_factory=Counter)  # by provider
     idle_writes: int = 0
     idle_runs: int = 0
     injected: Counter[str] = field(default_factory=Counter)
@@ -126,8 +126,14 @@ class Figures:
             f"chaos: worker killed {len(self.resumes)} times; resumed after "
             + ", ".join(f"{s:.1f} s" for s in self.resumes)
             + f" (lease {settings.lease_seconds} s; goal <= lease + 10 s)",
+            # Every change reaches both calendars, so one round trip per calendar is 2 here.
             f"chaos: round trips per change, faults and retries included: "
-            f"{self.round_trips / max(total, 1):.2f}",
+            f"{self.round_trips.total() / max(total, 1):.2f} over both calendars ("
+            + ", ".join(
+                f"{provider} {trips / max(total, 1):.2f}"
+                for provider, trips in sorted(self.round_trips.items())
+            )
+            + " each)",
             f"chaos: idle, faults off: {self.idle_writes} writes, {self.idle_runs} calendar calls",
             f"chaos: end state: {self.problems or 'exact on both providers'}",
         ]
@@ -437,11 +443,11 @@ class Chaos:
         self.figures.convergence, self.figures.faulty_problems = self._wait_exact(
             last_change, self.settings.budget
         )
-        for fake in self.fakes.values():
+        for provider, fake in self.fakes.items():
             self.figures.injected.update(fake.faults.injected)
             stats = fake.stats.snapshot()
-            self.figures.round_trips += stats.get("api_round_trips", 0)
-            self.figures.round_trips += stats.get("graph_round_trips", 0)
+            self.figures.round_trips[provider] += stats.get("api_round_trips", 0)
+            self.figures.round_trips[provider] += stats.get("graph_round_trips", 0)
             self.figures.calls += fake.faults.decided
             fake.faults.reset()
         calm = time.monotonic()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,13 @@ class Seen:
     summary: str
     start: datetime
     end: datetime
+    # When the fake last wrote the event (its `updated` / `lastModifiedDateTime`), as
+    # epoch seconds; not compared: two calendars showing the same thing are equal.
+    written_at: float | None = field(default=None, compare=False)
+
+
+def _written_at(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _instant(value: dict[str, str]) -> datetime:
@@ -55,6 +62,7 @@ def google_events(fake: FakeGoogle, calendar_id: str) -> list[Seen]:
             event.get("summary", ""),
             _instant(event["start"]),
             _instant(event["end"]),
+            _written_at(event["updated"]),
         )
         for event in fake.events(ALICE, calendar_id)
     ]
@@ -68,7 +76,9 @@ def graph_events(fake: FakeMicrosoft, calendar_id: str) -> list[Seen]:
         for prop in event.get("singleValueExtendedProperties") or []:
             if prop["id"].lower() == UID_PROPERTY_ID.lower():
                 uid = prop["value"]
-        seen.append(Seen(uid, event["subject"], _instant(event["start"]), _instant(event["end"])))
+        start, end = _instant(event["start"]), _instant(event["end"])
+        written_at = _written_at(event["lastModifiedDateTime"])
+        seen.append(Seen(uid, event["subject"], start, end, written_at))
     return seen
 
 
