@@ -57,7 +57,7 @@ from oncal_feed.sync.plan import (
     Update,
     google_event_id,
 )
-from oncal_feed.sync.schedule import backoff_delay
+from oncal_feed.sync.schedule import FULL_CHECK_INTERVAL, LATE_WRITE_RECHECK, backoff_delay
 from oncal_feed.sync.status import StatusChange, StatusStore
 
 __all__ = ["Applier", "BatchSizer", "CalendarGone", "RetryBudget"]
@@ -167,9 +167,9 @@ class Applier:
         self.created = self.updated = self.deleted = self.writes = self.reads = 0
         self.errors: list[ProviderError] = []
         self.checked = False  # see engine._remember_repairs
-        # An uncertain insert was given up on as absent; it may still land (see
-        # `LATE_WRITE_RECHECK`).
-        self.gave_up_insert = False
+        # An insert whose first attempt's outcome is unknown was given up on as absent, or
+        # (Graph) sent again: the first may still land (see `LATE_WRITE_RECHECK`).
+        self.late_insert_possible = False
         self.calendar_checked = False  # see _calendar_vanished
         self.stop: ProviderError | None = None  # AuthorizationLost or RateLimited: stop at once
         self.batch_size = 0  # set when the first batch goes out
@@ -238,10 +238,27 @@ class Applier:
                 for shift_id in shift_ids:
                     change.mark(shift_id, content_hash=None)
 
-    def _note_given_up(self, record: Record | None) -> None:
+    def _note_given_up(self, change: StatusChange, record: Record | None) -> None:
         """A record dropped while its insert's outcome is unknown: it may land late."""
         if record is not None and record.state == "creating":
-            self.gave_up_insert = True
+            self._expect_late_insert(change)
+
+    def _expect_late_insert(self, change: StatusChange) -> None:
+        """An insert whose outcome is unknown may still land: have the calendar listed
+        again soon.
+
+        The recheck is due `LATE_WRITE_RECHECK` from now, written in the transaction that
+        drops (or re-sends) the record: a worker killed before the run ends leaves it to
+        whoever takes the connection over (see `engine._finish`), not to the next day.
+        """
+        if not self.late_insert_possible:
+            recheck_at = self.lease.clock() + LATE_WRITE_RECHECK
+            change.session.execute(
+                update(CalendarConnection)
+                .where(CalendarConnection.id == self.connection_id)
+                .values(last_full_check_at=recheck_at - FULL_CHECK_INTERVAL)
+            )
+        self.late_insert_possible = True
 
     def _count_landed(self, kind: str) -> None:
         """Count a write of ours whose answer was lost, found landed by reading back."""
@@ -273,7 +290,7 @@ class Applier:
                             )
                         )  # fmt: skip
                     else:
-                        self._note_given_up(change.get(action.shift_id))
+                        self._note_given_up(change, change.get(action.shift_id))
                         change.drop(action.shift_id)
         remote: list[_Remote] = []
         for step in actions:
@@ -306,7 +323,7 @@ class Applier:
             if action.spec is None:
                 with self._change() as change:
                     change.drop(action.shift_id)
-                self.gave_up_insert = True
+                    self._expect_late_insert(change)
                 return []
             # The insert never landed: send it again with the same key.
             return [Create(action.shift_id, action.spec, action.event_key)]
@@ -414,6 +431,13 @@ class Applier:
         with self._change() as change:
             for op in intents:
                 if isinstance(op, Create):
+                    previous = change.get(op.shift_id)
+                    resent = previous is not None and previous.state == "creating"
+                    if resent and not self.client_ids:
+                        # The transactionId keeps this retry from making a second event;
+                        # nothing is documented to stop the first attempt landing late once
+                        # the retry's event is deleted (its shift gone), so look again soon.
+                        self._expect_late_insert(change)
                     key = op.event_key
                     change.put(
                         Record(
@@ -458,7 +482,8 @@ class Applier:
                             change.drop(op.shift_id)
                             # Done, or a 404 (which adapters may report as done): either
                             # way the insert it answers for may not have landed yet.
-                            self.gave_up_insert = self.gave_up_insert or op.uncertain
+                            if op.uncertain:
+                                self._expect_late_insert(change)
                         if error is None:
                             self.deleted += 1
                             self.count_write("delete")

@@ -74,6 +74,7 @@ from oncal_feed.sync.schedule import (
     full_check_due,
     next_pass_delay,
     next_window_move,
+    pending_recheck,
     sync_window,
 )
 from oncal_feed.sync.status import StatusStore
@@ -126,9 +127,10 @@ class SyncReport:
     # The listing came through and what it found to repair is remembered on the records:
     # the day's full check is done even if some writes failed.
     checked: bool = False
-    # An uncertain insert was given up on as absent and may still land: the calendar is
-    # listed again at `recheck_at` (`LATE_WRITE_RECHECK` after the run).
-    gave_up_insert: bool = False
+    # An insert whose outcome is unknown was given up on as absent or (Graph) sent again,
+    # and may still land: the calendar is listed again at `recheck_at`
+    # (`LATE_WRITE_RECHECK` after the run, or as an earlier, killed run asked).
+    late_insert_possible: bool = False
     recheck_at: datetime | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -681,7 +683,7 @@ def _copy_counts(report: SyncReport, passes: Sequence[Applier]) -> None:
     report.writes = sum(run.writes for run in passes)
     report.reads = sum(run.reads for run in passes)
     report.checked = any(run.checked for run in passes)
-    report.gave_up_insert = any(run.gave_up_insert for run in passes)
+    report.late_insert_possible = any(run.late_insert_possible for run in passes)
 
 
 def _finish(
@@ -699,7 +701,7 @@ def _finish(
     """
     finished = lease.clock()
     connection_id = report.connection_id
-    if report.gave_up_insert and not isinstance(failure, AuthorizationLost):
+    if report.late_insert_possible and not isinstance(failure, AuthorizationLost):
         report.recheck_at = finished + LATE_WRITE_RECHECK
     with transaction(lease.factory) as session:
         connection = state.connection if state is not None else None
@@ -709,6 +711,9 @@ def _finish(
                 report.outcome = "missing"
                 return
             session.expunge(connection)
+        if report.recheck_at is None and not isinstance(failure, AuthorizationLost):
+            # One asked for by a run whose worker died after giving up on an insert.
+            report.recheck_at = pending_recheck(connection, finished)
         values: dict[str, object] = {
             "last_sync_at": finished,
             "last_created": report.created,

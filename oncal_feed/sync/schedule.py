@@ -25,6 +25,7 @@ __all__ = [
     "full_check_due",
     "next_pass_delay",
     "next_window_move",
+    "pending_recheck",
     "sync_window",
 ]
 
@@ -111,6 +112,20 @@ def next_pass_delay(idle_passes: int, throttled: bool, retry_after: float = 0) -
     if idle_passes <= MAX_IDLE_PASSES:
         return backoff_delay(idle_passes, retry_after or None)
     return None
+
+
+def pending_recheck(connection: CalendarConnection, now: datetime) -> datetime | None:
+    """The late-write recheck still ahead (within `LATE_WRITE_RECHECK` of `now`), or None.
+
+    A run that gives up on an insert moves the connection's full check that close (in
+    the transaction that drops the record); when that run's worker dies before it can
+    ask for the recheck, the run that takes the connection over asks for it instead.
+    """
+    last = connection.last_full_check_at
+    if last is None:
+        return None
+    due = last + FULL_CHECK_INTERVAL
+    return due if now < due <= now + LATE_WRITE_RECHECK else None
 
 
 def full_check_due(connection: CalendarConnection, now: datetime) -> bool:

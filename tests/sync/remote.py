@@ -130,11 +130,24 @@ def connection(app: Flask, connection_id: int) -> CalendarConnection:
 
 
 def mismatch(expected: list[Seen], actual: list[Seen]) -> dict[str, Any]:
-    """Missing, extra (orphans and duplicates) and untagged events; empty when exact."""
+    """What keeps a calendar from showing exactly `expected`, by kind; empty when exact.
+
+    "wrong": a shift's event with other times or text; "duplicate": a second event of a
+    shift shown rightly; "orphan": an event of no shift the calendar should show (or
+    untagged); "missing": a shift with no event at all.
+    """
     want, have = Counter(expected), Counter(actual)
+    missing = sorted((want - have).elements(), key=repr)
+    extra = sorted((have - want).elements(), key=repr)
+    missing_uids = {seen.uid for seen in missing}
+    wanted_uids = {seen.uid for seen in expected}
+    wrong = [seen for seen in extra if seen.uid in missing_uids]
+    wrong_uids = {seen.uid for seen in wrong}
     problems = {
-        "missing": sorted((want - have).elements(), key=repr),
-        "extra": sorted((have - want).elements(), key=repr),
+        "missing": [seen for seen in missing if seen.uid not in wrong_uids],
+        "wrong": wrong,
+        "duplicate": [s for s in extra if s.uid in wanted_uids and s.uid not in missing_uids],
+        "orphan": [seen for seen in extra if seen.uid not in wanted_uids],
     }
     return {k: v for k, v in problems.items() if v}
 

@@ -731,6 +731,81 @@ def test_an_insert_given_up_as_absent_is_checked_again_soon(
     assert live_uids(remote, calendar(world, cid)) == []
 
 
+class Killed(BaseException):
+    """What SIGKILL is to a run: it stops where it is, and nothing of ours runs after."""
+
+
+class HoldInsert(ScriptedErrors):
+    """Times out every insert, keeping the call so a test can have it land late."""
+
+    def __init__(self, inner: GraphLikeProvider) -> None:
+        super().__init__(inner)
+        self.held: list[tuple[str, EventSpec, str]] = []
+
+    def insert_event(self, calendar_id: str, spec: EventSpec, event_key: str):
+        self.held.append((calendar_id, spec, event_key))
+        raise TransientError("timed out", None)
+
+
+@pytest.mark.parametrize("lease_ttl", [timedelta(minutes=2), timedelta(seconds=6)])
+def test_a_recheck_outlives_the_worker_that_gave_up_on_an_insert(
+    world: World, lease_ttl: timedelta
+) -> None:
+    """A worker dies right after giving up on a lost insert (its shift deleted): the one
+    that takes the connection over still lists the calendar within `LATE_WRITE_RECHECK`
+    (at once when the lease outlasted it, else by asking for the recheck), and removes
+    the event when the held call lands late."""
+    remote = GraphLikeProvider()
+    world.put_shift("b", 2)
+    cid = world.connect(remote, kind="microsoft", last_full_check_at=NOW)  # none due
+    world.sync(cid, remote)
+    world.put_shift("a", 1)
+    holding = HoldInsert(remote)
+    world.sync(cid, holding)
+    world.delete_shift("a")
+    world.put_shift("b", 2, notes="swapped")
+
+    class DieOnUpdate(ScriptedErrors):
+        def update_event(self, *args: object, **kwargs: object):
+            raise Killed
+
+    with pytest.raises(Killed):  # a's record given up (not found), then b's update: killed
+        world.sync(cid, DieOnUpdate(remote), now=LATER, lease_ttl=lease_ttl)
+    assert [r.shift_uid for r in world.records(cid)] == [world.uid("b")]
+    remote.insert_event(*holding.held[0])  # the held call lands after all
+    taken_over = LATER + lease_ttl + timedelta(seconds=1)
+    report = world.sync(cid, remote, now=taken_over, lease_owner="another worker")
+    assert report.outcome == "ok", report
+    if lease_ttl > LATE_WRITE_RECHECK:
+        assert (report.full_check, report.recheck_at) == (True, None)
+    else:
+        assert not report.full_check
+        assert report.recheck_at is not None
+        assert report.recheck_at - LATER <= LATE_WRITE_RECHECK + timedelta(seconds=1)
+        assert world.connection(cid).sync_due_at == report.recheck_at
+        report = world.sync(cid, remote, now=report.recheck_at, lease_owner="another worker")
+        assert (report.outcome, report.full_check, report.recheck_at) == ("ok", True, None)
+    assert live_uids(remote, calendar(world, cid)) == [world.uid("b")]
+
+
+def test_an_insert_sent_again_to_graph_is_checked_again_soon(world: World) -> None:
+    """A Graph insert whose answer was lost and that a lookup did not find is sent again;
+    its first attempt may still land once the second's event is deleted, so the calendar
+    is listed again `LATE_WRITE_RECHECK` later. Google's client-chosen ids need no such
+    listing (the late insert meets a 409)."""
+    remote = GraphLikeProvider()
+    world.put_shift("a", 1)
+    cid = world.connect(remote, kind="microsoft", last_full_check_at=NOW)  # none due
+    world.sync(cid, HoldInsert(remote), full_check=False)
+    report = world.sync(cid, remote, now=LATER)
+    assert (report.outcome, report.created) == ("ok", 1)
+    assert report.recheck_at is not None
+    assert LATE_WRITE_RECHECK <= report.recheck_at - LATER <= LATE_WRITE_RECHECK * 2
+    again = world.sync(cid, remote, now=LATER + timedelta(seconds=1))  # still ahead: asked
+    assert (again.full_check, again.recheck_at) == (False, report.recheck_at)
+    assert world.sync(cid, remote, now=report.recheck_at).full_check
+
+
 def test_many_uncertain_inserts_wait_for_a_listing_that_failed(world: World) -> None:
     """Thirty Graph inserts whose answers were lost, and the listing meant to answer them
     fails: they are not looked up one by one (thirty more calls) but left for the next
