@@ -18,8 +18,8 @@ fakes' counters), remote write operations and wall time for:
 Then, with the worker running (Huey's consumer, embedded), change-to-calendar latency:
 --rounds times, one shift is moved and the time from its commit until each fake wrote the
 moved event (the fake's own `updated` / `lastModifiedDateTime` stamp) is taken (median and
-max per provider); and a burst of 10 moves 0.2 s apart, with the event
-writes it cost (batching: far fewer than 10 per provider).
+max per provider); and a burst of 10 moves 0.2 s apart, with the event writes it cost
+(batching: far fewer than 10 per provider).
 
 Then, with --idle connections (10,000 by default, each with a user and five synced
 shifts), it times:
