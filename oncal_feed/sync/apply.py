@@ -57,7 +57,7 @@ from oncal_feed.sync.plan import (
     Update,
     google_event_id,
 )
-from oncal_feed.sync.schedule import FULL_CHECK_INTERVAL, LATE_WRITE_RECHECK, backoff_delay
+from oncal_feed.sync.schedule import LATE_WRITE_RECHECK, backoff_delay, full_check_stamp
 from oncal_feed.sync.status import StatusChange, StatusStore
 
 __all__ = ["Applier", "BatchSizer", "CalendarGone", "RetryBudget"]
@@ -256,7 +256,7 @@ class Applier:
             change.session.execute(
                 update(CalendarConnection)
                 .where(CalendarConnection.id == self.connection_id)
-                .values(last_full_check_at=recheck_at - FULL_CHECK_INTERVAL)
+                .values(last_full_check_at=full_check_stamp(recheck_at))
             )
         self.late_insert_possible = True
 

@@ -72,6 +72,7 @@ from oncal_feed.sync.schedule import (
     PROGRESS_RETRY,
     backoff_delay,
     full_check_due,
+    full_check_stamp,
     next_pass_delay,
     next_window_move,
     pending_recheck,
@@ -728,7 +729,7 @@ def _finish(
             next_due = next_window_move(now, connection_id)
             full_check_at = now if report.full_check else connection.last_full_check_at
             if report.recheck_at is not None:
-                full_check_at = report.recheck_at - FULL_CHECK_INTERVAL
+                full_check_at = full_check_stamp(report.recheck_at)
             if full_check_at is not None:
                 next_due = min(next_due, full_check_at + FULL_CHECK_INTERVAL)
             values.update(
@@ -763,7 +764,7 @@ def _finish(
             if report.checked:
                 values["last_full_check_at"] = now
             if report.recheck_at is not None:
-                values["last_full_check_at"] = report.recheck_at - FULL_CHECK_INTERVAL
+                values["last_full_check_at"] = full_check_stamp(report.recheck_at)
             retry_after = failure.retry_after if isinstance(failure, RateLimited) else None
             report.error = describe_error(failure, connection.provider)
             if report.created + report.updated + report.deleted:

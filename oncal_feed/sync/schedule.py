@@ -23,6 +23,7 @@ __all__ = [
     "WINDOW_MOVE_SPREAD",
     "backoff_delay",
     "full_check_due",
+    "full_check_stamp",
     "next_pass_delay",
     "next_window_move",
     "pending_recheck",
@@ -112,6 +113,14 @@ def next_pass_delay(idle_passes: int, throttled: bool, retry_after: float = 0) -
     if idle_passes <= MAX_IDLE_PASSES:
         return backoff_delay(idle_passes, retry_after or None)
     return None
+
+
+def full_check_stamp(due: datetime) -> datetime:
+    """The `last_full_check_at` that makes the next full check due at `due`.
+
+    How a late-write recheck is asked for: the daily check, brought forward.
+    """
+    return due - FULL_CHECK_INTERVAL
 
 
 def pending_recheck(connection: CalendarConnection, now: datetime) -> datetime | None:

@@ -50,7 +50,7 @@ from oncal_feed import shifts
 from oncal_feed.db import get_database, utcnow
 from oncal_feed.models import CalendarConnection, SyncRecord
 from oncal_feed.notify import shifts_changed
-from oncal_feed.sync.schedule import FULL_CHECK_INTERVAL, LATE_WRITE_RECHECK
+from oncal_feed.sync.schedule import LATE_WRITE_RECHECK, full_check_due, pending_recheck
 from oncal_feed.sync.tasks import request_sync
 from oncal_feed.validation import ShiftInput
 from tests.sync.remote import (
@@ -469,21 +469,14 @@ class Chaos:
 
     def _rechecks_due(self) -> list[int]:
         """Connections with a run under way or a full check due within a recheck's delay."""
-        soon = utcnow() + LATE_WRITE_RECHECK
-        with get_database(self.app).sessionmaker() as session:
-            rows = session.execute(
-                select(
-                    CalendarConnection.id,
-                    CalendarConnection.lease_owner,
-                    CalendarConnection.last_full_check_at,
-                ).where(CalendarConnection.id.in_(self.ids.values()))
-            ).all()
+        now = utcnow()
+        rows = [connection(self.app, connection_id) for connection_id in self.ids.values()]
         return [
             row.id
             for row in rows
             if row.lease_owner is not None
-            or row.last_full_check_at is None
-            or row.last_full_check_at + FULL_CHECK_INTERVAL <= soon
+            or full_check_due(row, now)
+            or pending_recheck(row, now) is not None
         ]
 
     def _await_rechecks(self) -> None:
